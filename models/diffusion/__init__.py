@@ -1,0 +1,3 @@
+"""Tabular diffusion for synthetic frauds (placeholder until the diffusion module lands)."""
+
+__all__: list[str] = []

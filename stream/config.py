@@ -1,0 +1,157 @@
+"""The one configuration object, read once in the entry point and passed down.
+
+Every field can be set from the environment as ``FRAUDSTREAM_<FIELD>`` (upper case); nested
+topic names as ``FRAUDSTREAM_TOPICS__<NAME>``. A bad value fails at start-up with a message
+naming the variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ConfigError", "Settings", "TopicNames", "load_settings", "ENV_PREFIX"]
+
+ENV_PREFIX = "FRAUDSTREAM_"
+_NESTED = "__"
+
+
+class TopicNames(BaseModel):
+    """Topic names of the wire contract v1 (docs/contract.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    transactions: str = "transactions"
+    labels: str = "labels"
+    scores: str = "scores"
+    transactions_dlq: str = "transactions.dlq"
+    labels_dlq: str = "labels.dlq"
+    training_examples: str = "training-examples"
+    model_updates: str = "model-updates"
+
+
+class Settings(BaseSettings):
+    """fraudstream's settings. Defaults run everything against the local broker."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=_NESTED,
+        frozen=True,
+        extra="ignore",
+    )
+
+    # --- Kafka connection -------------------------------------------------------------
+    broker_url: str = Field(
+        "kafka://127.0.0.1:9092",
+        description="Bootstrap servers, comma separated; `kafka://` prefix optional.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+
+    # --- Topics -----------------------------------------------------------------------
+    topics: TopicNames = TopicNames()
+    partitions: int = Field(8, ge=1, le=1024, description="Partitions of transactions/labels/scores.")
+    replication_factor: int = Field(1, ge=1, le=16)
+    retention_hours: int = Field(24 * 7, ge=1, description="Retention of the event topics.")
+    dlq_retention_hours: int = Field(24 * 30, ge=1, description="Dead letters are kept longer.")
+
+    # --- Local broker (tests and demo) -------------------------------------------------
+    kafka_home: Path = Field(
+        Path.home() / ".cache" / "fraudstream" / "kafka",
+        description="Where the broker's jars are cached (outside the repository).",
+    )
+    kafka_data_dir: Path = Field(
+        Path.home() / ".cache" / "fraudstream" / "kafka-data",
+        description="The local broker's KRaft log directory and its pid/port files.",
+    )
+    kafka_port: int = Field(9092, ge=1, le=65535)
+
+    # --- Service ----------------------------------------------------------------------
+    model_registry: Path = Field(Path("./var/registry"), description="Model registry directory.")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the HTTP endpoint.")
+    max_message_bytes: int = Field(64 * 1024, ge=256, description="Larger payloads are dead-lettered.")
+    label_delay_days: float = Field(7.0, ge=0, description="How long until a fraud becomes known.")
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> "Settings":
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                "security_protocol is SASL_*: set FRAUDSTREAM_SASL_MECHANISM, "
+                "FRAUDSTREAM_SASL_USERNAME and FRAUDSTREAM_SASL_PASSWORD"
+            )
+        return self
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` entries for kafka-python / aiokafka."""
+        servers = []
+        for part in self.broker_url.split(","):
+            part = part.strip()
+            if "://" in part:
+                part = part.split("://", 1)[1]
+            if part:
+                servers.append(part)
+        return servers
+
+    @property
+    def faust_broker(self) -> str:
+        """The broker URL in faust's ``kafka://h1:p1;h2:p2`` form."""
+        return "kafka://" + ";".join(self.bootstrap_servers)
+
+    def kafka_python_security(self) -> dict[str, object]:
+        """Security keyword arguments shared by kafka-python clients."""
+        kwargs: dict[str, object] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.security_protocol.endswith("SSL"):
+            kwargs["ssl_cafile"] = str(self.ssl_cafile) if self.ssl_cafile else None
+            kwargs["ssl_certfile"] = str(self.ssl_certfile) if self.ssl_certfile else None
+            kwargs["ssl_keyfile"] = str(self.ssl_keyfile) if self.ssl_keyfile else None
+            kwargs["ssl_password"] = (
+                self.ssl_key_password.get_secret_value() if self.ssl_key_password else None
+            )
+        return kwargs
+
+
+class ConfigError(SystemExit):
+    """Raised (exit status 2) when the environment holds an invalid setting."""
+
+
+def _env_name(loc: tuple[object, ...]) -> str:
+    return ENV_PREFIX + _NESTED.join(str(part) for part in loc).upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings once; turn validation errors into messages naming the env var.
+
+    >>> load_settings(partitions=4).partitions
+    4
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc") or ())
+            if not loc:
+                lines.append(f"  FRAUDSTREAM_*: {err['msg']}")
+                continue
+            # Never echo what was given for a secret.
+            shown = "" if "password" in str(loc[-1]) else f" (got {err.get('input')!r})"
+            lines.append(f"  {_env_name(loc)}: {err['msg']}{shown}")
+        raise ConfigError("invalid fraudstream configuration:\n" + "\n".join(lines)) from None
