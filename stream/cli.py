@@ -1,2 +1,169 @@
-def main():
-    print("stub")
+"""The ``fraudstream`` command line. Settings are read once here and passed down.
+
+Flags default from the settings object and name the environment variable that sets them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .config import ConfigError, Settings, load_settings
+
+__all__ = ["main", "build_parser"]
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _env(field: str) -> str:
+    return f"env FRAUDSTREAM_{field.upper()}"
+
+
+# --- kafka ------------------------------------------------------------------------------
+def _broker(args: argparse.Namespace, settings: Settings):
+    from .kafka_local import LocalBroker
+
+    return LocalBroker(
+        data_dir=Path(args.data_dir or settings.kafka_data_dir),
+        kafka_home=settings.kafka_home,
+        port=args.port,
+    )
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from .kafka_local import BrokerError, ensure_jars
+
+    try:
+        if args.action == "fetch":
+            libs = ensure_jars(settings.kafka_home)
+            print(f"kafka jars ready in {libs}")
+            return 0
+        broker = _broker(args, settings)
+        if args.action == "start":
+            status = broker.start(progress=lambda m: print(m, file=sys.stderr))
+            print(status.describe())
+            print(f"export FRAUDSTREAM_BROKER_URL=kafka://{status.bootstrap}")
+        elif args.action == "stop":
+            print("kafka stopped" if broker.stop() else "kafka was not running")
+        else:
+            status = broker.status()
+            print(status.describe())
+            return 0 if status.running else 3
+    except BrokerError as exc:
+        print(f"fraudstream kafka {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- topics -----------------------------------------------------------------------------
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from .topics import create_topics, topic_specs
+
+    if args.action == "create":
+        for name, state in create_topics(settings).items():
+            print(f"{name:24s} {state}")
+    else:
+        for spec in topic_specs(settings):
+            print(f"{spec.name:24s} partitions={spec.partitions} {spec.config}")
+    return 0
+
+
+# --- simulate ---------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from . import simulator as sim
+
+    config = sim.SimulationConfig(
+        n_customers=args.customers,
+        n_terminals=args.terminals,
+        n_days=args.days,
+        seed=args.seed,
+        label_delay_days=args.label_delay_days,
+    )
+    df = sim.simulate(config)
+    print(sim.summary(df))
+    if args.out:
+        sim.write_file(df, Path(args.out))
+        print(f"wrote {len(df):,} rows to {args.out}")
+    if args.to_kafka:
+        topics = {"transaction": settings.topics.transactions, "label": settings.topics.labels}
+        counts = sim.produce_to_kafka(
+            sim.events(df, config.label_delay_days, labels=args.labels),
+            bootstrap_servers=settings.bootstrap_servers,
+            topics=topics,
+            speed=args.speed,
+            rate=args.rate,
+            security_kwargs=settings.kafka_python_security(),
+            progress=lambda c: print(f"  produced {c}", file=sys.stderr),
+        )
+        print(
+            f"produced {counts['transactions']:,} transactions to '{topics['transaction']}' "
+            f"and {counts['labels']:,} labels to '{topics['label']}' at {settings.broker_url}"
+        )
+    if not args.out and not args.to_kafka:
+        print("(nothing written: pass --out FILE and/or --to-kafka)")
+    return 0
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fraudstream",
+        description="Streaming fraud detection on Kafka with diffusion-augmented retraining.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="run the local single-node Kafka broker (KRaft)")
+    kafka.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    kafka.add_argument("--port", type=int, default=settings.kafka_port,
+                       help=f"listener port (default %(default)s, {_env('kafka_port')})")
+    kafka.add_argument("--data-dir", default=str(settings.kafka_data_dir),
+                       help=f"KRaft data dir (default %(default)s, {_env('kafka_data_dir')})")
+    kafka.set_defaults(handler=cmd_kafka)
+
+    topics = sub.add_parser("topics", help="create or list the contract's topics")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(handler=cmd_topics)
+
+    simulate = sub.add_parser("simulate", help="generate card transactions (handbook simulator)")
+    simulate.add_argument("--days", type=int, default=30)
+    simulate.add_argument("--customers", type=int, default=5000)
+    simulate.add_argument("--terminals", type=int, default=10000)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--label-delay-days", type=float, default=settings.label_delay_days,
+                          help=f"default %(default)s, {_env('label_delay_days')}")
+    simulate.add_argument("--labels", choices=["all", "fraud_only"], default="all",
+                          help="emit a label for every transaction, or only for frauds")
+    simulate.add_argument("--out", help="write a .parquet or .csv file")
+    simulate.add_argument("--to-kafka", action="store_true",
+                          help=f"produce to Kafka at {settings.broker_url} ({_env('broker_url')})")
+    simulate.add_argument("--speed", type=float, default=None,
+                          help="simulated seconds per wall second (default: as fast as possible)")
+    simulate.add_argument("--rate", type=float, default=None,
+                          help="at most this many transactions per wall second")
+    simulate.set_defaults(handler=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
+    from kafka.errors import KafkaError
+
+    try:
+        return int(args.handler(args, settings) or 0)
+    except KafkaError as exc:
+        print(
+            f"fraudstream {args.command}: Kafka at {settings.broker_url} failed: {exc}\n"
+            "  is a broker running there? (`fraudstream kafka start`, or set FRAUDSTREAM_BROKER_URL)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
