@@ -106,6 +106,13 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from .worker import run_worker
+
+    run_worker(settings, passthrough=args.passthrough, loglevel=args.loglevel)
+    return 0
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraudstream",
@@ -142,6 +149,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=float, default=None,
                           help="at most this many transactions per wall second")
     simulate.set_defaults(handler=cmd_simulate)
+
+    worker = sub.add_parser("worker", help="run a scoring worker (faust); start several to scale")
+    worker.add_argument("--passthrough", action="store_true",
+                        help="benchmark ceiling: copy transactions to scores without scoring")
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    worker.set_defaults(handler=cmd_worker)
     return parser
 
 

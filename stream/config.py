@@ -81,6 +81,25 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(64 * 1024, ge=256, description="Larger payloads are dead-lettered.")
     label_delay_days: float = Field(7.0, ge=0, description="How long until a fraud becomes known.")
 
+    # --- Scoring worker ----------------------------------------------------------------
+    app_id: str = Field("fraudstream", description="Consumer group / faust app id of the workers.")
+    worker_id: str = Field("worker-1", description="Names this worker's online-learner checkpoint.")
+    batch_max: int = Field(500, ge=1, le=10_000, description="Largest scoring micro-batch.")
+    batch_within_s: float = Field(0.01, gt=0, le=5, description="Longest wait to fill a micro-batch.")
+    label_mode: Literal["all", "fraud_only"] = Field(
+        "all", description="Explicit labels for every transaction, or only for frauds.")
+    maturity_days: float | None = Field(
+        None, ge=0, description="fraud_only: unlabelled after this long = legitimate (default: label delay).")
+    review_threshold: float = Field(0.5, ge=0, le=1)
+    decline_threshold: float = Field(0.9, ge=0, le=1)
+    online_model: Literal["logreg", "arf", "hoeffding"] = "logreg"
+    online_fraud_weight: float = Field(3.0, gt=0, description="Weight of a fraud in online learning.")
+    prequential_window: int = Field(20_000, ge=100, description="Labelled examples in the quality window.")
+    checkpoint_every_s: float = Field(30.0, gt=0, description="Online learner checkpoint interval.")
+    extra_features: tuple[str, ...] = Field(
+        (), description="Names of numeric `features` passed through to the models (JSON list).")
+    seed: int = 0
+
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> "Settings":
         if self.security_protocol.startswith("SASL") and not (
@@ -91,6 +110,17 @@ class Settings(BaseSettings):
                 "FRAUDSTREAM_SASL_USERNAME and FRAUDSTREAM_SASL_PASSWORD"
             )
         return self
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "Settings":
+        if self.review_threshold > self.decline_threshold:
+            raise ValueError("FRAUDSTREAM_REVIEW_THRESHOLD must not exceed FRAUDSTREAM_DECLINE_THRESHOLD")
+        return self
+
+    @property
+    def maturity_s(self) -> float:
+        days = self.label_delay_days if self.maturity_days is None else self.maturity_days
+        return days * 86400.0
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -10,7 +10,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from .config import Settings
 
-__all__ = ["TopicSpec", "topic_specs", "create_topics", "admin_client"]
+__all__ = ["TopicSpec", "topic_specs", "create_topics", "admin_client", "internal_topics"]
 
 _HOUR_MS = 3_600_000
 
@@ -22,8 +22,18 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+def internal_topics(settings: Settings) -> dict[str, str]:
+    """The workers' repartition topics (not part of the contract), named after the app id."""
+    app = settings.app_id
+    return {
+        "by_terminal": f"{app}-by-terminal",
+        "snapshots": f"{app}-snapshots",
+        "terminal_frauds": f"{app}-terminal-frauds",
+    }
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic of the wire contract with its partitions and retention."""
+    """Every topic of the wire contract and the workers' internal topics."""
     t = settings.topics
     n = settings.partitions
     events = {"retention.ms": str(settings.retention_hours * _HOUR_MS)}
@@ -41,6 +51,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.labels_dlq, n, dead),
         TopicSpec(t.training_examples, n, examples),
         TopicSpec(t.model_updates, 1, updates),
+    ] + [
+        # Created up front: a consumer that subscribes before a new topic reaches its
+        # metadata ignores it until the next rebalance, so faust must find them existing.
+        TopicSpec(name, n, events) for name in internal_topics(settings).values()
     ]
 
 

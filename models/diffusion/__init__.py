@@ -1,3 +1,33 @@
-"""Tabular diffusion for synthetic frauds (placeholder until the diffusion module lands)."""
+"""Tabular diffusion for synthetic frauds.
 
-__all__: list[str] = []
+One role per file: ``schedule`` (the Ornstein-Uhlenbeck noise process and reverse steps,
+pure tensor maths), ``network`` (the MLP denoiser and its config), ``transform``
+(quantile-to-Gaussian normalisation with an exact inverse), ``model`` (``TabularDiffusion``:
+fit, sample, save, load). ``bench`` is a program that measures speed
+(``python -m fraudstream.models.diffusion.bench``), imported on its own.
+
+Example:
+    >>> from fraudstream.models.diffusion import TabularDiffusion
+    >>> model = TabularDiffusion(["continuous", "integer", "binary"])  # doctest: +SKIP
+    >>> synthetic = model.fit(frauds).sample(1000, seed=0)  # doctest: +SKIP
+"""
+
+from .model import CHECKPOINT_FORMAT, ProgressFn, TabularDiffusion, resolve_device
+from .network import Denoiser, DenoiserConfig, timestep_embedding
+from .schedule import OUSchedule
+from .transform import FEATURE_KINDS, FeatureKind, QuantileGaussian, parse_kind
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "FEATURE_KINDS",
+    "Denoiser",
+    "DenoiserConfig",
+    "FeatureKind",
+    "OUSchedule",
+    "ProgressFn",
+    "QuantileGaussian",
+    "TabularDiffusion",
+    "parse_kind",
+    "resolve_device",
+    "timestep_embedding",
+]

@@ -61,7 +61,9 @@ class TabularDiffusion:
         n_steps: reverse steps of the ancestral sampler.
         ddim_steps: steps of the deterministic DDIM sampler.
         steps: optimiser steps per fit, unless ``epochs`` is set.
-        epochs: passes over the data per fit (``ceil(n_rows / batch_size)`` steps each).
+        epochs: passes over the data per fit (``ceil(n_rows / batch_size)`` steps each);
+            when set it wins over ``steps``. Batches are drawn with replacement, so an
+            "epoch" is a number of rows seen, not a permutation.
         batch_size: rows per step; ``None`` picks 4096 on CUDA and 256 on CPU.
         lr, weight_decay: AdamW settings; the learning rate warms up, then decays on a cosine.
         ema_decay: exponential moving average of the weights used for sampling; 0 disables.
@@ -130,7 +132,9 @@ class TabularDiffusion:
         params["hidden"] = [int(h) for h in self.hidden]
         params["device"] = str(self.device)
         if self.feature_kinds is not None:
-            params["feature_kinds"] = [k if isinstance(k, str) else list(k) for k in self.feature_kinds]
+            params["feature_kinds"] = [
+                k if isinstance(k, str) else list(k) for k in self.feature_kinds
+            ]
         return params
 
     @property
@@ -170,11 +174,12 @@ class TabularDiffusion:
 
         g = torch.Generator(device=dev).manual_seed(self.seed)
         config = DenoiserConfig(d, tuple(self.hidden), self.time_dim, self.dropout)
-        net = Denoiser(config)
+        net = _empty_network(config)
         net.reset_parameters(torch.Generator().manual_seed(self.seed))
         net.to(dev).train()
-        ema = [p.detach().clone() for p in net.parameters()]
         params = list(net.parameters())
+        live = [p.detach() for p in params]  # views: they follow the optimiser's updates
+        ema = [p.clone() for p in live]
 
         opt = torch.optim.AdamW(
             params, lr=self.lr, weight_decay=self.weight_decay, fused=on_cuda or None
@@ -212,7 +217,9 @@ class TabularDiffusion:
                 if self.ema_decay > 0:
                     # Short fits would average in the random init: ramp the decay up.
                     decay = min(self.ema_decay, (1 + i) / (10 + i))
-                    torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
+                    # One fused kernel per dtype/device for all tensors (what
+                    # torch.optim.swa_utils uses for its EMA); no per-tensor Python loop.
+                    torch._foreach_lerp_(ema, live, 1.0 - decay)
 
                 loss_sum += loss.detach()
                 since_report += 1
@@ -234,10 +241,12 @@ class TabularDiffusion:
         return self
 
     def _total_steps(self, n: int, batch: int, epochs: int | None, steps: int | None) -> int:
-        if epochs is None and steps is None:
-            epochs, steps = self.epochs, self.steps
         if epochs is not None and steps is not None:
             raise ValueError("give epochs or steps, not both")
+        if epochs is None and steps is None:
+            # The constructor's epochs, when set, win over its (defaulted) steps.
+            epochs = self.epochs
+            steps = self.steps if epochs is None else None
         if epochs is not None:
             total = epochs * math.ceil(n / batch)
         elif steps is not None:
@@ -270,6 +279,8 @@ class TabularDiffusion:
             raise ValueError(f"sampler must be 'ancestral' or 'ddim', got {sampler!r}")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
+        if n == 0:
+            return np.empty((0, self.n_features_in_))
         dev = self.device_
         n_steps = steps or (self.n_steps if sampler == "ancestral" else self.ddim_steps)
         grid = self.schedule.timesteps(n_steps, dev)
@@ -339,7 +350,7 @@ class TabularDiffusion:
         self.device_ = resolve_device(self.device)
         self.transform_ = QuantileGaussian.from_state_dict(ckpt["transform"])
         config = DenoiserConfig(**ckpt["network_config"])
-        self.network_ = Denoiser(config)
+        self.network_ = _empty_network(config)
         self.network_.load_state_dict(ckpt["weights"])
         self.network_.to(self.device_).eval()
         self.n_features_in_ = config.d_in
@@ -351,3 +362,14 @@ class TabularDiffusion:
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
             raise RuntimeError("TabularDiffusion is not fitted; call fit(X) first")
+
+
+def _empty_network(config: DenoiserConfig) -> Denoiser:
+    """A CPU network with uninitialised weights.
+
+    Built on the meta device so that nn.Linear's default init never runs: it would draw
+    from (and advance) the caller's global RNG, only to be overwritten.
+    """
+    with torch.device("meta"):
+        net = Denoiser(config)
+    return net.to_empty(device="cpu")

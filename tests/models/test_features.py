@@ -42,7 +42,9 @@ def synthetic_stream(seed: int = 7, n: int = 5000, days: int = 40) -> pd.DataFra
     card[dst[:200]] = card[src[:200]]
     term[dst[200:]] = term[src[200:]]
     # Boundaries: place rows exactly w, or D + w, or D after another row of the same key.
-    offsets = np.array([w * DAY for w in WINDOWS_DAYS] + [7 * DAY + w * DAY for w in WINDOWS_DAYS] + [7 * DAY])
+    offsets = np.array(
+        [w * DAY for w in WINDOWS_DAYS] + [(7 + w) * DAY for w in WINDOWS_DAYS] + [7 * DAY]
+    )
     src, dst = rng.integers(0, n, 400), rng.integers(0, n, 400)
     shifted = ts[src] + rng.choice(offsets, 400)
     keep = shifted < T0 + days * DAY
@@ -214,8 +216,14 @@ def test_calendar_flags_match_datetime() -> None:
     # Edges: 05:59:59.5 is night, 06:00 is not; Sunday 23:59:59 is weekend, Monday 00:00 not.
     stamps += [T0 + 6 * 3600 - 0.5, T0 + 6 * 3600, T0 + 7 * DAY - 1, T0 + 7 * DAY, T0 + 5 * DAY]
     df = pd.DataFrame(
-        {"tx_id": range(len(stamps)), "ts": stamps, "card_id": 0, "terminal_id": 0, "amount": 1.0,
-         "is_fraud": False}
+        {
+            "tx_id": range(len(stamps)),
+            "ts": stamps,
+            "card_id": 0,
+            "terminal_id": 0,
+            "amount": 1.0,
+            "is_fraud": False,
+        }
     )
     offline = compute_features(df, 0.0)
     for i, ts in enumerate(stamps):
@@ -286,7 +294,9 @@ def test_duplicate_fraud_label_cannot_push_ratio_past_one() -> None:
 
 def test_names_extras_and_schema_hash() -> None:
     assert len(FEATURE_NAMES) == 3 + 4 * len(WINDOWS_DAYS)
-    assert FEATURE_NAMES[:5] == ["amount", "is_weekend", "is_night", "card_count_1d", "card_mean_amount_1d"]
+    assert FEATURE_NAMES[:5] == [
+        "amount", "is_weekend", "is_night", "card_count_1d", "card_mean_amount_1d"
+    ]
     assert FEATURE_NAMES[-1] == "terminal_fraud_ratio_30d"
     assert extra_feature_names(["a", "b"]) == ["x_a", "x_b"]
     assert feature_names(["a"]) == [*FEATURE_NAMES, "x_a"]

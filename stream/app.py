@@ -1,0 +1,368 @@
+"""The faust app: topics, tables and agents of the scoring path. Thin glue over :mod:`stages`.
+
+Data flow (every internal topic has the same partition count as ``transactions``, so faust's
+assignor co-partitions each table with the topics its agents read):
+
+    transactions (key card) --card_agent--> <app>-by-terminal (key terminal)
+        --terminal_agent--> scores (key card) + <app>-snapshots (key card)
+    <app>-snapshots + labels (key card) --join agents--> online learner, training-examples,
+        <app>-terminal-frauds (key terminal) --fraud_agent--> terminal state
+
+Card state is keyed by card, terminal state by terminal: the repartition through
+``<app>-by-terminal`` is what lets both be point-in-time exact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import faust
+from faust.transport.producer import ProducerBuffer
+from prometheus_client import CollectorRegistry
+
+from ..models.features import CardState, TerminalState, feature_names
+from ..models.online import OnlineLearner, PrequentialMetrics
+from ..models.scorer import Scorer, Thresholds
+from .config import Settings
+from .contract import encode, parse_ts
+from .joiner import Joined, LabelJoiner
+from .metrics import WorkerMetrics
+from .topics import internal_topics
+from .stages import Message, apply_fraud, card_stage, terminal_stage, triage
+
+__all__ = ["WorkerApp", "build_app"]
+
+log = logging.getLogger("fraudstream.worker")
+
+# faust drains its send_soon() buffer whenever it holds over 100 messages, i.e. every few
+# events at our rates (one transaction produces a score, a snapshot and a repartitioned
+# record). Draining per micro-batch instead is what micro-batching is for; faust has no
+# setting for it, so the class default is raised here, once, for every app in the process.
+ProducerBuffer.max_messages = 20_000
+
+
+class TableStore:
+    """A faust table written with an explicit partition (micro-batches have no current event).
+
+    Values live in memory as objects; the changelog gets their JSON form, so a recovered value
+    is the JSON dict (the stages accept both).
+    """
+
+    def __init__(self, table: faust.Table) -> None:
+        self.table = table
+
+    def get(self, key: str) -> Any:
+        return self.table.data.get(key)
+
+    def put(self, partition: int, key: str, value: Any) -> None:
+        self.table.data[key] = value
+        self.table.send_changelog(partition, key, _jsonable(value))
+
+    def delete(self, partition: int, key: str) -> None:
+        self.table.data.pop(key, None)
+        self.table.send_changelog(partition, key, None, value_serializer="raw")
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        return list(self.table.data.items())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (CardState, TerminalState)):
+        return value.to_dict()
+    return value
+
+
+def _message(event: faust.EventT) -> Message:
+    m = event.message
+    return Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+
+
+class WorkerApp:
+    """One worker process: the faust app plus the objects its agents share."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
+                 passthrough: bool = False) -> None:
+        self.settings = s = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = WorkerMetrics(self.registry)
+        self.feature_names = feature_names(s.extra_features)
+        self.checkpoint_path = Path(s.model_registry) / "online" / f"{s.worker_id}.pkl"
+        self.learner = self._load_learner()
+        self.scorer = Scorer(self.learner, Thresholds(s.review_threshold, s.decline_threshold))
+        self.prequential = PrequentialMetrics(window=s.prequential_window)
+        self.metrics.model_info.info({"decision_model": self.scorer.model_version,
+                                      "online": self.scorer.online_version})
+
+        self.app = app = faust.App(
+            s.app_id,
+            broker=s.faust_broker,
+            broker_credentials=_credentials(s),
+            store="memory://",
+            autodiscover=False,
+            web_enabled=False,
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=0.5,
+            producer_linger=0.002,
+            producer_acks=-1,
+            stream_buffer_maxsize=8192,
+            table_cleanup_interval=3600,
+            logging_config=None,
+        )
+        t = s.topics
+        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.transactions = app.topic(t.transactions, **raw)
+        self.labels_topic = app.topic(t.labels, **raw)
+        self.scores_topic = app.topic(t.scores, **raw)
+        self.tx_dlq = app.topic(t.transactions_dlq, **raw)
+        self.labels_dlq = app.topic(t.labels_dlq, **raw)
+        self.examples_topic = app.topic(t.training_examples, **raw)
+        internal = dict(key_type=bytes, key_serializer="raw", value_serializer="json",
+                        partitions=s.partitions, internal=True)
+        names = internal_topics(s)
+        self.by_terminal = app.topic(names["by_terminal"], **internal)
+        self.snapshots = app.topic(names["snapshots"], **internal)
+        self.terminal_frauds = app.topic(names["terminal_frauds"], **internal)
+
+        table = dict(partitions=s.partitions, default=None,
+                     schema=faust.Schema(key_serializer="json", value_serializer="json"))
+        self.cards = TableStore(app.Table("card-state", **table))
+        self.terminals = TableStore(app.Table("terminal-state", **table))
+        self.joiner = LabelJoiner(
+            TableStore(app.Table("pending-snapshots", **table)),
+            TableStore(app.Table("waiting-labels", **table)),
+            mode=s.label_mode, maturity_s=s.maturity_s,
+        )
+        self._assignment_seen: frozenset = frozenset()
+        if passthrough:
+            app.agent(self.transactions, name="passthrough")(self._passthrough_agent)
+        else:
+            self._register_agents()
+
+    # -- set-up ------------------------------------------------------------------------
+    def _load_learner(self) -> OnlineLearner:
+        s = self.settings
+        if self.checkpoint_path.exists():
+            learner = OnlineLearner.load(self.checkpoint_path)
+            log.info("restored online learner from %s (%d examples)", self.checkpoint_path,
+                     learner.n_learned)
+            return learner
+        return OnlineLearner(model=s.online_model, class_weight_fraud=s.online_fraud_weight,
+                             seed=s.seed)
+
+    def _register_agents(self) -> None:
+        app = self.app
+        app.agent(self.transactions, name="card-stage")(self._card_agent)
+        app.agent(self.by_terminal, name="terminal-stage")(self._terminal_agent)
+        app.agent(self.terminal_frauds, name="terminal-frauds")(self._fraud_agent)
+        app.agent(self.snapshots, name="snapshot-join")(self._snapshot_agent)
+        app.agent(self.labels_topic, name="label-join")(self._label_agent)
+        app.timer(1.0)(self._housekeeping)
+        app.timer(self.settings.checkpoint_every_s)(self._checkpoint)
+
+    # -- agents ------------------------------------------------------------------------
+    async def _card_agent(self, stream: faust.StreamT) -> None:
+        s = self.settings
+        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+            started = time.perf_counter()
+            msgs = [_message(e) for e in events]
+            self.metrics.messages_in.labels("transactions").inc(len(msgs))
+            result = card_stage(msgs, self.cards, s.max_message_bytes, time.time(),
+                                s.extra_features)
+            self._dead_letter(self.tx_dlq, "transactions", result.dead)
+            for key, record in result.forward:
+                self.by_terminal.send_soon(key=key, value=record)
+            self._observe_batch("card", len(msgs), started)
+
+    async def _terminal_agent(self, stream: faust.StreamT) -> None:
+        s = self.settings
+        delay_s = s.label_delay_days * 86400.0
+        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+            started = time.perf_counter()
+            batch = [(e.message.partition, e.message.offset, e.value) for e in events]
+            records = terminal_stage(batch, self.terminals, delay_s)
+            self._score_and_emit(records)
+            self._observe_batch("score", len(records), started)
+
+    def _score_and_emit(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        scored = self.scorer.score([r["features"] for r in records])
+        now = time.time()
+        m = self.metrics
+        for i, rec in enumerate(records):
+            per_model = {k: float(v[i]) for k, v in scored.per_model.items()}
+            score = float(scored.scores[i])
+            value = {
+                "tx_id": rec["tx_id"], "card_id": rec["card_id"], "score": score,
+                "decision": scored.decisions[i], "model_version": scored.model_version,
+                "event_ts": rec["ts"], "scored_at": now, "models": per_model,
+            }
+            key = rec["card_id"].encode("utf-8")
+            self.scores_topic.send_soon(key=key, value=_dumps(value))
+            self.snapshots.send_soon(key=key, value={
+                "tx_id": rec["tx_id"], "card_id": rec["card_id"],
+                "terminal_id": rec["terminal_id"], "event_ts": rec["ts"],
+                "features": rec["features"], "score_online": per_model["online"],
+                "model_version": scored.model_version,
+            })
+            m.latency.observe(max(0.0, now - rec["arrived"]))
+            m.scores.observe(score)
+            m.decisions.labels(scored.decisions[i]).inc()
+        m.transactions_scored.inc(len(records))
+        if records:  # the shape is identical across a batch: validate one, cheaply, per batch
+            encode("scores", value)
+
+    async def _fraud_agent(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            v = event.value
+            apply_fraud(event.message.partition, event.message.offset, v["terminal_id"],
+                        float(v["tx_ts"]), self.terminals)
+
+    async def _snapshot_agent(self, stream: faust.StreamT) -> None:
+        s = self.settings
+        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+            joined: list[Joined] = []
+            for e in events:
+                joined.extend(self.joiner.on_snapshot(e.message.partition, e.value))
+            self._learn(joined)
+
+    async def _label_agent(self, stream: faust.StreamT) -> None:
+        s = self.settings
+        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+            msgs = [_message(e) for e in events]
+            self.metrics.messages_in.labels("labels").inc(len(msgs))
+            valid, dead = triage("labels", msgs, s.max_message_bytes, time.time())
+            self._dead_letter(self.labels_dlq, "labels", dead)
+            joined: list[Joined] = []
+            for m, label in valid:
+                outcome, got = self.joiner.on_label(m.partition, label, parse_ts(label["ts"]))
+                self.metrics.labels.labels(outcome).inc()
+                joined.extend(got)
+            self._learn(joined)
+
+    async def _passthrough_agent(self, stream: faust.StreamT) -> None:
+        """The benchmark's ceiling: same client stack, one record out per record in."""
+        s = self.settings
+        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+            for e in events:
+                self.scores_topic.send_soon(key=e.message.key, value=e.message.value)
+            self.metrics.transactions_scored.inc(len(events))
+
+    # -- learning ----------------------------------------------------------------------
+    def _learn(self, joined: list[Joined]) -> None:
+        m = self.metrics
+        for j in joined:
+            snap = j.snapshot
+            self.learner.learn_one(snap["features"], j.is_fraud)
+            self.prequential.update(snap["score_online"], j.is_fraud)
+            m.learned.labels("fraud" if j.is_fraud else "legit").inc()
+            if j.source == "matured":
+                m.labels.labels("matured").inc()
+            elif j.is_fraud:
+                self.terminal_frauds.send_soon(key=snap["terminal_id"].encode("utf-8"),
+                                               value={"terminal_id": snap["terminal_id"],
+                                                      "tx_ts": snap["event_ts"]})
+            example = {
+                "tx_id": snap["tx_id"], "card_id": snap["card_id"],
+                "event_ts": snap["event_ts"], "features": snap["features"],
+                "is_fraud": j.is_fraud, "label_ts": j.label_ts, "label_source": j.source,
+                "model_version": snap["model_version"],
+            }
+            self.examples_topic.send_soon(key=snap["card_id"].encode("utf-8"),
+                                          value=_dumps(example))
+        if joined:
+            encode("training-examples", example)
+
+    # -- timers ------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        try:
+            self._housekeep()
+        except Exception:  # a bug here must not stop scoring; it is logged with its traceback
+            log.exception("housekeeping failed")
+
+    def _housekeep(self) -> None:
+        assignment = frozenset(self.app.consumer.assignment()) if self.app.consumer else frozenset()
+        if assignment != self._assignment_seen:
+            self._assignment_seen = assignment
+            self.joiner.rebuild()
+        self._learn(self.joiner.expire())
+        self._update_gauges(assignment)
+
+    def _update_gauges(self, assignment: frozenset) -> None:
+        m = self.metrics
+        p = self.prequential
+        if p.n:
+            m.prequential_ap.set(p.average_precision())
+            m.prequential_recall.set(p.recall_at(self.settings.review_threshold))
+            m.prequential_base_rate.set(p.base_rate())
+        m.snapshots_pending.set(len(self.joiner.pending.table.data))
+        m.labels_waiting.set(len(self.joiner.waiting.table.data))
+        consumer = self.app.consumer
+        read = getattr(consumer, "_read_offset", {})
+        for tp in assignment:
+            if tp.topic not in (self.settings.topics.transactions, self.settings.topics.labels):
+                continue
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            position = read.get(tp)
+            lag = high - (position + 1 if position is not None else 0)
+            m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+
+    async def _checkpoint(self) -> None:
+        try:
+            self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+            self.learner.save(self.checkpoint_path)
+        except OSError:  # a full disk must not stop scoring; the next interval retries
+            log.exception("could not checkpoint the online learner to %s", self.checkpoint_path)
+
+    # -- helpers -----------------------------------------------------------------------
+    def _dead_letter(self, topic: faust.TopicT, source: str, dead: list) -> None:
+        for d in dead:
+            topic.send_soon(key=None, value=encode("dlq", d.record))
+            self.metrics.dead_letters.labels(source, d.reason).inc()
+
+    def _observe_batch(self, stage: str, size: int, started: float) -> None:
+        self.metrics.batch_size.labels(stage).observe(size)
+        self.metrics.processing.labels(stage).observe(time.perf_counter() - started)
+
+
+def _dumps(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _credentials(s: Settings):
+    if s.security_protocol == "PLAINTEXT":
+        return None
+    if s.security_protocol.startswith("SASL"):
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None) \
+            if s.security_protocol == "SASL_SSL" else None
+        return faust.SASLCredentials(
+            username=s.sasl_username,
+            password=s.sasl_password.get_secret_value() if s.sasl_password else None,
+            mechanism=s.sasl_mechanism,
+            ssl_context=context,
+        )
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None)
+    if s.ssl_certfile:
+        context.load_cert_chain(str(s.ssl_certfile), str(s.ssl_keyfile) if s.ssl_keyfile else None,
+                                s.ssl_key_password.get_secret_value() if s.ssl_key_password else None)
+    return faust.SSLCredentials(context)
+
+
+def build_app(settings: Settings, registry: CollectorRegistry | None = None,
+              passthrough: bool = False) -> WorkerApp:
+    """Build one worker's faust app from the settings."""
+    return WorkerApp(settings, registry=registry, passthrough=passthrough)

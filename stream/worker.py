@@ -1,0 +1,26 @@
+"""``fraudstream worker``: run one scoring worker (several form one consumer group)."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from prometheus_client import start_http_server
+
+from .app import build_app
+from .config import Settings
+from .topics import create_topics
+
+__all__ = ["run_worker"]
+
+
+def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str = "info") -> None:
+    """Start the metrics endpoint and the faust worker; returns when the worker stops."""
+    create_topics(settings)  # idempotent; the internal topics must exist before subscribing
+    worker_app = build_app(settings, passthrough=passthrough)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=worker_app.registry)
+        logging.getLogger("fraudstream.worker").info(
+            "metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+    worker = faust.Worker(worker_app.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
