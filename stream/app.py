@@ -292,7 +292,8 @@ class WorkerApp:
         assignment = frozenset(self.app.consumer.assignment()) if self.app.consumer else frozenset()
         if assignment != self._assignment_seen:
             self._assignment_seen = assignment
-            self.joiner.rebuild()
+            self.joiner.rebuild({tp.partition for tp in assignment
+                                 if tp.topic == self.settings.topics.labels})
         self._learn(self.joiner.expire())
         self._update_gauges(assignment)
 

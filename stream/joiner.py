@@ -9,8 +9,12 @@ replayed fast. Two label feeds are supported:
   label once the event-time watermark has passed its ``event_ts + maturity`` is learned as
   legitimate then ("matured").
 
-In ``all`` mode a snapshot or label that finds no partner within ``2 x maturity`` of event
-time is dropped and counted as expired, so state stays bounded.
+Deadlines are in event time, each measured on the *other* stream's watermark, because the two
+streams are consumed at their own pace (a replay may read a week of labels before the
+transactions they belong to): a snapshot matures or expires when the labels have moved
+``maturity`` (fraud_only) or ``2 x maturity`` (all) past its event time; a label waiting for
+its snapshot expires when the transactions have moved ``maturity`` past the label's time.
+Expired entries are dropped and counted, so state stays bounded.
 """
 
 from __future__ import annotations
@@ -50,36 +54,43 @@ class LabelJoiner:
         self.waiting = waiting
         self.mode = mode
         self.maturity_s = maturity_s
-        self.watermark = float("-inf")
-        # (deadline in event time, kind, tx_id, partition): lazily invalidated, rebuilt on recovery
-        self._deadlines: list[tuple[float, str, str, int]] = []
+        self.label_watermark = float("-inf")
+        self.snapshot_watermark = float("-inf")
+        # (deadline in event time, tx_id, partition): lazily invalidated, rebuilt on recovery.
+        # Snapshot deadlines are compared with the label watermark and vice versa.
+        self._snapshot_deadlines: list[tuple[float, str, int]] = []
+        self._label_deadlines: list[tuple[float, str, int]] = []
         self.expired = 0
+        self.active_partitions: set[int] | None = None  # None: all (no rebalance seen yet)
 
-    def rebuild(self) -> None:
-        """Re-index deadlines from the stores (after recovery or a rebalance)."""
-        self._deadlines = []
+    def rebuild(self, active_partitions: set[int]) -> None:
+        """Re-index deadlines from the stores after recovery or a rebalance.
+
+        A store may still hold entries of partitions this worker no longer owns; they are
+        left alone (deleting them would write tombstones into another worker's changelog).
+        """
+        self.active_partitions = set(active_partitions)
+        self._snapshot_deadlines, self._label_deadlines = [], []
         for tx_id, snap in self.pending.items():
-            self._push_snapshot(tx_id, snap)
+            if snap["partition"] in self.active_partitions:
+                self._push_snapshot(tx_id, snap)
         for tx_id, label in self.waiting.items():
-            self._push_label(tx_id, label)
+            if label["partition"] in self.active_partitions:
+                self._push_label(tx_id, label)
 
     def _push_snapshot(self, tx_id: str, snap: dict[str, Any]) -> None:
         horizon = self.maturity_s if self.mode == "fraud_only" else 2 * self.maturity_s
-        heapq.heappush(self._deadlines, (snap["event_ts"] + horizon, "snapshot", tx_id,
-                                         snap["partition"]))
+        heapq.heappush(self._snapshot_deadlines, (snap["event_ts"] + horizon, tx_id,
+                                                  snap["partition"]))
 
     def _push_label(self, tx_id: str, label: dict[str, Any]) -> None:
-        heapq.heappush(self._deadlines, (label["ts"] + 2 * self.maturity_s, "label", tx_id,
-                                         label["partition"]))
-
-    def _advance(self, ts: float) -> None:
-        if ts > self.watermark:
-            self.watermark = ts
+        heapq.heappush(self._label_deadlines, (label["ts"] + self.maturity_s, tx_id,
+                                               label["partition"]))
 
     def on_snapshot(self, partition: int, snap: dict[str, Any]) -> list[Joined]:
         """A scored transaction's snapshot arrives; join it if its label is already here."""
         tx_id = snap["tx_id"]
-        self._advance(snap["event_ts"])
+        self.snapshot_watermark = max(self.snapshot_watermark, snap["event_ts"])
         label = self.waiting.get(tx_id)
         if label is not None:
             self.waiting.delete(partition, tx_id)
@@ -95,7 +106,7 @@ class LabelJoiner:
                  ) -> tuple[str, list[Joined]]:
         """A label arrives: ``("joined", [...])`` or ``("waiting", [])``."""
         tx_id = label["tx_id"]
-        self._advance(label_ts)
+        self.label_watermark = max(self.label_watermark, label_ts)
         snap = self.pending.get(tx_id)
         if snap is not None:
             self.pending.delete(partition, tx_id)
@@ -108,18 +119,27 @@ class LabelJoiner:
         self._push_label(tx_id, entry)
         return "waiting", []
 
+    def _owns(self, partition: int) -> bool:
+        return self.active_partitions is None or partition in self.active_partitions
+
     def expire(self) -> list[Joined]:
-        """Mature (fraud_only) or expire entries whose deadline the watermark has passed."""
+        """Mature (fraud_only) or expire entries whose deadline the other stream has passed."""
         matured: list[Joined] = []
-        while self._deadlines and self._deadlines[0][0] <= self.watermark:
-            deadline, kind, tx_id, partition = heapq.heappop(self._deadlines)
-            store = self.pending if kind == "snapshot" else self.waiting
-            entry = store.get(tx_id)
-            if entry is None:
+        heap = self._snapshot_deadlines
+        while heap and heap[0][0] <= self.label_watermark:
+            deadline, tx_id, partition = heapq.heappop(heap)
+            snap = self.pending.get(tx_id)
+            if snap is None or not self._owns(partition):
                 continue  # joined meanwhile, or moved to another worker by a rebalance
-            store.delete(partition, tx_id)
-            if kind == "snapshot" and self.mode == "fraud_only":
-                matured.append(Joined(entry, False, deadline, "matured"))
+            self.pending.delete(partition, tx_id)
+            if self.mode == "fraud_only":
+                matured.append(Joined(snap, False, deadline, "matured"))
             else:
+                self.expired += 1
+        heap = self._label_deadlines
+        while heap and heap[0][0] <= self.snapshot_watermark:
+            _, tx_id, partition = heapq.heappop(heap)
+            if self.waiting.get(tx_id) is not None and self._owns(partition):
+                self.waiting.delete(partition, tx_id)
                 self.expired += 1
         return matured

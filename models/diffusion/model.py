@@ -67,7 +67,8 @@ class TabularDiffusion:
         batch_size: rows per step; ``None`` picks 4096 on CUDA and 256 on CPU.
         lr, weight_decay: AdamW settings; the learning rate warms up, then decays on a cosine.
         ema_decay: exponential moving average of the weights used for sampling; 0 disables.
-        n_quantiles: quantile grid size of the normalisation.
+        n_quantiles: quantile grid size of the normalisation; ``None``: ``n_rows // 30``
+            clipped to [10, 1000] (see ``QuantileGaussian``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         seed: seeds weight init, batches, times and noise of ``fit``.
 
@@ -96,7 +97,7 @@ class TabularDiffusion:
         lr: float = 2e-3,
         weight_decay: float = 0.0,
         ema_decay: float = 0.999,
-        n_quantiles: int = 1000,
+        n_quantiles: int | None = None,
         device: str | torch.device = "auto",
         seed: int = 0,
     ) -> None:
@@ -283,8 +284,7 @@ class TabularDiffusion:
             return np.empty((0, self.n_features_in_))
         dev = self.device_
         n_steps = steps or (self.n_steps if sampler == "ancestral" else self.ddim_steps)
-        grid = self.schedule.timesteps(n_steps, dev)
-        grid_host = grid.tolist()  # Python floats: no device reads inside the loop
+        grid = self.schedule.timesteps(n_steps).tolist()  # host floats: no device reads in loop
         clip = self.transform_.z_max_
         g = torch.Generator(device=dev).manual_seed(seed)
 
@@ -292,7 +292,7 @@ class TabularDiffusion:
         for start in range(0, n, _SAMPLE_CHUNK):
             m = min(_SAMPLE_CHUNK, n - start)
             x = torch.randn((m, self.n_features_in_), generator=g, device=dev)
-            for t, t_prev in zip(grid_host[:-1], grid_host[1:], strict=True):
+            for t, t_prev in zip(grid[:-1], grid[1:], strict=True):
                 eps = self._eps(x, t)
                 if sampler == "ancestral":
                     x = self.schedule.step(eps, t, t_prev, x, g, clip=clip)

@@ -1,0 +1,90 @@
+from fraudstream.stream.joiner import LabelJoiner
+
+DAY = 86400.0
+
+
+class DictStore(dict):
+    """The partition-aware store protocol over a dict (partition recorded for the checks)."""
+
+    def put(self, partition, key, value):
+        self[key] = value
+
+    def delete(self, partition, key):
+        self.pop(key, None)
+
+
+def snap(tx, ts):
+    return {"tx_id": tx, "card_id": "c", "terminal_id": "t", "event_ts": ts,
+            "features": {"amount": 1.0}, "score_online": 0.1, "model_version": "online-v1"}
+
+
+def label(tx, fraud, ts):
+    return {"tx_id": tx, "card_id": "c", "is_fraud": fraud, "ts": ts}
+
+
+def joiner(mode="all"):
+    return LabelJoiner(DictStore(), DictStore(), mode=mode, maturity_s=7 * DAY)
+
+
+def test_label_after_snapshot_joins_the_scoring_time_snapshot():
+    j = joiner()
+    assert j.on_snapshot(0, snap("a", 0.0)) == []
+    outcome, joined = j.on_label(0, label("a", True, 7 * DAY), 7 * DAY)
+    assert outcome == "joined" and joined[0].is_fraud and joined[0].snapshot["event_ts"] == 0.0
+    assert not j.pending and not j.waiting
+
+
+def test_label_before_snapshot_waits_then_joins():
+    j = joiner()
+    outcome, joined = j.on_label(0, label("a", False, 7 * DAY), 7 * DAY)
+    assert outcome == "waiting" and joined == []
+    joined = j.on_snapshot(0, snap("a", 0.0))
+    assert len(joined) == 1 and joined[0].is_fraud is False and joined[0].source == "explicit"
+    assert not j.waiting
+
+
+def test_redelivered_snapshot_is_not_pending_twice():
+    j = joiner()
+    j.on_snapshot(0, snap("a", 0.0))
+    j.on_snapshot(0, snap("a", 0.0))
+    assert len(j.pending) == 1
+
+
+def test_fraud_only_matures_unlabelled_snapshots_on_the_label_watermark():
+    j = joiner("fraud_only")
+    j.on_snapshot(0, snap("legit", 0.0))
+    j.on_snapshot(0, snap("fraud", 1.0))
+    j.on_snapshot(0, snap("late", 5 * DAY))
+    assert j.expire() == []  # no label seen yet: nothing can mature
+    j.on_label(0, label("fraud", True, 7.5 * DAY), 7.5 * DAY)
+    matured = j.expire()
+    assert [m.snapshot["tx_id"] for m in matured] == ["legit"]
+    assert matured[0].is_fraud is False and matured[0].source == "matured"
+    assert set(j.pending) == {"late"}
+
+
+def test_fraud_only_ignores_explicit_legit_labels_without_snapshot():
+    j = joiner("fraud_only")
+    assert j.on_label(0, label("x", False, 1.0), 1.0)[0] == "ignored"
+
+
+def test_all_mode_expires_orphans_and_bounds_state():
+    j = joiner()
+    j.on_snapshot(0, snap("never-labelled", 0.0))
+    j.on_label(0, label("never-scored", True, 1 * DAY), 1 * DAY)
+    j.on_label(0, label("other", False, 15 * DAY), 15 * DAY)  # labels move 2x maturity past
+    j.on_snapshot(0, snap("recent", 9 * DAY))  # transactions move maturity past the label
+    assert j.expire() == []
+    assert "never-labelled" not in j.pending and "never-scored" not in j.waiting
+    assert j.expired == 2
+
+
+def test_rebuild_after_rebalance_leaves_foreign_partitions_alone():
+    j = joiner("fraud_only")
+    j.on_snapshot(0, snap("mine", 0.0))
+    j.on_snapshot(3, snap("theirs", 0.0))
+    j.rebuild({0})
+    j.on_label(0, label("z", True, 30 * DAY), 30 * DAY)
+    matured = j.expire()
+    assert [m.snapshot["tx_id"] for m in matured] == ["mine"]
+    assert "theirs" in j.pending  # not ours to delete
