@@ -113,6 +113,27 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from .bench import run_bench
+
+    result = run_bench(settings, n_tx=args.transactions, offered_tps=args.offered_tps,
+                       latency_seconds=args.latency_seconds, own_broker=not args.use_broker)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+
+    return run_demo(settings, minutes=args.minutes, days=args.days, customers=args.customers,
+                    keep=args.keep)
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraudstream",
@@ -155,6 +176,22 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                         help="benchmark ceiling: copy transactions to scores without scoring")
     worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     worker.set_defaults(handler=cmd_worker)
+
+    bench = sub.add_parser("bench", help="passthrough vs pipeline throughput, latency at fixed load")
+    bench.add_argument("--json", help="also write the result here")
+    bench.add_argument("--transactions", type=int, default=200_000)
+    bench.add_argument("--offered-tps", type=float, default=2000.0)
+    bench.add_argument("--latency-seconds", type=float, default=30.0)
+    bench.add_argument("--use-broker", action="store_true",
+                       help=f"use the broker at {settings.broker_url} instead of starting a fresh one")
+    bench.set_defaults(handler=cmd_bench)
+
+    demo = sub.add_parser("demo", help="local broker + worker + simulator, with a live summary")
+    demo.add_argument("--minutes", type=float, default=3.0, help="wall-clock length (default 3)")
+    demo.add_argument("--days", type=int, default=35, help="simulated days to stream")
+    demo.add_argument("--customers", type=int, default=2000)
+    demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "LocalBroker",
     "ensure_jars",
     "free_port",
+    "port_free",
 ]
 
 KAFKA_VERSION = "3.9.1"
@@ -204,7 +205,7 @@ class LocalBroker:
         libs = ensure_jars(self.kafka_home, progress=progress)
         java = find_java()
         port = self.port or self._read_int(self._port_file) or 9092
-        if not _port_free(port):
+        if not port_free(port):
             raise BrokerError(f"port {port} is already in use; choose another with --port")
         controller_port = free_port()
         log_dir = self.data_dir / "kraft-logs"
@@ -302,7 +303,7 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))

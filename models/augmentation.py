@@ -1,0 +1,119 @@
+"""Synthetic frauds for the batch model: which kind each feature is, sampling, augmenting.
+
+:func:`feature_kinds` is the one mapping from feature names to the kinds the diffusion model
+understands (``fraudstream.models.diffusion.transform``): the offline evaluation and the
+trainer both use it, so a feature cannot be treated as a count in one place and as a real
+number in another. :func:`synthesize_frauds` fits a ``TabularDiffusion`` on real frauds and
+samples new ones; :func:`augment` appends them to a training set as extra positives and
+remembers which rows are synthetic.
+
+Example:
+    >>> from fraudstream.models.features import FEATURE_NAMES
+    >>> feature_kinds(["amount", "is_night", "card_count_7d", "terminal_fraud_ratio_1d"])
+    ['continuous', 'binary', 'integer', 'bounded']
+    >>> X_aug, y_aug, synthetic = augment(np.zeros((3, 2)), [0, 1, 0], np.ones((2, 2)))
+    >>> y_aug.tolist(), synthetic.tolist()
+    ([0, 1, 0, 1, 1], [False, False, False, True, True])
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from .diffusion import FeatureKind, ProgressFn, TabularDiffusion
+
+__all__ = ["augment", "feature_kind", "feature_kinds", "synthesize_frauds"]
+
+# (pattern, kind), first match wins. Mirrors the feature set of ``features.py``.
+_KIND_RULES: tuple[tuple[re.Pattern[str], FeatureKind], ...] = (
+    (re.compile(r"^amount$"), "continuous"),
+    (re.compile(r"^is_(weekend|night)$"), "binary"),
+    (re.compile(r"^(card|terminal)_count_\d+d$"), "integer"),
+    (re.compile(r"^card_mean_amount_\d+d$"), "continuous"),
+    (re.compile(r"^terminal_fraud_ratio_\d+d$"), "bounded"),
+    # Extra numeric features passed in on the wire: nothing is known about them.
+    (re.compile(r"^x_.+$"), "continuous"),
+)
+
+
+def feature_kind(name: str) -> FeatureKind:
+    """The diffusion kind of one feature column (``continuous``, ``integer``, ...).
+
+    Raises ``ValueError`` for a name the feature set does not define, rather than guess:
+    a new feature must be given its kind here.
+    """
+    for pattern, kind in _KIND_RULES:
+        if pattern.match(name):
+            return kind
+    raise ValueError(f"no diffusion kind is defined for feature {name!r}; add it to _KIND_RULES")
+
+
+def feature_kinds(names: Sequence[str]) -> list[FeatureKind]:
+    """:func:`feature_kind` of each name, in order."""
+    return [feature_kind(n) for n in names]
+
+
+def synthesize_frauds(
+    X_frauds: np.ndarray,
+    kinds: Sequence[FeatureKind] | None,
+    n: int,
+    *,
+    hidden: Sequence[int] = (256, 256, 256),
+    steps: int = 5000,
+    sampler: Literal["ancestral", "ddim"] = "ancestral",
+    device: str = "auto",
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    **diffusion_params: Any,
+) -> tuple[np.ndarray, TabularDiffusion]:
+    """Fit a diffusion model on real fraud rows and draw ``n`` synthetic fraud rows.
+
+    ``kinds`` is one kind per column (see :func:`feature_kinds`); ``hidden`` and ``steps``
+    (optimiser steps) and any other ``TabularDiffusion`` argument in ``diffusion_params``
+    configure the model, ``sampler`` picks the reverse process. ``seed`` seeds the fit, and
+    ``seed + 1`` the sampling. ``progress(step, total, loss)`` is called during the fit.
+
+    Returns ``(X_synth, model)``: rows float64 ``(n, n_features)`` in the units of
+    ``X_frauds`` (whole counts, 0/1 flags, ratios in [0, 1]), and the fitted model, whose
+    ``fit_seconds_`` and ``device_`` say where and how long it trained.
+    """
+    X_frauds = np.asarray(X_frauds, dtype=np.float64)
+    if X_frauds.ndim != 2 or len(X_frauds) < 2:
+        raise ValueError(f"need a 2-D array of at least 2 fraud rows, got shape {X_frauds.shape}")
+    if kinds is not None and len(kinds) != X_frauds.shape[1]:
+        raise ValueError(f"{len(kinds)} kinds for {X_frauds.shape[1]} columns")
+    model = TabularDiffusion(
+        list(kinds) if kinds is not None else None,
+        hidden=tuple(hidden),
+        steps=steps,
+        device=device,
+        seed=seed,
+        **diffusion_params,
+    )
+    model.fit(X_frauds, progress=progress)
+    return model.sample(n, seed=seed + 1, sampler=sampler), model
+
+
+def augment(
+    X: np.ndarray, y: Sequence[int] | np.ndarray, X_synth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Append synthetic frauds to a training set.
+
+    Returns ``(X_aug, y_aug, is_synthetic)``: the real rows first, unchanged and in order,
+    then the synthetic rows labelled 1; ``is_synthetic`` is a boolean mask over ``X_aug``'s
+    rows. The inputs are not modified.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    X_synth = np.asarray(X_synth, dtype=np.float64).reshape(-1, X.shape[1] if X.ndim == 2 else 0)
+    if X.ndim != 2 or y.shape != (len(X),):
+        raise ValueError(f"X must be 2-D with one label per row, got {X.shape} and {y.shape}")
+    X_aug = np.vstack([X, X_synth])
+    y_aug = np.concatenate([y.astype(np.int64), np.ones(len(X_synth), dtype=np.int64)])
+    is_synthetic = np.zeros(len(X_aug), dtype=bool)
+    is_synthetic[len(X) :] = True
+    return X_aug, y_aug, is_synthetic

@@ -1,0 +1,78 @@
+"""Worker processes started from Python (demo, benchmark, tests) and their metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import Settings
+from .kafka_local import free_port
+
+__all__ = ["settings_env", "WorkerProcess"]
+
+
+def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
+    """The environment that makes a subprocess build exactly ``settings`` (plus ``extra``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSTREAM_")}
+    env["FRAUDSTREAM_BROKER_URL"] = settings.broker_url
+    env["FRAUDSTREAM_PARTITIONS"] = str(settings.partitions)
+    env["FRAUDSTREAM_MODEL_REGISTRY"] = str(settings.model_registry)
+    for name, value in settings.topics.model_dump().items():
+        env[f"FRAUDSTREAM_TOPICS__{name.upper()}"] = value
+    for key, value in extra.items():
+        env[f"FRAUDSTREAM_{key.upper()}"] = str(value)
+    return env
+
+
+class WorkerProcess:
+    """A ``fraudstream worker`` subprocess with its own metrics port and log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, worker_id: str,
+                 passthrough: bool = False, metrics_port: int | None = None) -> None:
+        self.metrics_port = metrics_port or free_port()
+        env = {**env, "FRAUDSTREAM_WORKER_ID": worker_id,
+               "FRAUDSTREAM_METRICS_PORT": str(self.metrics_port)}
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        cmd = [sys.executable, "-m", "fraudstream.stream.cli", "worker", "--loglevel", "info"]
+        if passthrough:
+            cmd.append("--passthrough")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def scrape(self) -> list[tuple[str, dict[str, str], float]]:
+        """Every sample on the worker's metrics endpoint (raises OSError when it is down)."""
+        from urllib.request import urlopen
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
+        return [(s.name, s.labels, s.value)
+                for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """Sum of the samples named ``name`` matching ``labels``; None when nothing matches."""
+        try:
+            samples = self.scrape()
+        except OSError:
+            return None
+        values = [v for n, lab, v in samples
+                  if n == name and all(lab.get(k) == x for k, x in (labels or {}).items())]
+        return sum(values) if values else None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
