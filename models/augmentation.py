@@ -109,9 +109,13 @@ def augment(
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
-    X_synth = np.asarray(X_synth, dtype=np.float64).reshape(-1, X.shape[1] if X.ndim == 2 else 0)
+    X_synth = np.asarray(X_synth, dtype=np.float64)
     if X.ndim != 2 or y.shape != (len(X),):
         raise ValueError(f"X must be 2-D with one label per row, got {X.shape} and {y.shape}")
+    if X_synth.size == 0:
+        X_synth = X_synth.reshape(0, X.shape[1])  # "no synthetic rows" in any shape
+    if X_synth.ndim != 2 or X_synth.shape[1] != X.shape[1]:
+        raise ValueError(f"X_synth must have X's {X.shape[1]} columns, got {X_synth.shape}")
     X_aug = np.vstack([X, X_synth])
     y_aug = np.concatenate([y.astype(np.int64), np.ones(len(X_synth), dtype=np.int64)])
     is_synthetic = np.zeros(len(X_aug), dtype=bool)

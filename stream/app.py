@@ -32,7 +32,9 @@ from .contract import encode, parse_ts
 from .joiner import Joined, LabelJoiner
 from .metrics import WorkerMetrics
 from .topics import internal_topics
-from .stages import Message, apply_fraud, card_stage, terminal_stage, triage
+from .stages import (
+    Message, apply_fraud, card_stage, group_by_partition, position, terminal_stage, triage,
+)
 
 __all__ = ["WorkerApp", "build_app"]
 
@@ -124,6 +126,7 @@ class WorkerApp:
         self.tx_dlq = app.topic(t.transactions_dlq, **raw)
         self.labels_dlq = app.topic(t.labels_dlq, **raw)
         self.examples_topic = app.topic(t.training_examples, **raw)
+        # Internal topics carry {"records": [...]} per (micro-batch, partition); see _send_grouped.
         internal = dict(key_type=bytes, key_serializer="raw", value_serializer="json",
                         partitions=s.partitions, internal=True)
         names = internal_topics(s)
@@ -177,19 +180,25 @@ class WorkerApp:
             result = card_stage(msgs, self.cards, s.max_message_bytes, time.time(),
                                 s.extra_features)
             self._dead_letter(self.tx_dlq, "transactions", result.dead)
-            for key, record in result.forward:
-                self.by_terminal.send_soon(key=key, value=record)
+            self._send_grouped(self.by_terminal, result.forward, "terminal_id")
             self._observe_batch("card", len(msgs), started)
 
     async def _terminal_agent(self, stream: faust.StreamT) -> None:
         s = self.settings
         delay_s = s.label_delay_days * 86400.0
-        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+        async for events in stream.take_events(max(1, s.batch_max // 32), within=s.batch_within_s):
             started = time.perf_counter()
-            batch = [(e.message.partition, e.message.offset, e.value) for e in events]
+            batch = [(e.message.partition, position(e.message.offset, i), rec)
+                     for e in events for i, rec in enumerate(e.value["records"])]
             records = terminal_stage(batch, self.terminals, delay_s)
             self._score_and_emit(records)
             self._observe_batch("score", len(records), started)
+
+    def _send_grouped(self, topic: faust.TopicT, records: list[dict[str, Any]], key: str) -> None:
+        """One internal message per destination partition (see stages.group_by_partition)."""
+        for partition, group in group_by_partition(records, lambda r: r[key],
+                                                   self.settings.partitions).items():
+            topic.send_soon(key=None, value={"records": group}, partition=partition)
 
     def _score_and_emit(self, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -197,6 +206,7 @@ class WorkerApp:
         scored = self.scorer.score([r["features"] for r in records])
         now = time.time()
         m = self.metrics
+        snapshots = []
         for i, rec in enumerate(records):
             per_model = {k: float(v[i]) for k, v in scored.per_model.items()}
             score = float(scored.scores[i])
@@ -205,9 +215,8 @@ class WorkerApp:
                 "decision": scored.decisions[i], "model_version": scored.model_version,
                 "event_ts": rec["ts"], "scored_at": now, "models": per_model,
             }
-            key = rec["card_id"].encode("utf-8")
-            self.scores_topic.send_soon(key=key, value=_dumps(value))
-            self.snapshots.send_soon(key=key, value={
+            self.scores_topic.send_soon(key=rec["card_id"].encode("utf-8"), value=_dumps(value))
+            snapshots.append({
                 "tx_id": rec["tx_id"], "card_id": rec["card_id"],
                 "terminal_id": rec["terminal_id"], "event_ts": rec["ts"],
                 "features": rec["features"], "score_online": per_model["online"],
@@ -216,22 +225,22 @@ class WorkerApp:
             m.latency.observe(max(0.0, now - rec["arrived"]))
             m.scores.observe(score)
             m.decisions.labels(scored.decisions[i]).inc()
+        self._send_grouped(self.snapshots, snapshots, "card_id")
         m.transactions_scored.inc(len(records))
-        if records:  # the shape is identical across a batch: validate one, cheaply, per batch
-            encode("scores", value)
+        encode("scores", value)  # the shape is identical across a batch: validate one per batch
 
     async def _fraud_agent(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
-            v = event.value
-            apply_fraud(event.message.partition, event.message.offset, v["terminal_id"],
-                        float(v["tx_ts"]), self.terminals)
+            m = event.message
+            for i, fraud in enumerate(event.value["records"]):
+                apply_fraud(m.partition, position(m.offset, i), fraud["terminal_id"],
+                            float(fraud["tx_ts"]), self.terminals)
 
     async def _snapshot_agent(self, stream: faust.StreamT) -> None:
-        s = self.settings
-        async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+        async for event in stream.events():
             joined: list[Joined] = []
-            for e in events:
-                joined.extend(self.joiner.on_snapshot(e.message.partition, e.value))
+            for snap in event.value["records"]:
+                joined.extend(self.joiner.on_snapshot(event.message.partition, snap))
             self._learn(joined)
 
     async def _label_agent(self, stream: faust.StreamT) -> None:
@@ -259,6 +268,8 @@ class WorkerApp:
     # -- learning ----------------------------------------------------------------------
     def _learn(self, joined: list[Joined]) -> None:
         m = self.metrics
+        frauds = []
+        example = None
         for j in joined:
             snap = j.snapshot
             self.learner.learn_one(snap["features"], j.is_fraud)
@@ -267,9 +278,7 @@ class WorkerApp:
             if j.source == "matured":
                 m.labels.labels("matured").inc()
             elif j.is_fraud:
-                self.terminal_frauds.send_soon(key=snap["terminal_id"].encode("utf-8"),
-                                               value={"terminal_id": snap["terminal_id"],
-                                                      "tx_ts": snap["event_ts"]})
+                frauds.append({"terminal_id": snap["terminal_id"], "tx_ts": snap["event_ts"]})
             example = {
                 "tx_id": snap["tx_id"], "card_id": snap["card_id"],
                 "event_ts": snap["event_ts"], "features": snap["features"],
@@ -278,8 +287,9 @@ class WorkerApp:
             }
             self.examples_topic.send_soon(key=snap["card_id"].encode("utf-8"),
                                           value=_dumps(example))
-        if joined:
-            encode("training-examples", example)
+        self._send_grouped(self.terminal_frauds, frauds, "terminal_id")
+        if example is not None:
+            encode("training-examples", example)  # one per batch, as for scores
 
     # -- timers ------------------------------------------------------------------------
     async def _housekeeping(self) -> None:

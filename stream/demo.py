@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -103,8 +104,13 @@ def _screen_lines(s: dict[str, float], rate: float, produced: dict, elapsed: flo
     ]
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so the finally blocks stop the worker and the broker
+
+
 def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers: int = 2000,
              keep: bool = False) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     data_dir = Path(str(settings.kafka_data_dir) + "-demo")
     shutil.rmtree(data_dir, ignore_errors=True)
     port = settings.kafka_port if port_free(settings.kafka_port) else free_port()

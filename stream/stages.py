@@ -18,8 +18,12 @@ and gets the same ``tx_id`` in its (second) score.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Protocol
+
+from kafka.partitioner.default import murmur2
 
 from ..models.features import CardState, TerminalState, calendar_features, extra_features
 from .contract import dead_letter, decode, parse_ts
@@ -32,7 +36,40 @@ __all__ = [
     "card_stage",
     "terminal_stage",
     "triage",
+    "partition_for",
+    "group_by_partition",
+    "position",
 ]
+
+#: Records per internal message are bounded by the micro-batch size; positions combine the
+#: message offset with the record's index in it, so redelivery checks stay exact.
+_MAX_RECORDS_PER_MESSAGE = 1 << 16
+
+
+def position(offset: int, index: int) -> int:
+    """A record's position in an internal topic partition: (message offset, index) as one int."""
+    return offset * _MAX_RECORDS_PER_MESSAGE + index
+
+
+@lru_cache(maxsize=1 << 17)
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client) picks for
+    ``key``: where records keyed by this card/terminal live in every co-partitioned topic."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def group_by_partition(records: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], str],
+                       partitions: int) -> dict[int, list[dict[str, Any]]]:
+    """Split records by the partition of their key, keeping their order within each group.
+
+    Internal topics carry one message per (micro-batch, partition) instead of one per record:
+    every record in it hashes to that partition, so keyed state stays co-partitioned while the
+    per-message cost of the client stack is paid once per batch.
+    """
+    groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        groups[partition_for(key(rec), partitions)].append(rec)
+    return dict(groups)
 
 
 class KeyedStore(Protocol):
@@ -62,7 +99,7 @@ class DeadLetter:
 
 @dataclass
 class CardStageResult:
-    forward: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+    forward: list[dict[str, Any]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
 
 
@@ -103,7 +140,7 @@ def card_stage(messages: list[Message], cards: KeyedStore, max_bytes: int, now: 
                extra: tuple[str, ...] = ()) -> CardStageResult:
     """Validate transactions, take card features before each, update the card states.
 
-    Returns records to forward to the terminal stage, keyed by ``terminal_id``.
+    Returns the records to forward to the terminal stage (partitioned by ``terminal_id``).
     """
     valid, dead = triage("transactions", messages, max_bytes, now)
     out = CardStageResult(dead=dead)
@@ -119,14 +156,14 @@ def card_stage(messages: list[Message], cards: KeyedStore, max_bytes: int, now: 
         if m.offset > last_offset:  # a redelivered message was applied already
             state.add(ts, float(tx["amount"]))
             cards.put(m.partition, card_id, {"state": state, "offset": m.offset})
-        out.forward.append((tx["terminal_id"].encode("utf-8"), {
+        out.forward.append({
             "tx_id": tx["tx_id"],
             "card_id": card_id,
             "terminal_id": tx["terminal_id"],
             "ts": ts,
             "arrived": m.timestamp,
             "features": feats,
-        }))
+        })
     return out
 
 
@@ -152,7 +189,7 @@ def terminal_entry(entry: Any) -> tuple[TerminalState, int, int]:
 
 def terminal_stage(records: list[tuple[int, int, dict[str, Any]]], terminals: KeyedStore,
                    delay_s: float) -> list[dict[str, Any]]:
-    """Add terminal features to card-enriched records ``(partition, offset, record)``.
+    """Add terminal features to card-enriched records ``(partition, position, record)``.
 
     Returns the records with complete feature dicts, in input order, ready to be scored.
     """

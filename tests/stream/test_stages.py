@@ -5,7 +5,9 @@ import json
 import pandas as pd
 
 from fraudstream.models.features import compute_features, feature_names
-from fraudstream.stream.stages import Message, apply_fraud, card_stage, terminal_stage, triage
+from fraudstream.stream.stages import (
+    Message, apply_fraud, card_stage, group_by_partition, partition_for, terminal_stage, triage,
+)
 
 DAY = 86400.0
 
@@ -40,11 +42,11 @@ def test_card_stage_features_use_only_earlier_events_and_redelivery_is_idempoten
     cards = DictStore()
     batch = [msg(tx(i, ts=1767225600.0 + i * 3600, amount=10.0 * (i + 1)), i) for i in range(3)]
     first = card_stage(batch, cards, 65536, now=0.0)
-    assert [r["features"]["card_count_1d"] for _, r in first.forward] == [0.0, 1.0, 2.0]
-    assert first.forward[2][1]["features"]["card_mean_amount_1d"] == 15.0
+    assert [r["features"]["card_count_1d"] for r in first.forward] == [0.0, 1.0, 2.0]
+    assert first.forward[2]["features"]["card_mean_amount_1d"] == 15.0
     # the same messages again (a crash before the offset commit): same features, no double count
     again = card_stage(batch, cards, 65536, now=0.0)
-    assert [r["features"] for _, r in again.forward] == [r["features"] for _, r in first.forward]
+    assert [r["features"] for r in again.forward] == [r["features"] for r in first.forward]
     assert len(cards["c1"]["state"]) == 3
 
 
@@ -65,7 +67,7 @@ def test_live_stages_match_offline_features():
                 fraud_offset += 1
         stage = card_stage([msg({k: v for k, v in row.items() if k != "_applied"}, i)], cards,
                            65536, now=0.0)
-        [(key, rec)] = stage.forward
+        [rec] = stage.forward
         [done] = terminal_stage([(0, i, rec)], terminals, delay)
         out.append(done["features"])
     df = pd.DataFrame([{k: v for k, v in r.items() if k != "_applied"} for r in rows])
@@ -80,3 +82,58 @@ def pytest_approx(values):
     import pytest
 
     return pytest.approx(values, abs=1e-9)
+
+
+# --- property: nothing a producer sends can crash the card stage or vanish ---------------
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_tx_like = st.fixed_dictionaries(
+    {}, optional={"tx_id": _json_values, "ts": _json_values | st.floats(0, 4e9),
+                  "card_id": st.just("c1") | _json_values, "terminal_id": _json_values,
+                  "amount": _json_values | st.floats(-10, 1e6), "features": _json_values})
+_payloads = (st.binary(max_size=200)
+             | _tx_like.map(lambda d: __import__("json").dumps(d).encode())
+             | st.none())
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(_payloads, min_size=1, max_size=8))
+def test_card_stage_never_raises_and_accounts_for_every_message(payloads):
+    msgs = [Message("transactions", 0, i, b"c1", p, 0.0) for i, p in enumerate(payloads)]
+    out = card_stage(msgs, DictStore(), 65536, now=0.0)
+    assert len(out.forward) + len(out.dead) == len(msgs)
+    for d in out.dead:
+        assert d.record["error"] and d.record["source"]["offset"] in range(len(msgs))
+
+
+def test_partition_for_matches_the_kafka_client_partitioner():
+    from kafka.partitioner.default import DefaultPartitioner
+
+    class Cluster:
+        def topics(self):
+            return {"t"}
+
+        def partitions_for_topic(self, topic):
+            return set(range(8))
+
+        available_partitions_for_topic = partitions_for_topic
+
+    kafka = DefaultPartitioner()
+    for key in [f"c{i:06d}" for i in range(500)] + ["", "é", "t000042"]:
+        raw = key.encode()
+        assert partition_for(key, 8) == kafka.partition("t", raw, raw, None, None, Cluster())
+
+
+def test_group_by_partition_keeps_order_and_co_partitioning():
+    records = [{"terminal_id": f"t{i % 5}", "i": i} for i in range(40)]
+    groups = group_by_partition(records, lambda r: r["terminal_id"], 8)
+    assert sum(len(g) for g in groups.values()) == 40
+    for p, group in groups.items():
+        assert all(partition_for(r["terminal_id"], 8) == p for r in group)
+        assert [r["i"] for r in group] == sorted(r["i"] for r in group)

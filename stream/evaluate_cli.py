@@ -1,0 +1,192 @@
+"""``fraudstream evaluate-augmentation``: does diffusion augmentation help, on simulated data?
+
+Thin glue: simulate transactions, compute the features, run
+``fraudstream.models.evaluation.evaluate_augmentation``, print the table, write the JSON and
+the report. Progress goes to stderr, the table to stdout.
+
+    fraudstream evaluate-augmentation --quick --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["QUICK", "add_parser", "config_from_args", "run"]
+
+QUICK: dict[str, Any] = {
+    "customers": 1000,
+    "windows": 2,
+    "burn_in_days": 7,
+    "diffusion_steps": 400,
+    "diffusion_hidden": (128, 128, 128),
+}
+"""What ``--quick`` changes: a small population, two windows, a short diffusion fit."""
+
+_DEFAULT_CUSTOMERS = 5000
+_DEFAULT_WINDOWS = 4
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``evaluate-augmentation`` on an ``add_subparsers()`` object."""
+    p = subparsers.add_parser(
+        "evaluate-augmentation",
+        help="utility of diffusion-synthetic frauds vs no rebalancing, class weights, SMOTE",
+        description=(
+            "Simulate transactions, then train XGBoost per window of the handbook's protocol "
+            "(train, label-delay gap, test) with each rebalancing variant and compare AP, card "
+            "precision@100, ROC AUC and precision/recall at the review threshold and a daily "
+            "alert budget, mean ± std across windows."
+        ),
+    )
+    p.add_argument("--quick", action="store_true",
+                   help=f"small run for a smoke test (< 3 min on 2 cores): {QUICK}")
+    p.add_argument("--json", metavar="PATH", help="write the full result as JSON here")
+    p.add_argument("--report", metavar="DIR", default="reports/augmentation",
+                   help="write report.md and PNG plots here (default %(default)s); '' for none")
+    p.add_argument("--seed", type=int, default=0, help="seeds simulation and models")
+    p.add_argument("--windows", type=int, default=None,
+                   help=f"test windows (default {_DEFAULT_WINDOWS}; --quick {QUICK['windows']})")
+    p.add_argument("--ratios", default="1,5",
+                   help="synthetic:real fraud ratios, comma-separated (default %(default)s)")
+    p.add_argument("--device", default="auto", help="diffusion device: auto, cpu, cuda, cuda:1")
+    p.add_argument("--days", type=int, default=None,
+                   help="days to simulate; the windows sit at the end, the rest is feature "
+                   "history (default: 30 days of history + what the windows need)")
+    p.add_argument("--customers", type=int, default=None,
+                   help=f"simulated customers (default {_DEFAULT_CUSTOMERS}; --quick "
+                   f"{QUICK['customers']}); terminals are twice as many")
+    p.add_argument("--diffusion-steps", type=int, default=None,
+                   help="diffusion optimiser steps per window (default 5000; --quick "
+                   f"{QUICK['diffusion_steps']})")
+    p.add_argument("--budget", type=float, default=100,
+                   help="alert budget: transactions reviewed per day, or a share if < 1 "
+                   "(default %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch and XGBoost (default: torch's choice, XGBoost 1)")
+    p.set_defaults(handler=_handler)
+    return p
+
+
+def _handler(args: argparse.Namespace, settings: Any = None) -> int:
+    return run(args)
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(SimulationConfig, EvaluationConfig)`` from parsed flags; ``ValueError`` if invalid."""
+    from fraudstream.models.evaluation import EvaluationConfig
+
+    from .simulator import SimulationConfig
+
+    quick = bool(args.quick)
+    try:
+        ratios = tuple(float(r) for r in args.ratios.split(",") if r.strip())
+    except ValueError:
+        raise ValueError(f"--ratios must be numbers separated by commas, got {args.ratios!r}")
+    evaluation = EvaluationConfig(
+        n_windows=args.windows or (QUICK["windows"] if quick else _DEFAULT_WINDOWS),
+        ratios=ratios,
+        alert_budget=args.budget,
+        device=args.device,
+        seed=args.seed,
+        n_jobs=args.threads or 1,
+        diffusion_steps=args.diffusion_steps
+        or (QUICK["diffusion_steps"] if quick else EvaluationConfig.diffusion_steps),
+        **({"diffusion_hidden": QUICK["diffusion_hidden"]} if quick else {}),
+        **({"burn_in_days": QUICK["burn_in_days"]} if quick else {}),
+    )
+    if args.days is not None:
+        # Windows at the end of the data; whatever is left before them is feature history.
+        burn_in = args.days - (evaluation.days_needed() - evaluation.burn_in_days)
+        if burn_in < 0:
+            raise ValueError(
+                f"--days {args.days} is too short: {evaluation.n_windows} windows need "
+                f"{evaluation.days_needed() - evaluation.burn_in_days:g} days plus history"
+            )
+        evaluation = replace(evaluation, burn_in_days=burn_in)
+    customers = args.customers or (QUICK["customers"] if quick else _DEFAULT_CUSTOMERS)
+    simulation = SimulationConfig(
+        n_customers=customers,
+        n_terminals=2 * customers,
+        n_days=evaluation.days_needed(),
+        seed=args.seed,
+        label_delay_days=evaluation.delay_days,
+    )
+    return simulation, evaluation
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation for parsed flags; 0 on success, 2 on bad flags."""
+    import torch
+
+    from fraudstream.models.evaluation import evaluate_augmentation, format_table, write_report
+    from fraudstream.models.features import compute_features
+
+    from .simulator import simulate, summary
+
+    t0 = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    try:
+        sim_config, config = config_from_args(args)
+    except ValueError as exc:
+        print(f"fraudstream evaluate-augmentation: {exc}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    say(f"simulating {sim_config.n_days} days of {sim_config.n_customers:,} customers "
+        f"and {sim_config.n_terminals:,} terminals (seed {sim_config.seed})")  # fmt: skip
+    df = simulate(sim_config)
+    t_sim = time.perf_counter() - t0
+    say(f"simulated {len(df):,} transactions, {int(df['is_fraud'].sum()):,} frauds; features")
+    features = compute_features(df, config.delay_days * 86400.0)
+    t_features = time.perf_counter() - t0 - t_sim
+    say(f"features ready; evaluating {config.n_windows} windows")
+    result = evaluate_augmentation(df, features, config, progress=say)
+    result["simulation"] = {
+        **{k: v for k, v in asdict(sim_config).items()},
+        "summary": summary(df),
+        "simulate_seconds": t_sim,
+        "features_seconds": t_features,
+    }
+    result["command"] = {"quick": bool(args.quick), "total_seconds": time.perf_counter() - t0}
+
+    q, perf = result["quality_summary"], result["performance"]
+    print(format_table(result))
+    print()
+    print(
+        f"synthetic frauds: C2ST AUC {_pm(q['c2st_auc'])} (two real samples: "
+        f"{_pm(q['c2st_reference_auc'])}), DCR share {_pm(q['dcr_share'])} (~0.05 = no "
+        f"memorisation), quality gates passed in {q['gates_passed_windows']}/"
+        f"{len(result['per_window'])} windows"
+    )
+    print(
+        f"diffusion on {perf['device']} ({perf['device_name']}): fit {_pm(perf['fit_seconds'])} s, "
+        f"{_pm(perf['samples_per_second'], 0)} samples/s, peak memory "
+        f"{perf['peak_memory_bytes'] / 2**20:,.0f} MiB"
+    )
+
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1, allow_nan=False), encoding="utf-8")
+        say(f"wrote {path}")
+    if args.report:
+        paths = write_report(result, args.report)
+        say(f"wrote {paths['report']} and {len(paths) - 1} plots")
+    say("done")
+    return 0
+
+
+def _pm(stats: dict[str, Any], digits: int = 3) -> str:
+    if stats["mean"] is None:
+        return "n/a"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
