@@ -34,7 +34,8 @@ Example:
     >>> df = simulate(SimulationConfig(n_customers=300, n_terminals=600, n_days=17))
     >>> config = EvaluationConfig(n_windows=1, burn_in_days=1, train_days=7, delay_days=2,
     ...                           test_days=7, diffusion_steps=50)
-    >>> result = evaluate_augmentation(df, compute_features(df, 2 * 86400), config)  # doctest: +SKIP
+    >>> features = compute_features(df, 2 * 86400)
+    >>> result = evaluate_augmentation(df, features, config)  # doctest: +SKIP
     >>> print(format_table(result))  # doctest: +SKIP
 """
 
@@ -150,7 +151,8 @@ def protocol_windows(
         train_start = start_ts + (burn_in_days + i * test_days) * DAY_S
         train_end = train_start + train_days * DAY_S
         test_start = train_end + delay_days * DAY_S
-        windows.append(Window(i, train_start, train_end, test_start, test_start + test_days * DAY_S))
+        test_end = test_start + test_days * DAY_S
+        windows.append(Window(i, train_start, train_end, test_start, test_end))
     return windows
 
 
@@ -536,6 +538,10 @@ def evaluate_augmentation(
 
         per_window.append({
             "window": w.to_dict(),
+            # What a perfect ranking would score: few compromised cards a day cap it below 1.
+            "card_precision_at_k_oracle": card_precision_at_k(
+                test_day, card[test_idx], y_test, y_test.astype(np.float64), config.top_k_cards
+            )[0],
             "n_train": len(train_idx),
             "n_train_frauds": len(frauds),
             "n_test": len(test_idx),
@@ -664,8 +670,8 @@ def _pooled_curves(
     for variant, (ys, scores) in pooled.items():
         y, s = np.concatenate(ys), np.concatenate(scores)
         precision, recall, _ = precision_recall_curve(y, s)
-        # recall is decreasing along the arrays; running max from the high-recall end.
-        best = np.maximum.accumulate(precision[::-1])[::-1]
+        # recall decreases along the arrays, so rows 0..i are those with recall >= recall[i].
+        best = np.maximum.accumulate(precision)
         idx = np.searchsorted(-recall, -grid, side="right") - 1  # last index with recall >= r
         out["precision"][variant] = np.where(idx >= 0, best[np.clip(idx, 0, None)], 0.0).round(
             6
@@ -878,15 +884,17 @@ def _markdown(result: Mapping[str, Any]) -> str:
         f"{config['diffusion_steps']} fit steps, hidden {config['diffusion_hidden']}, "
         f"{config['diffusion_sampler']} sampler).",
         "",
-        "| window | train | test | train tx | train frauds | test tx | test frauds |",
-        "|---|---|---|---|---|---|---|",
+        "| window | train | test | train tx | train frauds | test tx | test frauds "
+        f"| CP@{config['top_k_cards']} of a perfect ranking |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for w in result["per_window"]:
         win = w["window"]
         lines.append(
             f"| {win['index']} | {win['train_start_utc'][:10]} .. {win['train_end_utc'][:10]} "
             f"| {win['test_start_utc'][:10]} .. {win['test_end_utc'][:10]} | {w['n_train']:,} "
-            f"| {w['n_train_frauds']:,} | {w['n_test']:,} | {w['n_test_frauds']:,} |"
+            f"| {w['n_train_frauds']:,} | {w['n_test']:,} | {w['n_test_frauds']:,} "
+            f"| {_fmt(w['card_precision_at_k_oracle'])} |"
         )
     lines += [
         "",

@@ -111,7 +111,7 @@ class WorkerApp:
             topic_partitions=s.partitions,
             topic_replication_factor=s.replication_factor,
             consumer_auto_offset_reset="earliest",
-            broker_commit_interval=0.5,
+            broker_commit_interval=s.commit_interval_s,
             producer_linger=0.002,
             producer_acks=-1,
             stream_buffer_maxsize=8192,

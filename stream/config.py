@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     online_model: Literal["logreg", "arf", "hoeffding"] = "logreg"
     online_fraud_weight: float = Field(3.0, gt=0, description="Weight of a fraud in online learning.")
     prequential_window: int = Field(20_000, ge=100, description="Labelled examples in the quality window.")
+    commit_interval_s: float = Field(
+        1.0, gt=0, le=60,
+        description="Offset commit interval; also how much is re-scored after a crash.")
     checkpoint_every_s: float = Field(30.0, gt=0, description="Online learner checkpoint interval.")
     extra_features: tuple[str, ...] = Field(
         (), description="Names of numeric `features` passed through to the models (JSON list).")

@@ -60,15 +60,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "history (default: 30 days of history + what the windows need)")
     p.add_argument("--customers", type=int, default=None,
                    help=f"simulated customers (default {_DEFAULT_CUSTOMERS}; --quick "
-                   f"{QUICK['customers']}); terminals are twice as many")
+                   f"{QUICK['customers']}); terminals are twice as many and the daily "
+                   "compromises scale with them")
     p.add_argument("--diffusion-steps", type=int, default=None,
                    help="diffusion optimiser steps per window (default 5000; --quick "
                    f"{QUICK['diffusion_steps']})")
     p.add_argument("--budget", type=float, default=100,
                    help="alert budget: transactions reviewed per day, or a share if < 1 "
                    "(default %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch and XGBoost (default: torch's choice, XGBoost 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch and XGBoost (default %(default)s: the diffusion "
+                   "MLP and these trees are small, and extra threads mostly contend; raise it "
+                   "on an idle many-core machine; 0 leaves torch's default)")
     p.set_defaults(handler=_handler)
     return p
 
@@ -94,7 +97,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         alert_budget=args.budget,
         device=args.device,
         seed=args.seed,
-        n_jobs=args.threads or 1,
+        n_jobs=max(1, args.threads),
         diffusion_steps=args.diffusion_steps
         or (QUICK["diffusion_steps"] if quick else EvaluationConfig.diffusion_steps),
         **({"diffusion_hidden": QUICK["diffusion_hidden"]} if quick else {}),
@@ -110,9 +113,15 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
             )
         evaluation = replace(evaluation, burn_in_days=burn_in)
     customers = args.customers or (QUICK["customers"] if quick else _DEFAULT_CUSTOMERS)
+    # The handbook's compromise rates are per 5,000 customers / 10,000 terminals: scale them
+    # with the population so a smaller run keeps about the same fraud mix and rate.
+    scale = customers / _DEFAULT_CUSTOMERS
+    defaults = SimulationConfig()
     simulation = SimulationConfig(
         n_customers=customers,
         n_terminals=2 * customers,
+        compromised_terminals_per_day=max(1, round(defaults.compromised_terminals_per_day * scale)),
+        compromised_customers_per_day=max(1, round(defaults.compromised_customers_per_day * scale)),
         n_days=evaluation.days_needed(),
         seed=args.seed,
         label_delay_days=evaluation.delay_days,
@@ -139,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fraudstream evaluate-augmentation: {exc}", file=sys.stderr)
         return 2
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
 
     say(f"simulating {sim_config.n_days} days of {sim_config.n_customers:,} customers "

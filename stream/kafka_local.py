@@ -222,7 +222,8 @@ class LocalBroker:
         if not (log_dir / "meta.properties").exists():
             cluster_id = _random_cluster_id()
             fmt = subprocess.run(
-                jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                # `--cluster-id=ID`: a random id may start with "-", which argparse would take as a flag
+                jvm + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)],
                 capture_output=True, text=True, check=False,
             )
             if fmt.returncode != 0:
