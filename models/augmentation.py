@@ -62,8 +62,8 @@ def synthesize_frauds(
     kinds: Sequence[FeatureKind] | None,
     n: int,
     *,
-    hidden: Sequence[int] = (256, 256, 256),
-    steps: int = 5000,
+    hidden: Sequence[int] | None = None,
+    steps: int | None = None,
     sampler: Literal["ancestral", "ddim"] = "ancestral",
     device: str = "auto",
     seed: int = 0,
@@ -74,7 +74,8 @@ def synthesize_frauds(
 
     ``kinds`` is one kind per column (see :func:`feature_kinds`); ``hidden`` and ``steps``
     (optimiser steps) and any other ``TabularDiffusion`` argument in ``diffusion_params``
-    configure the model, ``sampler`` picks the reverse process. ``seed`` seeds the fit, and
+    configure the model (``None``: the model's own default, defined there only),
+    ``sampler`` picks the reverse process. ``seed`` seeds the fit, and
     ``seed + 1`` the sampling. ``progress(step, total, loss)`` is called during the fit.
 
     Returns ``(X_synth, model)``: rows float64 ``(n, n_features)`` in the units of
@@ -86,13 +87,12 @@ def synthesize_frauds(
         raise ValueError(f"need a 2-D array of at least 2 fraud rows, got shape {X_frauds.shape}")
     if kinds is not None and len(kinds) != X_frauds.shape[1]:
         raise ValueError(f"{len(kinds)} kinds for {X_frauds.shape[1]} columns")
+    if hidden is not None:
+        diffusion_params["hidden"] = tuple(hidden)
+    if steps is not None:
+        diffusion_params["steps"] = steps
     model = TabularDiffusion(
-        list(kinds) if kinds is not None else None,
-        hidden=tuple(hidden),
-        steps=steps,
-        device=device,
-        seed=seed,
-        **diffusion_params,
+        list(kinds) if kinds is not None else None, device=device, seed=seed, **diffusion_params
     )
     model.fit(X_frauds, progress=progress)
     return model.sample(n, seed=seed + 1, sampler=sampler), model

@@ -61,9 +61,11 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from xgboost import XGBClassifier
 
 from .augmentation import augment, feature_kinds, synthesize_frauds
+from .diffusion import TabularDiffusion
 from .quality import gates, quality_report
 
 __all__ = [
+    "DAY_S",
     "METRICS",
     "EvaluationConfig",
     "Window",
@@ -81,6 +83,7 @@ __all__ = [
 ]
 
 DAY_S = 86_400.0
+"""Seconds per day; windows and test days are whole multiples of it."""
 
 Progress = Callable[[str], None]
 
@@ -323,8 +326,8 @@ class EvaluationConfig:
     ``burn_in_days`` of history. Metrics: ``threshold`` (review threshold), ``top_k_cards``
     (card precision@k), ``alert_budget`` (alerts per day, or a share of the day's
     transactions when below 1). Classifier: XGBoost with ``n_estimators``, ``max_depth``,
-    ``learning_rate`` and ``n_jobs`` threads. Diffusion: ``diffusion_*`` settings, on
-    ``device``; ``ratios`` are the synthetic:real fraud ratios; ``quality_holdout`` is the
+    ``learning_rate`` and ``n_jobs`` threads. Diffusion: ``diffusion_*`` settings (``None``:
+    ``TabularDiffusion``'s defaults) and ``extra_diffusion_params``, on ``device``; ``ratios`` are the synthetic:real fraud ratios; ``quality_holdout`` is the
     share of training frauds kept from the diffusion fit for its quality report. ``seed``
     seeds everything; ``plot_samples`` caps the synthetic rows kept for the report's plots.
     """
@@ -343,8 +346,8 @@ class EvaluationConfig:
     max_depth: int = 5
     learning_rate: float = 0.1
     n_jobs: int = 1
-    diffusion_hidden: tuple[int, ...] = (256, 256, 256)
-    diffusion_steps: int = 5000
+    diffusion_hidden: tuple[int, ...] | None = None
+    diffusion_steps: int | None = None
     diffusion_sampler: str = "ancestral"
     diffusion_batch_size: int | None = None
     quality_holdout: float = 0.2
@@ -481,8 +484,9 @@ def evaluate_augmentation(
         order = np.random.default_rng(seed).permutation(len(frauds))
         holdout, fit_rows = frauds[order[:n_hold]], frauds[order[n_hold:]]
         n_synth = int(round(max(config.ratios) * len(frauds)))
-        say(f"  diffusion: fit on {len(fit_rows):,} frauds, {config.diffusion_steps} steps "
-            f"on {device}, then sample {n_synth:,}")  # fmt: skip
+        steps = config.diffusion_steps or TabularDiffusion().steps
+        say(f"  diffusion: fit on {len(fit_rows):,} frauds, {steps} steps on {device}, "
+            f"then sample {n_synth:,}")  # fmt: skip
         t0 = time.perf_counter()
         synth, model = synthesize_frauds(
             fit_rows, kinds, n_synth,
@@ -504,6 +508,7 @@ def evaluate_augmentation(
             "sample_seconds": sample_seconds,
             "samples_per_second": n_synth / sample_seconds,
             "sampler": config.diffusion_sampler,
+            "params": {k: v for k, v in model.get_params().items() if k != "feature_kinds"},
         }
         say(f"  diffusion: fit {model.fit_seconds_:.1f}s, sampled {n_synth:,} at "
             f"{perf['samples_per_second']:,.0f}/s; quality report")  # fmt: skip
@@ -646,6 +651,7 @@ def _performance(per_window: Sequence[Mapping[str, Any]], device: torch.device) 
         "fit_steps": per_window[0]["diffusion"]["fit_steps"],
         "samples_per_second": _stats([w["diffusion"]["samples_per_second"] for w in per_window]),
         "sampler": per_window[0]["diffusion"]["sampler"],
+        "diffusion_params": per_window[0]["diffusion"]["params"],
     }
     if device.type == "cuda":
         perf["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(device))
@@ -881,8 +887,8 @@ def _markdown(result: Mapping[str, Any]) -> str:
         "**Variants**: `none` (no rebalancing), `class_weight` (scale_pos_weight = legit/fraud), "
         "`smote` (SMOTE to balanced classes, standardised columns), `diffusion_x{r}` (r x the "
         f"training frauds as synthetic frauds from TabularDiffusion, r in {ratios}; "
-        f"{config['diffusion_steps']} fit steps, hidden {config['diffusion_hidden']}, "
-        f"{config['diffusion_sampler']} sampler).",
+        f"{perf['fit_steps']} fit steps, hidden {perf['diffusion_params']['hidden']}, "
+        f"{perf['sampler']} sampler).",
         "",
         "| window | train | test | train tx | train frauds | test tx | test frauds "
         f"| CP@{config['top_k_cards']} of a perfect ranking |",

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import faust
-from faust.transport.producer import ProducerBuffer
 from prometheus_client import CollectorRegistry
 
 from ..models.features import CardState, TerminalState, feature_names
@@ -40,11 +39,27 @@ __all__ = ["WorkerApp", "build_app"]
 
 log = logging.getLogger("fraudstream.worker")
 
-# faust drains its send_soon() buffer whenever it holds over 100 messages, i.e. every few
-# events at our rates (one transaction produces a score, a snapshot and a repartitioned
-# record). Draining per micro-batch instead is what micro-batching is for; faust has no
-# setting for it, so the class default is raised here, once, for every app in the process.
-ProducerBuffer.max_messages = 20_000
+
+class Outbox:
+    """Records produced by the synchronous stages, sent by the agent before its next batch.
+
+    faust's ``send_soon`` buffer is drained by commits with a loop that only ends when the
+    buffer is empty, which under sustained load it never is: commits stalled for seconds and
+    a rebalance re-scored most of the stream. Awaiting ``Topic.send`` (an enqueue into
+    aiokafka, not a broker round trip) per batch keeps that buffer empty, so a commit's
+    flush waits only for what is in flight.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[faust.TopicT, dict[str, Any]]] = []
+
+    def add(self, topic: faust.TopicT, **kwargs: Any) -> None:
+        self._pending.append((topic, kwargs))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for topic, kwargs in pending:
+            await topic.send(**kwargs)
 
 
 class TableStore:
@@ -54,19 +69,22 @@ class TableStore:
     is the JSON dict (the stages accept both).
     """
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: faust.Table, outbox: Outbox) -> None:
         self.table = table
+        self.outbox = outbox
 
     def get(self, key: str) -> Any:
         return self.table.data.get(key)
 
     def put(self, partition: int, key: str, value: Any) -> None:
         self.table.data[key] = value
-        self.table.send_changelog(partition, key, _jsonable(value))
+        self.outbox.add(self.table.changelog_topic, key=key, value=_jsonable(value),
+                        partition=partition)
 
     def delete(self, partition: int, key: str) -> None:
         self.table.data.pop(key, None)
-        self.table.send_changelog(partition, key, None, value_serializer="raw")
+        self.outbox.add(self.table.changelog_topic, key=key, value=None, partition=partition,
+                        value_serializer="raw")
 
     def items(self) -> Iterable[tuple[str, Any]]:
         return list(self.table.data.items())
@@ -136,11 +154,12 @@ class WorkerApp:
 
         table = dict(partitions=s.partitions, default=None,
                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
-        self.cards = TableStore(app.Table("card-state", **table))
-        self.terminals = TableStore(app.Table("terminal-state", **table))
+        self.outbox = Outbox()
+        self.cards = TableStore(app.Table("card-state", **table), self.outbox)
+        self.terminals = TableStore(app.Table("terminal-state", **table), self.outbox)
         self.joiner = LabelJoiner(
-            TableStore(app.Table("pending-snapshots", **table)),
-            TableStore(app.Table("waiting-labels", **table)),
+            TableStore(app.Table("pending-snapshots", **table), self.outbox),
+            TableStore(app.Table("waiting-labels", **table), self.outbox),
             mode=s.label_mode, maturity_s=s.maturity_s,
         )
         self._assignment_seen: frozenset = frozenset()
@@ -181,6 +200,7 @@ class WorkerApp:
                                 s.extra_features)
             self._dead_letter(self.tx_dlq, "transactions", result.dead)
             self._send_grouped(self.by_terminal, result.forward, "terminal_id")
+            await self.outbox.flush()
             self._observe_batch("card", len(msgs), started)
 
     async def _terminal_agent(self, stream: faust.StreamT) -> None:
@@ -192,13 +212,14 @@ class WorkerApp:
                      for e in events for i, rec in enumerate(e.value["records"])]
             records = terminal_stage(batch, self.terminals, delay_s)
             self._score_and_emit(records)
+            await self.outbox.flush()
             self._observe_batch("score", len(records), started)
 
     def _send_grouped(self, topic: faust.TopicT, records: list[dict[str, Any]], key: str) -> None:
         """One internal message per destination partition (see stages.group_by_partition)."""
         for partition, group in group_by_partition(records, lambda r: r[key],
                                                    self.settings.partitions).items():
-            topic.send_soon(key=None, value={"records": group}, partition=partition)
+            self.outbox.add(topic, key=None, value={"records": group}, partition=partition)
 
     def _score_and_emit(self, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -215,7 +236,7 @@ class WorkerApp:
                 "decision": scored.decisions[i], "model_version": scored.model_version,
                 "event_ts": rec["ts"], "scored_at": now, "models": per_model,
             }
-            self.scores_topic.send_soon(key=rec["card_id"].encode("utf-8"), value=_dumps(value))
+            self.outbox.add(self.scores_topic, key=rec["card_id"].encode("utf-8"), value=_dumps(value))
             snapshots.append({
                 "tx_id": rec["tx_id"], "card_id": rec["card_id"],
                 "terminal_id": rec["terminal_id"], "event_ts": rec["ts"],
@@ -235,6 +256,7 @@ class WorkerApp:
             for i, fraud in enumerate(event.value["records"]):
                 apply_fraud(m.partition, position(m.offset, i), fraud["terminal_id"],
                             float(fraud["tx_ts"]), self.terminals)
+            await self.outbox.flush()
 
     async def _snapshot_agent(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -242,6 +264,7 @@ class WorkerApp:
             for snap in event.value["records"]:
                 joined.extend(self.joiner.on_snapshot(event.message.partition, snap))
             self._learn(joined)
+            await self.outbox.flush()
 
     async def _label_agent(self, stream: faust.StreamT) -> None:
         s = self.settings
@@ -256,13 +279,15 @@ class WorkerApp:
                 self.metrics.labels.labels(outcome).inc()
                 joined.extend(got)
             self._learn(joined)
+            await self.outbox.flush()
 
     async def _passthrough_agent(self, stream: faust.StreamT) -> None:
         """The benchmark's ceiling: same client stack, one record out per record in."""
         s = self.settings
         async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
             for e in events:
-                self.scores_topic.send_soon(key=e.message.key, value=e.message.value)
+                self.outbox.add(self.scores_topic, key=e.message.key, value=e.message.value)
+            await self.outbox.flush()
             self.metrics.transactions_scored.inc(len(events))
 
     # -- learning ----------------------------------------------------------------------
@@ -285,8 +310,8 @@ class WorkerApp:
                 "is_fraud": j.is_fraud, "label_ts": j.label_ts, "label_source": j.source,
                 "model_version": snap["model_version"],
             }
-            self.examples_topic.send_soon(key=snap["card_id"].encode("utf-8"),
-                                          value=_dumps(example))
+            self.outbox.add(self.examples_topic, key=snap["card_id"].encode("utf-8"),
+                            value=_dumps(example))
         self._send_grouped(self.terminal_frauds, frauds, "terminal_id")
         if example is not None:
             encode("training-examples", example)  # one per batch, as for scores
@@ -297,6 +322,7 @@ class WorkerApp:
             self._housekeep()
         except Exception:  # a bug here must not stop scoring; it is logged with its traceback
             log.exception("housekeeping failed")
+        await self.outbox.flush()
 
     def _housekeep(self) -> None:
         assignment = frozenset(self.app.consumer.assignment()) if self.app.consumer else frozenset()
@@ -338,7 +364,7 @@ class WorkerApp:
     # -- helpers -----------------------------------------------------------------------
     def _dead_letter(self, topic: faust.TopicT, source: str, dead: list) -> None:
         for d in dead:
-            topic.send_soon(key=None, value=encode("dlq", d.record))
+            self.outbox.add(topic, key=d.key, value=encode("dlq", d.record))
             self.metrics.dead_letters.labels(source, d.reason).inc()
 
     def _observe_batch(self, stage: str, size: int, started: float) -> None:

@@ -95,6 +95,7 @@ class Message:
 class DeadLetter:
     record: dict[str, Any]
     reason: str  # low-cardinality reason class, for the metric label
+    key: bytes | None = None  # the original record key, kept as the dead letter's key
 
 
 @dataclass
@@ -130,7 +131,7 @@ def triage(kind: str, messages: list[Message], max_bytes: int, now: float,
                      "(records must be keyed by card_id)")
         if error is not None:
             record = dead_letter(error, m.value, m.topic, m.partition, m.offset, m.key, now)
-            dead.append(DeadLetter(record, _reason_class(error)))
+            dead.append(DeadLetter(record, _reason_class(error), m.key))
         else:
             valid.append((m, decoded.value))
     return valid, dead

@@ -20,6 +20,11 @@ from kafka_helpers import WorkerProcess, json_values, produce_raw, read_topic, s
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
+def _records(messages: list) -> list[dict]:
+    """Internal topics carry {"records": [...]} per (micro-batch, partition)."""
+    return [rec for value in json_values(messages) for rec in value["records"]]
+
+
 def _wait_metric(worker: WorkerProcess, name: str, at_least: float, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     value = None
@@ -96,11 +101,11 @@ def test_sigkilled_worker_recovers_feature_state_from_changelog(settings, tmp_pa
         produce_raw(settings, settings.topics.transactions,
                     [(busiest.encode(), json.dumps(probe).encode())])
         snaps = read_topic(settings, snapshots_topic,
-                           lambda r: any(json.loads(x.value)["tx_id"] == probe["tx_id"] for x in r),
+                           lambda r: any(s["tx_id"] == probe["tx_id"] for s in _records(r)),
                            timeout=180)
     finally:
         restarted.stop()
-    live = next(v for v in json_values(snaps) if v["tx_id"] == probe["tx_id"])["features"]
+    live = next(s for s in _records(snaps) if s["tx_id"] == probe["tx_id"])["features"]
     history = pd.concat([df, pd.DataFrame([{**probe, "is_fraud": False, "fraud_scenario": 0}])],
                         ignore_index=True)
     # no labels were sent, so the live terminal fraud ratios are 0: compare without them
