@@ -26,7 +26,7 @@ import numpy as np
 
 from .diffusion import FeatureKind, ProgressFn, TabularDiffusion
 
-__all__ = ["augment", "feature_kind", "feature_kinds", "synthesize_frauds"]
+__all__ = ["augment", "default_steps", "feature_kind", "feature_kinds", "synthesize_frauds"]
 
 # (pattern, kind), first match wins. Mirrors the feature set of ``features.py``.
 _KIND_RULES: tuple[tuple[re.Pattern[str], FeatureKind], ...] = (
@@ -57,6 +57,17 @@ def feature_kinds(names: Sequence[str]) -> list[FeatureKind]:
     return [feature_kind(n) for n in names]
 
 
+def default_steps(n_rows: int) -> int:
+    """Optimiser steps for a fit on ``n_rows`` frauds: about 2 per row, within [500, 5000].
+
+    Measured on the default simulation (4 windows, ~480 training frauds each): 5000 steps
+    memorised (DCR share 0.19 against ~0.05 for fresh real frauds; gates failed 4/4), while
+    1000 steps gave DCR share 0.05, C2ST AUC 0.61 and equal or better average precision.
+    A fixed step count means ever more passes over a small window, so it scales with rows.
+    """
+    return int(min(5000, max(500, 2 * n_rows)))
+
+
 def synthesize_frauds(
     X_frauds: np.ndarray,
     kinds: Sequence[FeatureKind] | None,
@@ -73,8 +84,8 @@ def synthesize_frauds(
     """Fit a diffusion model on real fraud rows and draw ``n`` synthetic fraud rows.
 
     ``kinds`` is one kind per column (see :func:`feature_kinds`); ``hidden`` and ``steps``
-    (optimiser steps) and any other ``TabularDiffusion`` argument in ``diffusion_params``
-    configure the model (``None``: the model's own default, defined there only),
+    (optimiser steps; ``None``: :func:`default_steps` for this many rows) and any other
+    ``TabularDiffusion`` argument in ``diffusion_params`` configure the model,
     ``sampler`` picks the reverse process. ``seed`` seeds the fit, and
     ``seed + 1`` the sampling. ``progress(step, total, loss)`` is called during the fit.
 
@@ -89,8 +100,7 @@ def synthesize_frauds(
         raise ValueError(f"{len(kinds)} kinds for {X_frauds.shape[1]} columns")
     if hidden is not None:
         diffusion_params["hidden"] = tuple(hidden)
-    if steps is not None:
-        diffusion_params["steps"] = steps
+    diffusion_params["steps"] = steps if steps is not None else default_steps(len(X_frauds))
     model = TabularDiffusion(
         list(kinds) if kinds is not None else None, device=device, seed=seed, **diffusion_params
     )

@@ -60,7 +60,7 @@ from imblearn.over_sampling import SMOTE
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from xgboost import XGBClassifier
 
-from .augmentation import augment, feature_kinds, synthesize_frauds
+from .augmentation import augment, default_steps, feature_kinds, synthesize_frauds
 from .diffusion import TabularDiffusion
 from .quality import gates, quality_report
 
@@ -327,9 +327,10 @@ class EvaluationConfig:
     (card precision@k), ``alert_budget`` (alerts per day, or a share of the day's
     transactions when below 1). Classifier: XGBoost with ``n_estimators``, ``max_depth``,
     ``learning_rate`` and ``n_jobs`` threads. Diffusion: ``diffusion_*`` settings (``None``:
-    ``TabularDiffusion``'s defaults) and ``extra_diffusion_params``, on ``device``; ``ratios`` are the synthetic:real fraud ratios; ``quality_holdout`` is the
-    share of training frauds kept from the diffusion fit for its quality report. ``seed``
-    seeds everything; ``plot_samples`` caps the synthetic rows kept for the report's plots.
+    ``TabularDiffusion``'s defaults) and ``extra_diffusion_params``, on ``device``;
+    ``ratios`` are the synthetic:real fraud ratios; ``quality_holdout`` is the share of
+    training frauds kept from the diffusion fit for its quality report. ``seed`` seeds
+    everything; ``plot_samples`` caps the synthetic rows kept for the report's plots.
     """
 
     n_windows: int = 4
@@ -484,7 +485,7 @@ def evaluate_augmentation(
         order = np.random.default_rng(seed).permutation(len(frauds))
         holdout, fit_rows = frauds[order[:n_hold]], frauds[order[n_hold:]]
         n_synth = int(round(max(config.ratios) * len(frauds)))
-        steps = config.diffusion_steps or TabularDiffusion().steps
+        steps = config.diffusion_steps or default_steps(len(fit_rows))
         say(f"  diffusion: fit on {len(fit_rows):,} frauds, {steps} steps on {device}, "
             f"then sample {n_synth:,}")  # fmt: skip
         t0 = time.perf_counter()

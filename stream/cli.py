@@ -192,6 +192,10 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=2000)
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
     demo.set_defaults(handler=cmd_demo)
+
+    from . import evaluate_cli
+
+    evaluate_cli.add_parser(sub)
     return parser
 
 

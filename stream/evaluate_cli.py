@@ -63,7 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    f"{QUICK['customers']}); terminals are twice as many and the daily "
                    "compromises scale with them")
     p.add_argument("--diffusion-steps", type=int, default=None,
-                   help="diffusion optimiser steps per window (default: TabularDiffusion's; "
+                   help="diffusion optimiser steps per window (default: ~2 per training fraud, "
                    f"--quick {QUICK['diffusion_steps']})")
     p.add_argument("--budget", type=float, default=100,
                    help="alert budget: transactions reviewed per day, or a share if < 1 "

@@ -45,6 +45,7 @@ def settings(kafka_broker: str, topic_names: TopicNames, tmp_path: Path) -> Sett
     return load_settings(
         broker_url=f"kafka://{kafka_broker}",
         topics=topic_names,
+        app_id=f"app-{topic_names.scores}",  # internal topics are per test too
         partitions=8,
         model_registry=tmp_path / "registry",
         metrics_port=0,
