@@ -108,7 +108,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so the finally blocks stop the worker and the broker
 
 
-def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers: int = 2000,
+def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers: int = 1000,
              keep: bool = False) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     data_dir = Path(str(settings.kafka_data_dir) + "-demo")
@@ -123,14 +123,13 @@ def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers
     for name, state in create_topics(demo).items():
         print(f"  topic {name:28s} {state}")
     env = settings_env(demo, app_id=demo.app_id, checkpoint_every_s=10)
-    worker = WorkerProcess(env, data_dir / "worker.log", "demo-worker",
-                           metrics_port=settings.metrics_port or None)
+    metrics_port = settings.metrics_port if port_free(settings.metrics_port) else free_port()
+    worker = WorkerProcess(env, data_dir / "worker.log", "demo-worker", metrics_port=metrics_port)
     metrics_url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
     print(f"worker started (log {worker.log_path}); metrics at {metrics_url}", flush=True)
 
-    df = sim.simulate(sim.SimulationConfig(n_customers=customers, n_terminals=2 * customers,
-                                           n_days=days, seed=settings.seed,
-                                           label_delay_days=settings.label_delay_days))
+    df = sim.simulate(sim.SimulationConfig.scaled(customers, n_days=days, seed=settings.seed,
+                                                  label_delay_days=settings.label_delay_days))
     print(sim.summary(df), flush=True)
     span = float(df["ts"].max() - df["ts"].min()) + settings.label_delay_days * 86400
     speed = span / (minutes * 60 * 0.9)  # leave the last tenth for the worker to catch up

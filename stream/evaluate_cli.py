@@ -112,15 +112,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
             )
         evaluation = replace(evaluation, burn_in_days=burn_in)
     customers = args.customers or (QUICK["customers"] if quick else _DEFAULT_CUSTOMERS)
-    # The handbook's compromise rates are per 5,000 customers / 10,000 terminals: scale them
-    # with the population so a smaller run keeps about the same fraud mix and rate.
-    scale = customers / _DEFAULT_CUSTOMERS
-    defaults = SimulationConfig()
-    simulation = SimulationConfig(
-        n_customers=customers,
-        n_terminals=2 * customers,
-        compromised_terminals_per_day=max(1, round(defaults.compromised_terminals_per_day * scale)),
-        compromised_customers_per_day=max(1, round(defaults.compromised_customers_per_day * scale)),
+    simulation = SimulationConfig.scaled(
+        customers,
         n_days=evaluation.days_needed(),
         seed=args.seed,
         label_delay_days=evaluation.delay_days,

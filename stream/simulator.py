@@ -133,6 +133,24 @@ class SimulationConfig:
             return self.start.timestamp()
         return float(self.start)
 
+    @classmethod
+    def scaled(cls, n_customers: int, **overrides: Any) -> "SimulationConfig":
+        """A population of ``n_customers`` (and twice as many terminals) with the handbook's
+        compromise rates scaled to it, so a smaller run keeps about the default fraud mix and
+        rate (the handbook's rates are per 5,000 customers / 10,000 terminals)."""
+        defaults = cls()
+        scale = n_customers / defaults.n_customers
+        params: dict[str, Any] = {
+            "n_customers": n_customers,
+            "n_terminals": 2 * n_customers,
+            "compromised_terminals_per_day":
+                max(1, round(defaults.compromised_terminals_per_day * scale)),
+            "compromised_customers_per_day":
+                max(1, round(defaults.compromised_customers_per_day * scale)),
+        }
+        params.update(overrides)
+        return cls(**params)
+
 
 # --- generation -------------------------------------------------------------------------
 def _terminals_within_radius(customer_xy: np.ndarray, terminal_xy: np.ndarray,
