@@ -61,7 +61,6 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from xgboost import XGBClassifier
 
 from .augmentation import augment, default_steps, feature_kinds, synthesize_frauds
-from .diffusion import TabularDiffusion
 from .quality import gates, quality_report
 
 __all__ = [

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from . import simulator as sim
 from .config import Settings, TopicNames

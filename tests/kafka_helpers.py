@@ -9,7 +9,6 @@ from typing import Callable
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from fraudstream.stream.config import Settings
-from fraudstream.stream.processes import WorkerProcess, settings_env  # noqa: F401 (re-exported)
 
 
 def produce_raw(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]) -> None:

@@ -2,20 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 
 from fraudstream.models.augmentation import augment, feature_kind, feature_kinds, synthesize_frauds
 from fraudstream.models.diffusion import parse_kind
 from fraudstream.models.features import FEATURE_NAMES, feature_names
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small MLPs gain nothing from more threads, and the test machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_every_feature_has_a_valid_kind():

@@ -11,14 +11,6 @@ from fraudstream.models.diffusion.bench import benchmark, synthetic_table
 from fraudstream.models.quality import c2st_auc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small MLPs gain nothing from more threads, and the test machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def mixture(n: int, seed: int) -> np.ndarray:
     """Three well-separated, tight, correlated 2-D Gaussian blobs."""

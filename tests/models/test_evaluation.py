@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from fraudstream.models.evaluation import (
     DAY_S,
@@ -25,14 +24,6 @@ from fraudstream.models.evaluation import (
 from fraudstream.models.features import FEATURE_NAMES, compute_features
 from fraudstream.stream.simulator import SimulationConfig, simulate
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small MLPs gain nothing from more threads, and the test machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # -- protocol ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
 
@@ -12,7 +11,8 @@ from fraudstream.stream import simulator as sim
 from fraudstream.stream.contract import validate
 from fraudstream.stream.topics import create_topics
 
-from kafka_helpers import WorkerProcess, json_values, produce_raw, read_topic, settings_env
+from fraudstream.stream.processes import WorkerProcess, settings_env
+from kafka_helpers import json_values, produce_raw, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -15,7 +15,8 @@ from fraudstream.models.features import compute_features
 from fraudstream.stream import simulator as sim
 from fraudstream.stream.topics import create_topics, internal_topics
 
-from kafka_helpers import WorkerProcess, json_values, produce_raw, read_topic, settings_env
+from fraudstream.stream.processes import WorkerProcess, settings_env
+from kafka_helpers import json_values, produce_raw, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
