@@ -158,6 +158,30 @@ class OnlineLearner:
             proba = self._predictor.predict_proba_many(frame)
         return np.clip(proba[True].to_numpy(dtype=np.float64), 0.0, 1.0)
 
+    def explain_many(self, X: Sequence[Mapping[str, float]], top: int = 3
+                     ) -> list[list[dict[str, float]]]:
+        """The ``top`` features that pushed each score up most (logistic regression only).
+
+        A feature's contribution is its weight times its standardised value: its additive
+        share of the logit. Trees have no such decomposition; they return empty lists.
+        """
+        if self.model != "logreg" or not X:
+            return [[] for _ in X]
+        scaler, logreg = self._predictor["StandardScaler"], self._predictor["LogisticRegression"]
+        cols = list(X[0])
+        weights = np.array([logreg.weights.get(c, 0.0) for c in cols])
+        means = np.array([scaler.means.get(c, 0.0) for c in cols])
+        stds = np.sqrt(np.array([scaler.vars.get(c, 0.0) for c in cols]))
+        raw = np.array([[x[c] for c in cols] for x in X], dtype=np.float64)
+        scaled = np.divide(raw - means, stds, out=np.zeros_like(raw), where=stds > 0)
+        contrib = scaled * weights
+        order = np.argsort(-contrib, axis=1)[:, :top]
+        return [
+            [{"feature": cols[j], "value": float(raw[i, j]), "contribution": float(contrib[i, j])}
+             for j in order[i] if contrib[i, j] > 0]
+            for i in range(len(X))
+        ]
+
     def learn_one(self, x: Mapping[str, float], y: bool, weight: float = 1.0) -> None:
         """Learn one labelled example; ``weight`` multiplies the class weight."""
         y = bool(y)

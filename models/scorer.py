@@ -55,6 +55,7 @@ class ScoredBatch:
     per_model: dict[str, np.ndarray]  # "online", and "batch"/"shadow" when loaded
     decisions: list[str]
     model_version: str
+    reasons: list[list[dict[str, float]]]  # per row: top features by contribution (may be empty)
 
 
 class Scorer:
@@ -100,7 +101,11 @@ class Scorer:
             version = batch.version
         if shadow is not None:
             per_model["shadow"] = np.clip(shadow.predict_proba(_matrix(features, shadow)), 0.0, 1.0)
-        return ScoredBatch(final, per_model, decide(final, self.thresholds), version)
+        explain = getattr(self.online, "explain_many", None)
+        # Reasons come from the online model, the only one with an additive decomposition
+        # here; a batch model can bring its own (e.g. XGBoost's pred_contribs) later.
+        reasons = explain(features) if explain is not None else [[] for _ in features]
+        return ScoredBatch(final, per_model, decide(final, self.thresholds), version, reasons)
 
 
 def _matrix(features: list[dict[str, float]], model: BatchModel) -> np.ndarray:

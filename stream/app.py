@@ -235,6 +235,7 @@ class WorkerApp:
                 "tx_id": rec["tx_id"], "card_id": rec["card_id"], "score": score,
                 "decision": scored.decisions[i], "model_version": scored.model_version,
                 "event_ts": rec["ts"], "scored_at": now, "models": per_model,
+                "reasons": scored.reasons[i],
             }
             self.outbox.add(self.scores_topic, key=rec["card_id"].encode("utf-8"), value=_dumps(value))
             snapshots.append({

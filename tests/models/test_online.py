@@ -209,3 +209,20 @@ def test_prequential_metrics_undefined_cases_are_nan() -> None:
         PrequentialMetrics(window=0)
     with pytest.raises(ValueError):
         m.update_many([0.1], [True, False])
+
+
+def test_reasons_name_the_feature_that_drives_the_score():
+    import random
+
+    from fraudstream.models.online import OnlineLearner
+
+    learner = OnlineLearner(seed=1)
+    rng = random.Random(0)
+    for _ in range(3000):
+        amount = rng.random() * 100
+        learner.learn_one({"amount": amount, "noise": rng.random()}, amount > 90)
+    top, low = learner.explain_many([{"amount": 99.0, "noise": 0.5},
+                                         {"amount": 1.0, "noise": 0.5}])
+    assert top[0]["feature"] == "amount" and top[0]["contribution"] > 1.0
+    assert all(r["feature"] != "amount" for r in low)  # a small amount pushes the score down
+    assert OnlineLearner(model="hoeffding").explain_many([{"amount": 1.0}]) == [[]]
