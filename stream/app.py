@@ -377,26 +377,28 @@ def _dumps(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def _credentials(s: Settings):
-    if s.security_protocol == "PLAINTEXT":
-        return None
-    if s.security_protocol.startswith("SASL"):
-        import ssl
-
-        context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None) \
-            if s.security_protocol == "SASL_SSL" else None
-        return faust.SASLCredentials(
-            username=s.sasl_username,
-            password=s.sasl_password.get_secret_value() if s.sasl_password else None,
-            mechanism=s.sasl_mechanism,
-            ssl_context=context,
-        )
+def _ssl_context(s: Settings):
+    """TLS context for SSL and SASL_SSL: the CA and, when configured, the client certificate."""
     import ssl
 
     context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None)
     if s.ssl_certfile:
         context.load_cert_chain(str(s.ssl_certfile), str(s.ssl_keyfile) if s.ssl_keyfile else None,
                                 s.ssl_key_password.get_secret_value() if s.ssl_key_password else None)
+    return context
+
+
+def _credentials(s: Settings):
+    if s.security_protocol == "PLAINTEXT":
+        return None
+    context = _ssl_context(s) if s.security_protocol.endswith("SSL") else None
+    if s.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=s.sasl_username,
+            password=s.sasl_password.get_secret_value() if s.sasl_password else None,
+            mechanism=s.sasl_mechanism,
+            ssl_context=context,
+        )
     return faust.SSLCredentials(context)
 
 
