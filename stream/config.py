@@ -31,6 +31,8 @@ class TopicNames(BaseModel):
     labels_dlq: str = "labels.dlq"
     training_examples: str = "training-examples"
     model_updates: str = "model-updates"
+    synthetic_frauds: str = "synthetic-frauds"
+    control: str = "fraudstream-control"
 
 
 class Settings(BaseSettings):
@@ -101,6 +103,45 @@ class Settings(BaseSettings):
     checkpoint_every_s: float = Field(30.0, gt=0, description="Online learner checkpoint interval.")
     extra_features: tuple[str, ...] = Field(
         (), description="Names of numeric `features` passed through to the models (JSON list).")
+    online_synthetic_weight: float = Field(
+        0.5, ge=0, description="Weight of a synthetic fraud in online learning (0: ignore them).")
+
+    # --- Background trainer --------------------------------------------------------------
+    trainer_metrics_port: int = Field(9109, ge=0, le=65535, description="0 disables it.")
+    trainer_window_days: float = Field(30.0, gt=0, description="Training window, in event time.")
+    trainer_max_rows: int = Field(2_000_000, ge=1000, description="Memory bound of the window.")
+    trainer_interval_s: float = Field(600.0, gt=0, description="Wall time between scheduled cycles.")
+    trainer_cron: str | None = Field(
+        None, description="A 5-field cron expression (UTC) instead of the interval.")
+    trainer_new_frauds_trigger: int = Field(
+        200, ge=1, description="Start a cycle early once this many new frauds have arrived.")
+    trainer_cycle_timeout_s: float = Field(1800.0, gt=0, description="A cycle's time limit.")
+    trainer_holdout_days: float = Field(7.0, gt=0, description="Holdout: the window's last days.")
+    trainer_gap_days: float | None = Field(
+        None, ge=0, description="Unused days between train and holdout (default: the label delay).")
+    trainer_min_frauds: int = Field(
+        30, ge=10, description="Fewer training frauds than this: the cycle does not train.")
+    trainer_synthetic_ratio: float = Field(
+        1.0, ge=0, description="Synthetic frauds per real training fraud (0: no augmentation).")
+    trainer_diffusion_steps: int | None = Field(
+        None, ge=1, description="Diffusion training steps (default: about 2 per fraud).")
+    trainer_device: str = Field("auto", description="auto, cpu or cuda[:N] for the diffusion model.")
+    trainer_max_c2st_auc: float = Field(0.75, gt=0.5, le=1, description="Quality gate.")
+    trainer_max_dcr_share: float = Field(0.10, gt=0, le=1, description="Quality gate.")
+    trainer_promote_margin: float = Field(
+        0.005, description="Promote when the challenger's holdout AP beats the champion's by this.")
+    trainer_top_k_cards: int = Field(100, ge=1, description="k of card precision@k.")
+    trainer_alert_budget: float = Field(100, gt=0, description="Alerts per day (or share if < 1).")
+    trainer_xgb_estimators: int = Field(300, ge=1)
+    trainer_xgb_max_depth: int = Field(5, ge=1)
+    trainer_threads: int = Field(1, ge=1, description="CPU threads for XGBoost and torch.")
+    trainer_keep_versions: int = Field(10, ge=2, description="Versions kept in the registry.")
+    trainer_publish_synthetic: bool = Field(
+        False, description="Publish accepted synthetic frauds for the online learners.")
+    trainer_synthetic_publish_cap: int = Field(
+        500, ge=0, description="Most synthetic frauds published per cycle.")
+    trainer_shadow_challengers: bool = Field(
+        False, description="Deploy a challenger that is not promoted in shadow.")
     seed: int = 0
 
     @model_validator(mode="after")

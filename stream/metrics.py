@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-__all__ = ["WorkerMetrics", "LATENCY_BUCKETS"]
+__all__ = ["WorkerMetrics", "TrainerMetrics", "LATENCY_BUCKETS", "CYCLE_PHASES"]
 
 # Sub-millisecond to seconds: the SLO is p99 <= 50 ms, so resolution matters around it.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
@@ -81,3 +81,86 @@ class WorkerMetrics:
         self.learned = Counter(
             "fraudstream_online_learned_total", "Examples the online learner learned, by label.",
             ["label"], registry=registry)
+        self.synthetic_learned = Counter(
+            "fraudstream_online_synthetic_learned_total",
+            "Synthetic frauds from the trainer the online learner learned (after the cap).",
+            registry=registry)
+        self.model_prequential_ap = Gauge(
+            "fraudstream_model_prequential_average_precision",
+            "Average precision of the batch models on the window of labelled transactions, "
+            "by role (champion decides, shadow is only reported), from their scoring-time scores.",
+            ["role"], registry=registry)
+
+
+# The phases of one trainer cycle, in order (also the `phase` label values).
+CYCLE_PHASES = ("window", "diffusion_fit", "sample", "quality", "train", "evaluate", "publish")
+_CYCLE_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+
+class TrainerMetrics:
+    """The background trainer's metrics (``fraudstream_trainer_*``), on its own endpoint."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.examples = Counter(
+            "fraudstream_trainer_examples_total",
+            "training-examples records read, by outcome (kept, invalid).",
+            ["outcome"], registry=registry)
+        self.window_rows = Gauge(
+            "fraudstream_trainer_window_rows", "Labelled transactions in the training window.",
+            registry=registry)
+        self.window_frauds = Gauge(
+            "fraudstream_trainer_window_frauds", "Confirmed frauds in the training window.",
+            registry=registry)
+        self.new_frauds = Gauge(
+            "fraudstream_trainer_new_frauds", "Confirmed frauds arrived since the last cycle.",
+            registry=registry)
+        self.triggers = Counter(
+            "fraudstream_trainer_triggers_total",
+            "Cycles started, by trigger (schedule, new_frauds, request).",
+            ["trigger"], registry=registry)
+        self.cycles = Counter(
+            "fraudstream_trainer_cycles_total",
+            "Finished cycles by outcome (promoted, kept_champion, failed) and by what happened "
+            "to their synthetic frauds (accepted, rejected, none).",
+            ["outcome", "synthetic"], registry=registry)
+        self.cycle_running = Gauge(
+            "fraudstream_trainer_cycle_running", "1 while a cycle runs.", registry=registry)
+        self.cycle_duration = Histogram(
+            "fraudstream_trainer_cycle_duration_seconds", "Wall time of a whole cycle.",
+            buckets=_CYCLE_BUCKETS, registry=registry)
+        self.phase_duration = Histogram(
+            "fraudstream_trainer_phase_duration_seconds", "Wall time of each cycle phase.",
+            ["phase"], buckets=_CYCLE_BUCKETS, registry=registry)
+        self.last_cycle = Gauge(
+            "fraudstream_trainer_last_cycle_timestamp_seconds",
+            "When the last cycle ended, by outcome.", ["outcome"], registry=registry)
+        self.synthetic_rows = Counter(
+            "fraudstream_trainer_synthetic_rows_total", "Synthetic frauds sampled.",
+            registry=registry)
+        self.synthetic_published = Counter(
+            "fraudstream_trainer_synthetic_published_total",
+            "Accepted synthetic frauds published for the workers' online learners.",
+            registry=registry)
+        self.c2st_auc = Gauge(
+            "fraudstream_trainer_quality_c2st_auc",
+            "Last cycle's C2ST AUC of synthetic vs held-out real frauds (0.5 = indistinguishable).",
+            registry=registry)
+        self.dcr_share = Gauge(
+            "fraudstream_trainer_quality_dcr_share",
+            "Last cycle's share of synthetic rows closer to a training fraud than the 5th "
+            "percentile of held-out real frauds (about 0.05 when nothing is memorised).",
+            registry=registry)
+        self.holdout = Gauge(
+            "fraudstream_trainer_holdout_metric",
+            "Last cycle's holdout metrics by model (champion, challenger, "
+            "challenger_no_synthetic) and metric (average_precision, card_precision_at_k, "
+            "recall_at_budget).", ["model", "metric"], registry=registry)
+        self.champion = Info(
+            "fraudstream_trainer_champion", "The current champion version.", registry=registry)
+        self.champion_created = Gauge(
+            "fraudstream_trainer_champion_created_timestamp_seconds",
+            "When the current champion was trained (0: none yet).", registry=registry)
+        self.champion_age = Gauge(
+            "fraudstream_trainer_champion_age_seconds",
+            "Seconds since the current champion was trained (0: none yet).", registry=registry)

@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import Settings
 from .kafka_local import free_port
 
-__all__ = ["settings_env", "WorkerProcess"]
+__all__ = ["settings_env", "ServiceProcess", "WorkerProcess", "TrainerProcess"]
 
 
 def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
@@ -27,19 +27,16 @@ def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """A ``fraudstream worker`` subprocess with its own metrics port and log file."""
+class ServiceProcess:
+    """A ``fraudstream <command>`` subprocess with its own metrics port and log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, worker_id: str,
-                 passthrough: bool = False, metrics_port: int | None = None) -> None:
-        self.metrics_port = metrics_port or free_port()
-        env = {**env, "FRAUDSTREAM_WORKER_ID": worker_id,
-               "FRAUDSTREAM_METRICS_PORT": str(self.metrics_port)}
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path,
+                 metrics_port: int, metrics_env: str) -> None:
+        self.metrics_port = metrics_port
+        env = {**env, metrics_env: str(metrics_port)}
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        cmd = [sys.executable, "-m", "fraudstream.stream.cli", "worker", "--loglevel", "info"]
-        if passthrough:
-            cmd.append("--passthrough")
+        cmd = [sys.executable, "-m", "fraudstream.stream.cli", *args]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
@@ -76,3 +73,21 @@ class WorkerProcess:
 
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+class WorkerProcess(ServiceProcess):
+    """A ``fraudstream worker`` subprocess."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, worker_id: str,
+                 passthrough: bool = False, metrics_port: int | None = None) -> None:
+        args = ["worker", "--loglevel", "info"] + (["--passthrough"] if passthrough else [])
+        super().__init__(args, {**env, "FRAUDSTREAM_WORKER_ID": worker_id}, log_path,
+                         metrics_port or free_port(), "FRAUDSTREAM_METRICS_PORT")
+
+
+class TrainerProcess(ServiceProcess):
+    """A ``fraudstream trainer`` subprocess."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, metrics_port: int | None = None) -> None:
+        super().__init__(["trainer", "--loglevel", "info"], env, log_path,
+                         metrics_port or free_port(), "FRAUDSTREAM_TRAINER_METRICS_PORT")

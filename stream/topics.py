@@ -51,6 +51,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.labels_dlq, n, dead),
         TopicSpec(t.training_examples, n, examples),
         TopicSpec(t.model_updates, 1, updates),
+        # Every worker reads these two whole (not as a group), so one partition each.
+        TopicSpec(t.synthetic_frauds, 1, events),
+        TopicSpec(t.control, 1, events),
     ] + [
         # Created up front: a consumer that subscribes before a new topic reaches its
         # metadata ignores it until the next rebalance, so faust must find them existing.
