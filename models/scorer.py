@@ -56,6 +56,7 @@ class ScoredBatch:
     decisions: list[str]
     model_version: str
     reasons: list[list[dict[str, float]]]  # per row: top features by contribution (may be empty)
+    shadow_version: str | None = None        # the shadow model that scored, if any
 
 
 class Scorer:
@@ -105,7 +106,8 @@ class Scorer:
         # Reasons come from the online model, the only one with an additive decomposition
         # here; a batch model can bring its own (e.g. XGBoost's pred_contribs) later.
         reasons = explain(features) if explain is not None else [[] for _ in features]
-        return ScoredBatch(final, per_model, decide(final, self.thresholds), version, reasons)
+        return ScoredBatch(final, per_model, decide(final, self.thresholds), version, reasons,
+                           shadow.version if shadow is not None else None)
 
 
 def _matrix(features: list[dict[str, float]], model: BatchModel) -> np.ndarray:

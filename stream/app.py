@@ -23,13 +23,14 @@ from typing import Any, Iterable
 import faust
 from prometheus_client import CollectorRegistry
 
-from ..models.features import CardState, TerminalState, feature_names
+from ..models.features import CardState, TerminalState, feature_names, schema_hash
 from ..models.online import OnlineLearner, PrequentialMetrics
 from ..models.scorer import Scorer, Thresholds
 from .config import Settings
 from .contract import encode, parse_ts
 from .joiner import Joined, LabelJoiner
 from .metrics import WorkerMetrics
+from .model_follower import ModelFollower
 from .topics import internal_topics
 from .stages import (
     Message, apply_fraud, card_stage, group_by_partition, position, terminal_stage, triage,
@@ -116,8 +117,13 @@ class WorkerApp:
         self.learner = self._load_learner()
         self.scorer = Scorer(self.learner, Thresholds(s.review_threshold, s.decline_threshold))
         self.prequential = PrequentialMetrics(window=s.prequential_window)
+        # The batch models' quality on the same labelled window, from their scoring-time scores.
+        self.role_prequential = {role: PrequentialMetrics(window=s.prequential_window)
+                                 for role in ("champion", "shadow")}
         self.metrics.model_info.info({"decision_model": self.scorer.model_version,
-                                      "online": self.scorer.online_version})
+                                      "online": self.scorer.online_version, "shadow": "none"})
+        self.follower = ModelFollower(s, self.scorer, self.learner, self.metrics,
+                                      schema_hash(self.feature_names), on_swap=self._on_swap)
 
         self.app = app = faust.App(
             s.app_id,
@@ -187,6 +193,7 @@ class WorkerApp:
         app.agent(self.snapshots, name="snapshot-join")(self._snapshot_agent)
         app.agent(self.labels_topic, name="label-join")(self._label_agent)
         app.timer(1.0)(self._housekeeping)
+        app.task(self.follower.run)
         app.timer(self.settings.checkpoint_every_s)(self._checkpoint)
 
     # -- agents ------------------------------------------------------------------------
@@ -237,12 +244,15 @@ class WorkerApp:
                 "event_ts": rec["ts"], "scored_at": now, "models": per_model,
                 "reasons": scored.reasons[i],
             }
+            if scored.shadow_version is not None:
+                value["shadow_version"] = scored.shadow_version
             self.outbox.add(self.scores_topic, key=rec["card_id"].encode("utf-8"), value=_dumps(value))
             snapshots.append({
                 "tx_id": rec["tx_id"], "card_id": rec["card_id"],
                 "terminal_id": rec["terminal_id"], "event_ts": rec["ts"],
                 "features": rec["features"], "score_online": per_model["online"],
-                "model_version": scored.model_version,
+                "scores": per_model, "model_version": scored.model_version,
+                "shadow_version": scored.shadow_version,
             })
             m.latency.observe(max(0.0, now - rec["arrived"]))
             m.scores.observe(score)
@@ -300,6 +310,10 @@ class WorkerApp:
             snap = j.snapshot
             self.learner.learn_one(snap["features"], j.is_fraud)
             self.prequential.update(snap["score_online"], j.is_fraud)
+            scores = snap.get("scores") or {"online": snap["score_online"]}
+            for role, key in (("champion", "batch"), ("shadow", "shadow")):
+                if key in scores:
+                    self.role_prequential[role].update(scores[key], j.is_fraud)
             m.learned.labels("fraud" if j.is_fraud else "legit").inc()
             if j.source == "matured":
                 m.labels.labels("matured").inc()
@@ -309,7 +323,8 @@ class WorkerApp:
                 "tx_id": snap["tx_id"], "card_id": snap["card_id"],
                 "event_ts": snap["event_ts"], "features": snap["features"],
                 "is_fraud": j.is_fraud, "label_ts": j.label_ts, "label_source": j.source,
-                "model_version": snap["model_version"],
+                "model_version": snap["model_version"], "scores": scores,
+                "shadow_version": snap.get("shadow_version"),
             }
             self.outbox.add(self.examples_topic, key=snap["card_id"].encode("utf-8"),
                             value=_dumps(example))
@@ -341,6 +356,9 @@ class WorkerApp:
             m.prequential_ap.set(p.average_precision())
             m.prequential_recall.set(p.recall_at(self.settings.review_threshold))
             m.prequential_base_rate.set(p.base_rate())
+        for role, rp in self.role_prequential.items():
+            if rp.n_positives and rp.n_positives < rp.n:
+                m.model_prequential_ap.labels(role).set(rp.average_precision())
         m.snapshots_pending.set(len(self.joiner.pending.table.data))
         m.labels_waiting.set(len(self.joiner.waiting.table.data))
         consumer = self.app.consumer
@@ -354,6 +372,10 @@ class WorkerApp:
             position = read.get(tp)
             lag = high - (position + 1 if position is not None else 0)
             m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+
+    def _on_swap(self, role: str) -> None:
+        """A new model in a role starts a fresh quality window (older scores were another's)."""
+        self.role_prequential[role] = PrequentialMetrics(window=self.settings.prequential_window)
 
     async def _checkpoint(self) -> None:
         try:

@@ -193,9 +193,10 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
     demo.set_defaults(handler=cmd_demo)
 
-    from . import evaluate_cli
+    from . import evaluate_cli, models_cli
 
     evaluate_cli.add_parser(sub)
+    models_cli.add_parsers(sub, settings)
     return parser
 
 

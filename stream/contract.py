@@ -42,6 +42,8 @@ KINDS: dict[str, str] = {
     "dlq": "dlq.json",
     "training-examples": "training-examples.json",
     "model-updates": "model-updates.json",
+    "synthetic-frauds": "synthetic-frauds.json",
+    "control": "control.json",
 }
 
 # Fields holding a timestamp that may be an RFC 3339 string (parsed and range-checked here).

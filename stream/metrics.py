@@ -121,7 +121,8 @@ class TrainerMetrics:
             ["trigger"], registry=registry)
         self.cycles = Counter(
             "fraudstream_trainer_cycles_total",
-            "Finished cycles by outcome (promoted, kept_champion, failed) and by what happened "
+            "Finished cycles by outcome (promoted, kept_champion, skipped: not enough data, failed) "
+            "and by what happened "
             "to their synthetic frauds (accepted, rejected, none).",
             ["outcome", "synthetic"], registry=registry)
         self.cycle_running = Gauge(

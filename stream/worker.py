@@ -18,6 +18,8 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
     """Start the metrics endpoint and the faust worker; returns when the worker stops."""
     create_topics(settings)  # idempotent; the internal topics must exist before subscribing
     worker_app = build_app(settings, passthrough=passthrough)
+    if not passthrough:
+        worker_app.follower.load_initial()  # a worker started later begins with the champion
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=worker_app.registry)
         logging.getLogger("fraudstream.worker").info(

@@ -23,7 +23,11 @@ VALID = {
                           "features": {"amount": 12.5}, "is_fraud": False,
                           "label_ts": 1767866400.0, "label_source": "matured"},
     "model-updates": {"version": "batch-20260101-0001", "artifact": "/registry/batch/x",
-                      "sha256": "a" * 64, "metrics": {"average_precision": 0.7}},
+                      "sha256": "a" * 64, "metrics": {"average_precision": 0.7},
+                      "role": "champion", "action": "promote"},
+    "synthetic-frauds": {"synthetic": True, "version": "v0001-20260101T000000Z",
+                         "features": {"amount": 12.5}, "at": 1767261600.0},
+    "control": {"command": "retrain", "request_id": "abc", "reason": "test", "at": 1767261600.0},
 }
 
 INVALID = {
@@ -48,7 +52,12 @@ INVALID = {
     ],
     "dlq": [({"error": "x", "payload_b64": "", "at": 1}, "source")],
     "training-examples": [({**VALID["training-examples"], "features": {"a": None}}, "features.a")],
-    "model-updates": [({**VALID["model-updates"], "sha256": "xyz"}, "sha256")],
+    "model-updates": [({**VALID["model-updates"], "sha256": "xyz"}, "sha256"),
+                      ({**VALID["model-updates"], "role": "boss"}, "role")],
+    "synthetic-frauds": [({**VALID["synthetic-frauds"], "synthetic": False}, "synthetic"),
+                         ({**VALID["synthetic-frauds"], "features": {"a": "x"}}, "features.a")],
+    "control": [({**VALID["control"], "command": "format-disk"}, "command"),
+                ({**VALID["control"], "extra": 1}, "extra")],
 }
 
 
