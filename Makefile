@@ -10,7 +10,7 @@ export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_ARGS ?=
 
-.PHONY: all venv kafka-jars test test-rebalance test-fast demo bench evaluate clean
+.PHONY: all venv kafka-jars tools test test-rebalance test-fast demo bench evaluate clean
 
 all: test
 
@@ -26,7 +26,12 @@ venv: $(VENV)/.installed
 kafka-jars: venv
 	$(FS) kafka fetch
 
-test: venv kafka-jars
+# Prometheus/promtool (Debian's package, unpacked) and the compose-spec validator, cached in
+# ~/.cache/fraudstream/tools for the tests of deploy/ (tests/deploy).
+tools:
+	bash deploy/install-tools.sh
+
+test: venv kafka-jars tools
 	$(PY) -m pytest -m "not open_defect" $(PYTEST_ARGS)
 
 # The rebalance test of an open defect (README, "Known issues"); it fails in about half the runs.
