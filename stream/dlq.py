@@ -160,7 +160,8 @@ def _kafka_kwargs(settings: Settings) -> dict[str, Any]:
 
 def replay(settings: Settings, sources: list[str], rng: ReplayRange, *, dry_run: bool,
            group: str, rekey: bool = False, out: TextIO = sys.stdout,
-           progress: Callable[[str], None] | None = None, list_each: bool = True) -> ReplayReport:
+           progress: Callable[[str], None] | None = None, list_each: bool = True,
+           idle_timeout_s: float = 60.0) -> ReplayReport:
     """Read the dead letters of ``sources`` (``transactions``/``labels``) in ``rng``, re-validate
     each, and (unless ``dry_run``) re-publish the valid ones and commit the group's offsets."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -192,10 +193,17 @@ def replay(settings: Settings, sources: list[str], rng: ReplayRange, *, dry_run:
         consumer.assign(list(bounds))
         for tp, (lo, _) in bounds.items():
             consumer.seek(tp, lo)
+        consumer.pause(*[tp for tp in bounds if tp not in todo])
         failures: list[BaseException] = []
-        last_report = time.monotonic()
+        last_report = last_progress = time.monotonic()
         while todo:
             batch = consumer.poll(timeout_ms=1000, max_records=2000)
+            if batch:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > idle_timeout_s:
+                raise RuntimeError(
+                    f"no dead letters read for {idle_timeout_s:.0f} s with {len(todo)} partitions "
+                    "unfinished: is the broker healthy? (nothing was committed)")
             for tp, records in batch.items():
                 if tp not in todo:
                     continue
@@ -222,6 +230,7 @@ def replay(settings: Settings, sources: list[str], rng: ReplayRange, *, dry_run:
             for tp in list(todo):
                 if consumer.position(tp) >= todo[tp][1]:
                     del todo[tp]
+                    consumer.pause(tp)  # its range is done: fetch nothing past it
             if progress and time.monotonic() - last_report >= 2:
                 last_report = time.monotonic()
                 progress(f"  {report.read}/{total} dead letters read, {report.republished} valid")

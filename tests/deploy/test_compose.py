@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,17 @@ def test_dockerignore_keeps_the_build_context_small():
         assert not _ignored(path), path
     assert _ignored("stream/__pycache__") and _ignored("models/x.pyc")
 
+
+
+def test_dockerfile_reads_its_dependencies_from_pyproject():
+    """Run the Dockerfile's own Python one-liners on the real pyproject.toml."""
+    import tomllib
+
+    snippets = re.findall(r"python -c '([^']+)'", DOCKERFILE.read_text())
+    assert len(snippets) == 2
+    outputs = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.split("\n") for code in snippets]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_req, requirements = outputs[0][0], [line for line in outputs[1] if line]
+    assert torch_req in deps and torch_req.startswith("torch")
+    assert requirements == deps
