@@ -40,12 +40,16 @@ from typing import Any, Callable, TextIO
 from .config import Settings
 from .contract import decode, parse_ts
 
-__all__ = ["Verdict", "ReplayRange", "ReplayReport", "judge", "replay", "add_parser"]
+__all__ = ["Verdict", "ReplayRange", "ReplayReport", "ReplayError", "judge", "replay", "add_parser"]
 
 # A dead letter carries the original payload in base64: allow far more than any topic limit.
 _DLQ_MAX_BYTES = 64 * 1024 * 1024
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ReplayError(RuntimeError):
+    """The replay could not finish; nothing was committed, so the same command can be rerun."""
 
 
 @dataclass(frozen=True)
@@ -180,8 +184,8 @@ def replay(settings: Settings, sources: list[str], rng: ReplayRange, *, dry_run:
             topic = dlq_topic[kind]
             parts = consumer.partitions_for_topic(topic)
             if not parts:
-                raise SystemExit(f"fraudstream dlq replay: topic {topic!r} does not exist at "
-                                 f"{settings.broker_url} (FRAUDSTREAM_TOPICS__{kind.upper()}_DLQ)")
+                raise ReplayError(f"topic {topic!r} does not exist at {settings.broker_url} "
+                                  f"(FRAUDSTREAM_TOPICS__{kind.upper()}_DLQ)")
             kind_of[topic] = kind
             tps = [TopicPartition(topic, p) for p in sorted(parts)
                    if not rng.partitions or p in rng.partitions]
@@ -201,7 +205,7 @@ def replay(settings: Settings, sources: list[str], rng: ReplayRange, *, dry_run:
             if batch:
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > idle_timeout_s:
-                raise RuntimeError(
+                raise ReplayError(
                     f"no dead letters read for {idle_timeout_s:.0f} s with {len(todo)} partitions "
                     "unfinished: is the broker healthy? (nothing was committed)")
             for tp, records in batch.items():
@@ -237,8 +241,8 @@ def replay(settings: Settings, sources: list[str], rng: ReplayRange, *, dry_run:
         if producer is not None:
             producer.flush()
             if failures:
-                raise RuntimeError(f"{len(failures)} re-published messages failed: {failures[0]!r} "
-                                   "(offsets not committed; run the same replay again)")
+                raise ReplayError(f"{len(failures)} of the re-published messages failed: {failures[0]!r} "
+                                  "(offsets not committed; run the same replay again)")
             if not rng.explicit:
                 consumer.commit({tp: OffsetAndMetadata(hi, "", -1) for tp, (_, hi) in bounds.items()})
                 report.committed = True
@@ -303,8 +307,12 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     mode = "DRY RUN: nothing is produced or committed" if args.dry_run else "re-publishing"
     print(f"dlq replay ({mode}); sources {', '.join(sources)}; group {group}; "
           f"max message bytes {settings.max_message_bytes}", file=sys.stderr)
-    report = replay(settings, sources, rng, dry_run=args.dry_run, group=group, rekey=args.rekey,
-                    progress=lambda m: print(m, file=sys.stderr), list_each=not args.summary_only)
+    try:
+        report = replay(settings, sources, rng, dry_run=args.dry_run, group=group, rekey=args.rekey,
+                        progress=lambda m: print(m, file=sys.stderr), list_each=not args.summary_only)
+    except ReplayError as exc:
+        print(f"fraudstream dlq replay: {exc}", file=sys.stderr)
+        return 1
     print(report.summary())
     return 0
 

@@ -201,3 +201,12 @@ def test_replay_after_raising_the_size_limit_gets_the_fixed_messages_scored(sett
         assert _end_offsets(settings, t.transactions_dlq) == len(dlq)
     finally:
         worker.stop()
+
+
+@pytest.mark.kafka
+def test_a_missing_dead_letter_topic_is_an_error_naming_the_setting(settings):
+    env = settings_env(settings, app_id=settings.app_id)  # topics never created
+    done = cli(env, "dlq", "replay", "--dry-run")
+    assert done.returncode == 1
+    assert f"topic '{settings.topics.transactions_dlq}' does not exist" in done.stderr
+    assert "FRAUDSTREAM_TOPICS__TRANSACTIONS_DLQ" in done.stderr
