@@ -215,7 +215,7 @@ class WorkerApp:
         delay_s = s.label_delay_days * 86400.0
         async for events in stream.take_events(max(1, s.batch_max // 32), within=s.batch_within_s):
             started = time.perf_counter()
-            batch = [(e.message.partition, position(e.message.offset, i), rec)
+            batch = [(e.message.partition, position(e.message.offset, i), {**rec, "via": e.message.partition})
                      for e in events for i, rec in enumerate(e.value["records"])]
             records = terminal_stage(batch, self.terminals, delay_s)
             self._score_and_emit(records)
@@ -251,7 +251,7 @@ class WorkerApp:
                 "tx_id": rec["tx_id"], "card_id": rec["card_id"],
                 "terminal_id": rec["terminal_id"], "event_ts": rec["ts"],
                 "features": rec["features"], "score_online": per_model["online"],
-                "scores": per_model, "model_version": scored.model_version,
+                "scores": per_model, "model_version": scored.model_version, "via": rec["via"],
                 "shadow_version": scored.shadow_version,
             })
             m.latency.observe(max(0.0, now - rec["arrived"]))

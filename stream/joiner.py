@@ -15,11 +15,18 @@ transactions they belong to): a snapshot matures or expires when the labels have
 ``maturity`` (fraud_only) or ``2 x maturity`` (all) past its event time; a label waiting for
 its snapshot expires when the transactions have moved ``maturity`` past the label's time.
 Expired entries are dropped and counted, so state stays bounded.
+
+Watermarks are per partition, and the snapshot watermark of a partition is the slowest of
+its sources: snapshots of one card partition come from every terminal partition, scored by
+different workers at different speeds. A single maximum let the fastest worker's event time
+expire labels whose snapshots a slower worker had not yet sent (measured: 463 of 11,134
+labels lost with two workers).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -54,12 +61,13 @@ class LabelJoiner:
         self.waiting = waiting
         self.mode = mode
         self.maturity_s = maturity_s
-        self.label_watermark = float("-inf")
-        self.snapshot_watermark = float("-inf")
-        # (deadline in event time, tx_id, partition): lazily invalidated, rebuilt on recovery.
-        # Snapshot deadlines are compared with the label watermark and vice versa.
-        self._snapshot_deadlines: list[tuple[float, str, int]] = []
-        self._label_deadlines: list[tuple[float, str, int]] = []
+        # partition -> newest label time; partition -> {source: newest snapshot event time}
+        self._label_marks: dict[int, float] = {}
+        self._snapshot_marks: dict[int, dict[Any, float]] = {}
+        # partition -> heap of (deadline in event time, tx_id, partition): lazily invalidated,
+        # rebuilt on recovery. Snapshot deadlines meet the label watermark and vice versa.
+        self._snapshot_deadlines: dict[int, list[tuple[float, str, int]]] = defaultdict(list)
+        self._label_deadlines: dict[int, list[tuple[float, str, int]]] = defaultdict(list)
         self.expired = 0
         self.active_partitions: set[int] | None = None  # None: all (no rebalance seen yet)
 
@@ -70,7 +78,7 @@ class LabelJoiner:
         left alone (deleting them would write tombstones into another worker's changelog).
         """
         self.active_partitions = set(active_partitions)
-        self._snapshot_deadlines, self._label_deadlines = [], []
+        self._snapshot_deadlines, self._label_deadlines = defaultdict(list), defaultdict(list)
         for tx_id, snap in self.pending.items():
             if snap["partition"] in self.active_partitions:
                 self._push_snapshot(tx_id, snap)
@@ -80,17 +88,27 @@ class LabelJoiner:
 
     def _push_snapshot(self, tx_id: str, snap: dict[str, Any]) -> None:
         horizon = self.maturity_s if self.mode == "fraud_only" else 2 * self.maturity_s
-        heapq.heappush(self._snapshot_deadlines, (snap["event_ts"] + horizon, tx_id,
-                                                  snap["partition"]))
+        heapq.heappush(self._snapshot_deadlines[snap["partition"]],
+                       (snap["event_ts"] + horizon, tx_id, snap["partition"]))
 
     def _push_label(self, tx_id: str, label: dict[str, Any]) -> None:
-        heapq.heappush(self._label_deadlines, (label["ts"] + self.maturity_s, tx_id,
-                                               label["partition"]))
+        heapq.heappush(self._label_deadlines[label["partition"]],
+                       (label["ts"] + self.maturity_s, tx_id, label["partition"]))
+
+    def label_watermark(self, partition: int) -> float:
+        return self._label_marks.get(partition, float("-inf"))
+
+    def snapshot_watermark(self, partition: int) -> float:
+        """The slowest source's newest snapshot event time on ``partition``."""
+        marks = self._snapshot_marks.get(partition)
+        return min(marks.values()) if marks else float("-inf")
 
     def on_snapshot(self, partition: int, snap: dict[str, Any]) -> list[Joined]:
         """A scored transaction's snapshot arrives; join it if its label is already here."""
         tx_id = snap["tx_id"]
-        self.snapshot_watermark = max(self.snapshot_watermark, snap["event_ts"])
+        marks = self._snapshot_marks.setdefault(partition, {})
+        source = snap.get("via")  # the terminal partition that scored it
+        marks[source] = max(marks.get(source, float("-inf")), snap["event_ts"])
         label = self.waiting.get(tx_id)
         if label is not None:
             self.waiting.delete(partition, tx_id)
@@ -106,7 +124,7 @@ class LabelJoiner:
                  ) -> tuple[str, list[Joined]]:
         """A label arrives: ``("joined", [...])`` or ``("waiting", [])``."""
         tx_id = label["tx_id"]
-        self.label_watermark = max(self.label_watermark, label_ts)
+        self._label_marks[partition] = max(self.label_watermark(partition), label_ts)
         snap = self.pending.get(tx_id)
         if snap is not None:
             self.pending.delete(partition, tx_id)
@@ -125,21 +143,23 @@ class LabelJoiner:
     def expire(self) -> list[Joined]:
         """Mature (fraud_only) or expire entries whose deadline the other stream has passed."""
         matured: list[Joined] = []
-        heap = self._snapshot_deadlines
-        while heap and heap[0][0] <= self.label_watermark:
-            deadline, tx_id, partition = heapq.heappop(heap)
-            snap = self.pending.get(tx_id)
-            if snap is None or not self._owns(partition):
-                continue  # joined meanwhile, or moved to another worker by a rebalance
-            self.pending.delete(partition, tx_id)
-            if self.mode == "fraud_only":
-                matured.append(Joined(snap, False, deadline, "matured"))
-            else:
-                self.expired += 1
-        heap = self._label_deadlines
-        while heap and heap[0][0] <= self.snapshot_watermark:
-            _, tx_id, partition = heapq.heappop(heap)
-            if self.waiting.get(tx_id) is not None and self._owns(partition):
-                self.waiting.delete(partition, tx_id)
-                self.expired += 1
+        for p, heap in self._snapshot_deadlines.items():
+            mark = self.label_watermark(p)
+            while heap and heap[0][0] <= mark:
+                deadline, tx_id, partition = heapq.heappop(heap)
+                snap = self.pending.get(tx_id)
+                if snap is None or not self._owns(partition):
+                    continue  # joined meanwhile, or moved to another worker by a rebalance
+                self.pending.delete(partition, tx_id)
+                if self.mode == "fraud_only":
+                    matured.append(Joined(snap, False, deadline, "matured"))
+                else:
+                    self.expired += 1
+        for p, heap in self._label_deadlines.items():
+            mark = self.snapshot_watermark(p)
+            while heap and heap[0][0] <= mark:
+                _, tx_id, partition = heapq.heappop(heap)
+                if self.waiting.get(tx_id) is not None and self._owns(partition):
+                    self.waiting.delete(partition, tx_id)
+                    self.expired += 1
         return matured

@@ -10,7 +10,8 @@ from kafka.errors import TopicAlreadyExistsError
 
 from .config import Settings
 
-__all__ = ["TopicSpec", "topic_specs", "create_topics", "admin_client", "internal_topics"]
+__all__ = ["TopicSpec", "topic_specs", "create_topics", "admin_client", "internal_topics",
+           "changelog_topics", "TABLES"]
 
 _HOUR_MS = 3_600_000
 
@@ -30,6 +31,15 @@ def internal_topics(settings: Settings) -> dict[str, str]:
         "snapshots": f"{app}-snapshots",
         "terminal_frauds": f"{app}-terminal-frauds",
     }
+
+
+TABLES = ("card-state", "terminal-state", "pending-snapshots", "waiting-labels")
+"""The workers' faust tables (stream/app.py); each has a compacted changelog topic."""
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    """faust's changelog topic names of the workers' tables."""
+    return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -58,6 +68,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Created up front: a consumer that subscribes before a new topic reaches its
         # metadata ignores it until the next rebalance, so faust must find them existing.
         TopicSpec(name, n, events) for name in internal_topics(settings).values()
+    ] + [
+        # Also up front: workers starting together each try to create them, and one that
+        # subscribed before a changelog existed never restored or wrote that table.
+        TopicSpec(name, n, {"cleanup.policy": "compact"}) for name in changelog_topics(settings)
     ]
 
 

@@ -88,3 +88,29 @@ def test_rebuild_after_rebalance_leaves_foreign_partitions_alone():
     matured = j.expire()
     assert [m.snapshot["tx_id"] for m in matured] == ["mine"]
     assert "theirs" in j.pending  # not ours to delete
+
+
+def test_a_waiting_label_outlives_a_fast_source_until_the_slowest_one_passes():
+    # Snapshots of one card partition come from several terminal partitions (sources),
+    # scored at different speeds: only the slowest source's progress may expire a label.
+    j = joiner()
+    j.on_label(0, label("late", True, 10 * DAY), 10 * DAY)
+    j.on_snapshot(0, {**snap("slow-1", 1 * DAY), "via": 1})
+    j.on_snapshot(0, {**snap("fast-1", 30 * DAY), "via": 2})  # far past 10 d + 7 d maturity
+    j.expire()
+    assert j.waiting.get("late") is not None  # source 1 may still send its snapshot
+    joined = j.on_snapshot(0, {**snap("late", 9 * DAY), "via": 1})
+    assert [x.snapshot["tx_id"] for x in joined] == ["late"]
+    # A label that never gets a snapshot expires once every source has moved past it.
+    j.on_label(0, label("orphan", False, 11 * DAY), 11 * DAY)
+    j.on_snapshot(0, {**snap("slow-2", 19 * DAY), "via": 1})
+    j.expire()
+    assert j.waiting.get("orphan") is None and j.expired == 1
+
+
+def test_watermarks_are_per_partition():
+    j = joiner("fraud_only")
+    j.on_snapshot(3, snap("quiet", 1 * DAY))
+    j.on_label(5, label("elsewhere", True, 30 * DAY), 30 * DAY)  # another partition's labels
+    assert j.expire() == []  # partition 3's labels have not moved: nothing matures there
+    assert j.pending.get("quiet") is not None
