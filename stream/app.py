@@ -169,6 +169,7 @@ class WorkerApp:
             mode=s.label_mode, maturity_s=s.maturity_s,
         )
         self._assignment_seen: frozenset = frozenset()
+        self._lag_labels: set[tuple[str, str]] = set()
         if passthrough:
             app.agent(self.transactions, name="passthrough")(self._passthrough_agent)
         else:
@@ -363,6 +364,11 @@ class WorkerApp:
         m.labels_waiting.set(len(self.joiner.waiting.table.data))
         consumer = self.app.consumer
         read = getattr(consumer, "_read_offset", {})
+        # A revoked partition's lag is the new owner's to report: drop ours, or it stays stale.
+        owned = {(tp.topic, str(tp.partition)) for tp in assignment}
+        for labels in self._lag_labels - owned:
+            m.consumer_lag.remove(*labels)
+        self._lag_labels &= owned
         for tp in assignment:
             if tp.topic not in (self.settings.topics.transactions, self.settings.topics.labels):
                 continue
@@ -372,6 +378,7 @@ class WorkerApp:
             position = read.get(tp)
             lag = high - (position + 1 if position is not None else 0)
             m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+            self._lag_labels.add((tp.topic, str(tp.partition)))
 
     def _on_swap(self, role: str) -> None:
         """A new model in a role starts a fresh quality window (older scores were another's)."""

@@ -81,6 +81,15 @@ class WorkerMetrics:
         self.learned = Counter(
             "fraudstream_online_learned_total", "Examples the online learner learned, by label.",
             ["label"], registry=registry)
+        # Every label set exists from the start at 0: rate() and increase() cannot see the
+        # first event of a series that appears already at 1, so alerts would miss it.
+        from .stages import REASON_CLASSES
+
+        for source in ("transactions", "labels"):
+            for reason in REASON_CLASSES:
+                self.dead_letters.labels(source, reason)
+        for outcome in SWAP_OUTCOMES:
+            self.model_swaps.labels(outcome)
         self.synthetic_learned = Counter(
             "fraudstream_online_synthetic_learned_total",
             "Synthetic frauds from the trainer the online learner learned (after the cap).",
@@ -91,6 +100,11 @@ class WorkerMetrics:
             "by role (champion decides, shadow is only reported), from their scoring-time scores.",
             ["role"], registry=registry)
 
+
+SWAP_OUTCOMES = ("loaded", "unchanged", "refused", "cleared")
+CYCLE_OUTCOMES = ("promoted", "kept_champion", "skipped", "failed")
+SYNTHETIC_VERDICTS = ("accepted", "rejected", "none")
+TRIGGERS = ("schedule", "new_frauds", "request")
 
 # The phases of one trainer cycle, in order (also the `phase` label values).
 CYCLE_PHASES = ("window", "diffusion_fit", "sample", "quality", "train", "evaluate", "publish")
@@ -125,6 +139,15 @@ class TrainerMetrics:
             "and by what happened "
             "to their synthetic frauds (accepted, rejected, none).",
             ["outcome", "synthetic"], registry=registry)
+        for outcome in CYCLE_OUTCOMES:
+            for verdict in SYNTHETIC_VERDICTS:
+                self.cycles.labels(outcome, verdict)
+        for trigger in TRIGGERS:
+            self.triggers.labels(trigger)
+        self.interval = Gauge(
+            "fraudstream_trainer_interval_seconds",
+            "The scheduled interval between cycles (with a cron schedule: the shortest gap "
+            "between its next firings).", registry=registry)
         self.cycle_running = Gauge(
             "fraudstream_trainer_cycle_running", "1 while a cycle runs.", registry=registry)
         self.cycle_duration = Histogram(

@@ -104,5 +104,12 @@ class Schedule:
             return self.cron.next_after(max(last_start, now - 60))
         return last_start + self.interval_s
 
+    def nominal_interval(self, now: float | None = None) -> float:
+        """Seconds between cycles: the interval, or the gap between the cron's next two times."""
+        if self.cron is None:
+            return self.interval_s
+        first = self.cron.next_after(time.time() if now is None else now)
+        return self.cron.next_after(first) - first
+
     def describe(self) -> str:
         return f"cron {self.cron.expression!r} (UTC)" if self.cron else f"every {self.interval_s:g} s"

@@ -104,11 +104,16 @@ class CardStageResult:
     dead: list[DeadLetter] = field(default_factory=list)
 
 
+_REASON_PREFIXES = (
+    ("empty", "empty"), ("payload is not UTF-8", "encoding"), ("payload is", "oversize"),
+    ("malformed JSON", "malformed_json"), ("key ", "key_mismatch"),
+)
+REASON_CLASSES = tuple(label for _, label in _REASON_PREFIXES) + ("schema",)
+"""Every dead-letter reason class (the metric's ``reason`` label values)."""
+
+
 def _reason_class(error: str) -> str:
-    for prefix, label in (
-        ("empty", "empty"), ("payload is not UTF-8", "encoding"), ("payload is", "oversize"),
-        ("malformed JSON", "malformed_json"), ("key ", "key_mismatch"),
-    ):
+    for prefix, label in _REASON_PREFIXES:
         if error.startswith(prefix):
             return label
     return "schema"

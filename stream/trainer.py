@@ -90,6 +90,7 @@ class Trainer:
         self.window = TrainingWindow(self.names, s.trainer_window_days * _DAY_S, s.trainer_max_rows)
         self.schedule = Schedule(s.trainer_interval_s, s.trainer_cron)
         self.config = refresh_config(s)
+        self.metrics.interval.set(self.schedule.nominal_interval())
         self.stop = threading.Event()
         self.new_frauds = 0
         self.cycle: _Cycle | None = None
