@@ -228,6 +228,8 @@ class Trainer:
         self.metrics.triggers.labels(trigger).inc()
         t0 = time.perf_counter()
         data = self.window.snapshot()
+        log.info("cycle %d (%s) takes the window: %d rows, %d frauds, digest %s",
+                 self.cycles_done + 1, trigger, len(data), int(data.y.sum()), self.window.digest())
         self.metrics.phase_duration.labels("window").observe(time.perf_counter() - t0)
         self.new_frauds = 0
         cycle = _Cycle(threading.Thread(target=lambda: None), time.time(), trigger)
