@@ -187,7 +187,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     bench.set_defaults(handler=cmd_bench)
 
     demo = sub.add_parser("demo", help="local broker + worker + simulator, with a live summary")
-    demo.add_argument("--minutes", type=float, default=3.0, help="wall-clock length (default 3)")
+    demo.add_argument("--minutes", type=float, default=4.0, help="wall-clock length (default 4)")
     demo.add_argument("--days", type=int, default=35, help="simulated days to stream")
     demo.add_argument("--customers", type=int, default=1000)
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")

@@ -1,8 +1,10 @@
-"""``fraudstream demo``: the whole scoring path end to end on the embedded defaults.
+"""``fraudstream demo``: the whole service end to end on the embedded defaults.
 
-A fresh local broker, the contract's topics, one worker, and the simulator streaming several
-simulated weeks with delayed labels (plus a handful of malformed messages, to show the DLQ).
-A one-screen summary refreshes while it runs; a closing summary follows.
+A fresh local broker, the contract's topics, one worker, the background trainer on a short
+interval, and the simulator streaming several simulated weeks with delayed labels (plus a
+handful of malformed messages, to show the DLQ). A one-screen summary refreshes while it
+runs: scoring, labels, the online learner, and the trainer's cycles with the model version
+the worker scores with; a closing summary lists the registry's versions side by side.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from . import simulator as sim
 from .config import Settings
 from .kafka_local import LocalBroker, free_port, port_free
-from .processes import WorkerProcess, settings_env
+from .processes import TrainerProcess, WorkerProcess, settings_env
 from .topics import create_topics
 
 __all__ = ["run_demo", "histogram_quantile"]
@@ -89,6 +91,58 @@ def _snapshot(worker: WorkerProcess) -> dict[str, float]:
     }
 
 
+_TRAINER_GAUGES = {"fraudstream_trainer_window_rows": "rows",
+                   "fraudstream_trainer_window_frauds": "frauds",
+                   "fraudstream_trainer_cycle_running": "running"}
+
+
+def _trainer_snapshot(trainer: TrainerProcess, worker: WorkerProcess) -> dict[str, object]:
+    out: dict[str, object] = {"version": "?", "champion": "none"}
+    try:
+        for name, labels, value in worker.scrape():
+            if name == "fraudstream_model_info":
+                out["version"] = labels.get("decision_model", "?")
+            if name == "fraudstream_model_swaps_total":
+                out[f"swap_{labels['outcome']}"] = out.get(f"swap_{labels['outcome']}", 0) + value
+        for name, labels, value in trainer.scrape():
+            if name == "fraudstream_trainer_cycles_total":
+                key = f"cycles_{labels['outcome']}"
+                out[key] = out.get(key, 0) + value
+            elif name == "fraudstream_trainer_champion_info":
+                out["champion"] = labels.get("version", "none")
+            elif name in _TRAINER_GAUGES:
+                out[_TRAINER_GAUGES[name]] = value
+    except OSError:
+        pass
+    return out
+
+
+def _trainer_lines(t: dict[str, object], last_event: str) -> list[str]:
+    c = lambda k: int(t.get(f"cycles_{k}", 0))  # noqa: E731
+    return [
+        f"  trainer       cycles promoted {c('promoted')}  kept champion {c('kept_champion')}  "
+        f"skipped {c('skipped')}  failed {c('failed')}  {'(a cycle is running)' if t.get('running') else ''}",
+        f"                window {int(t.get('rows', 0) or 0):,} rows / {int(t.get('frauds', 0) or 0):,} "
+        f"frauds   champion {t.get('champion')}",
+        f"  worker model  scores with {t.get('version')}   swaps {int(t.get('swap_loaded', 0))}  "
+        f"refused {int(t.get('swap_refused', 0))}",
+        f"  last cycle    {last_event}",
+    ]
+
+
+def _last_cycle_line(log_path: Path) -> str:
+    """The trainer's latest decision, from its log (what a person would tail)."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "-"
+    keys = ("evaluate:", "skipped:", "failed", "promoted v", "kept the champion")
+    for line in reversed(lines):
+        if any(k in line for k in keys):
+            return line.split(": ", 1)[-1][:110]
+    return "waiting for the first cycle"
+
+
 def _screen_lines(s: dict[str, float], rate: float, produced: dict, elapsed: float,
                   minutes: float, metrics_url: str) -> list[str]:
     return [
@@ -108,7 +162,14 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so the finally blocks stop the worker and the broker
 
 
-def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers: int = 1000,
+# The demo compresses weeks into minutes: a short interval, a holdout of a few simulated
+# days and a one-day gap, so a refresh happens while a person watches.
+_DEMO_TRAINER = dict(trainer_interval_s=40, trainer_holdout_days=5, trainer_gap_days=1,
+                     trainer_min_frauds=30, trainer_new_frauds_trigger=100_000,
+                     trainer_publish_synthetic="true")
+
+
+def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers: int = 1000,
              keep: bool = False) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     data_dir = Path(str(settings.kafka_data_dir) + "-demo")
@@ -127,6 +188,11 @@ def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers
     worker = WorkerProcess(env, data_dir / "worker.log", "demo-worker", metrics_port=metrics_port)
     metrics_url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
     print(f"worker started (log {worker.log_path}); metrics at {metrics_url}", flush=True)
+    trainer_port = settings.trainer_metrics_port if port_free(settings.trainer_metrics_port) else free_port()
+    trainer = TrainerProcess(settings_env(demo, app_id=demo.app_id, **_DEMO_TRAINER),
+                             data_dir / "trainer.log", metrics_port=trainer_port)
+    print(f"trainer started (log {trainer.log_path}, a cycle every {_DEMO_TRAINER['trainer_interval_s']} s); "
+          f"metrics at http://127.0.0.1:{trainer.metrics_port}/metrics", flush=True)
 
     df = sim.simulate(sim.SimulationConfig.scaled(customers, n_days=days, seed=settings.seed,
                                                   label_delay_days=settings.label_delay_days))
@@ -155,6 +221,7 @@ def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers
     screen = _Screen()
     last, last_t, rate = 0.0, started, 0.0
     snap: dict[str, float] = {}
+    tsnap: dict[str, object] = {}
     try:
         while True:
             time.sleep(2.0)
@@ -162,20 +229,26 @@ def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers
             if worker.proc.poll() is not None:
                 print("the worker exited unexpectedly:\n" + worker.log_tail(), file=sys.stderr)
                 return 1
+            if trainer.proc.poll() is not None:  # scoring goes on; say so once
+                print("the trainer exited (scoring goes on):\n" + trainer.log_tail(), file=sys.stderr)
             try:
                 snap = _snapshot(worker)
             except OSError:
                 continue  # endpoint not up yet
             rate = (snap["scored"] - last) / (now - last_t)
             last, last_t = snap["scored"], now
-            screen.show(_screen_lines(snap, rate, produced, now - started, minutes, metrics_url))
-            done = not producer.is_alive() and snap["scored"] >= len(df)
+            tsnap = _trainer_snapshot(trainer, worker)
+            screen.show(_screen_lines(snap, rate, produced, now - started, minutes, metrics_url)
+                        + _trainer_lines(tsnap, _last_cycle_line(trainer.log_path)))
+            done = (not producer.is_alive() and snap["scored"] >= len(df)
+                    and not tsnap.get("running") and tsnap.get("cycles_promoted", 0) + tsnap.get("cycles_kept_champion", 0) > 0)
             if done or now - started > minutes * 60 + 120:
                 break
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
     finally:
         worker.stop()
+        trainer.stop()
         if not keep:
             broker.stop()
     elapsed = time.monotonic() - started
@@ -188,9 +261,39 @@ def run_demo(settings: Settings, minutes: float = 3.0, days: int = 35, customers
           f"{snap.get('base', math.nan):.4f} (AP of a random scorer = base rate)")
     print(f"decisions: approve {snap.get('approve', 0):,.0f}, review {snap.get('review', 0):,.0f}, "
           f"decline {snap.get('decline', 0):,.0f}")
+    print(f"trainer: cycles {', '.join(f'{k[7:]} {int(v)}' for k, v in tsnap.items() if k.startswith('cycles_') and v)}; "
+          f"the worker scored with {tsnap.get('version', '?')} at the end "
+          f"({int(tsnap.get('swap_loaded', 0))} model swap(s))")
+    _print_registry(registry)
     if keep:
         print(f"broker still running at {status.bootstrap}: `fraudstream kafka stop "
               f"--data-dir {data_dir}` stops it")
     else:
         print("broker stopped; worker log and checkpoints in", data_dir)
     return 0
+
+
+def _print_registry(root: Path) -> None:
+    """Every version's holdout AP: champion vs challenger vs challenger without synthetic data."""
+    from ..models.registry import ArtifactError, Registry
+
+    registry = Registry(root)
+    versions = registry.versions()
+    if not versions:
+        print("model registry: no version yet (cycles skipped or still running: see trainer.log)")
+        return
+    champion = registry.champion()
+    print("model registry (holdout average precision; the value of augmentation is the "
+          "challenger vs 'no synthetic' column):")
+    for v in versions:
+        try:
+            meta = registry.info(v).metadata
+        except ArtifactError:
+            continue
+        report = meta.get("report") or {}
+        h = report.get("holdout") or {}
+        ap = lambda k: (h.get(k) or {}).get("average_precision")  # noqa: E731
+        fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+        print(f"  {v}{' (champion)' if v == champion else '':<11} champion {fmt(ap('champion'))}  "
+              f"challenger {fmt(ap('challenger'))}  no synthetic {fmt(ap('challenger_no_synthetic'))}  "
+              f"synthetic {(report.get('synthetic') or {}).get('verdict', '?')}")
