@@ -96,6 +96,7 @@ class Trainer:
         self.cycle: _Cycle | None = None
         self.cycles_done = 0
         self._examples: KafkaConsumer | None = None
+        self._last_fit_note = 0.0
 
     # -- the window ----------------------------------------------------------------------
     def open_examples(self) -> KafkaConsumer:
@@ -288,10 +289,13 @@ class Trainer:
         log.info("cycle %d finished in %.1f s: %s", n, seconds, outcome)
 
     def _progress(self, message: str) -> None:
+        # Fit steps come every few hundred optimiser steps: log one each 10 s at most.
         if "fit step" in message:
-            log.debug("%s", message)
-        else:
-            log.info("%s", message)
+            now = time.monotonic()
+            if now - self._last_fit_note < 10:
+                return
+            self._last_fit_note = now
+        log.info("%s", message)
 
     def publish(self, result, cycle: _Cycle, effect: dict[str, Any] | None) -> str:
         """Write the challenger to the registry; promote and announce when it won."""
