@@ -7,6 +7,7 @@ Satisfies the scorer's ``BatchModel`` protocol: ``version``, ``feature_names`` a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -96,12 +97,24 @@ class XGBoostModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, feature_names: Sequence[str], version: str,
-                   n_jobs: int = 1) -> XGBoostModel:
-        """Rebuild from :meth:`to_bytes` (raises ``ValueError`` on anything else)."""
+                   n_jobs: int = 1, *, sha256: str) -> XGBoostModel:
+        """Rebuild from :meth:`to_bytes`, after checking ``data`` against its ``sha256``.
+
+        The checksum is not optional: XGBoost's UBJSON reader has no integrity check of its
+        own, and some damaged inputs crash the process (an empty buffer aborts it, about one
+        flipped byte in five segfaults it) instead of raising. So nothing reaches the reader
+        unless it is exactly the bytes that were written. Raises ``ValueError``.
+        """
+        data = bytes(data)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ValueError(f"model bytes do not match their sha256 ({actual[:12]}… != {sha256[:12]}…)")
+        if data[:1] != b"{":
+            raise ValueError("not an XGBoost model: UBJSON starts with '{'")
         booster = xgb.Booster(params={"nthread": n_jobs})
         try:
             booster.load_model(bytearray(data))
-        except xgb.core.XGBoostError as exc:
+        except (xgb.core.XGBoostError, UnicodeDecodeError) as exc:
             raise ValueError(f"not an XGBoost model: {str(exc).splitlines()[0]}") from None
         return cls(booster, feature_names, version)
 

@@ -67,7 +67,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 class Registry:
-    """Versions under ``root``; keeps the newest ``keep`` plus the champion and its history."""
+    """Versions under ``root``; keeps the newest ``keep`` plus the champion and the one before it."""
 
     def __init__(self, root: str | os.PathLike[str], keep: int = 10) -> None:
         if keep < 2:
@@ -84,6 +84,9 @@ class Registry:
         """Write a new version atomically; returns it. ``files`` maps names to bytes or paths."""
         if MODEL_FILE not in files:
             raise ValueError(f"a version needs {MODEL_FILE}")
+        model = files[MODEL_FILE]
+        if isinstance(model, (bytes, bytearray)) and not model:
+            raise ValueError(f"{MODEL_FILE} is empty")
         now = time.time() if now is None else now
         self.staging_dir.mkdir(parents=True, exist_ok=True)
         self.versions_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +142,8 @@ class Registry:
         raise ArtifactError("no previous champion to roll back to")
 
     def prune(self) -> list[str]:
-        """Delete all but the newest ``keep`` versions, never the champion or its history."""
+        """Delete all but the newest ``keep`` versions; never the champion or the last two
+        entries of its history (what a rollback returns to)."""
         with self._lock():
             state = self.champion_state()
             protected = {state.get("version"), *state.get("history", [])[-2:]}
@@ -206,8 +210,10 @@ class Registry:
         """The verified XGBoost model of ``version``."""
         info = self.verify(version, schema_hash, sha256)
         try:
+            # from_bytes checks the bytes it parses: a file replaced after verify() is refused.
             return XGBoostModel.from_bytes((info.path / MODEL_FILE).read_bytes(),
-                                           info.metadata["feature_names"], version, n_jobs)
+                                           info.metadata["feature_names"], version, n_jobs,
+                                           sha256=info.metadata["files"][MODEL_FILE]["sha256"])
         except (ValueError, KeyError) as exc:
             raise ArtifactError(f"{version}: {exc}") from None
 
@@ -254,11 +260,16 @@ class Registry:
                  "updated_at": now, "updated_at_utc": _utc(now)}
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".champion-", dir=self.root)
-        with os.fdopen(fd, "wb") as f:
-            f.write(_json_bytes(state))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.champion_file)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_json_bytes(state))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.champion_file)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         _fsync_dir(self.root)
         return state
 

@@ -108,12 +108,14 @@ class TrainingWindow:
 
     def digest(self) -> str:
         """sha256 of the sorted (tx_id, label) pairs: equal windows have equal digests."""
+        self.evict()  # what arrived too early to be turned away must not count
         h = hashlib.sha256()
         for tx_id in sorted(self._rows):
             h.update(f"{tx_id}\t{int(self._rows[tx_id][2])}\n".encode("utf-8"))
         return h.hexdigest()
 
     def stats(self) -> dict[str, Any]:
+        self.evict()
         times = [row[0] for row in self._rows.values()]
         return {
             "rows": len(self._rows),

@@ -57,8 +57,10 @@ class Cron:
             raise ValueError(f"cron needs 5 fields (minute hour day month weekday), got {expression!r}")
         sets = [_parse_field(p, name, lo, hi) for p, (name, lo, hi) in zip(parts, _FIELDS)]
         weekdays = frozenset(d % 7 for d in sets[4])
+        # As in Vixie cron, a day field starting with "*" (also "*/2") counts as unrestricted
+        # when deciding whether day-of-month and day-of-week combine with AND or OR.
         return cls(expression, sets[0], sets[1], sets[2], sets[3], weekdays,
-                   parts[2] == "*", parts[4] == "*")
+                   parts[2].startswith("*"), parts[4].startswith("*"))
 
     def _day_matches(self, t: time.struct_time) -> bool:
         day_ok = t.tm_mday in self.days
@@ -73,9 +75,10 @@ class Cron:
                 and t.tm_mon in self.months and self._day_matches(t))
 
     def next_after(self, ts: float) -> float:
-        """The first matching minute strictly after ``ts`` (searches up to 5 years)."""
+        """The first matching minute strictly after ``ts`` (searches up to 9 years: a
+        29 February can be 8 years away)."""
         minute = (int(ts) // 60 + 1) * 60
-        limit = minute + 5 * 366 * 86400
+        limit = minute + 9 * 366 * 86400
         while minute < limit:
             t = time.gmtime(minute)
             if t.tm_mon not in self.months:  # jump to the next month

@@ -203,3 +203,11 @@ def test_nominal_interval_of_a_cron_is_the_gap_between_its_next_two_times():
     weekdays = Schedule(1, cron="0 9 * * 1-5")
     assert weekdays.nominal_interval(ts("2026-01-05 10:00:00")) == 86400  # Tue 9:00 -> Wed 9:00
     assert weekdays.nominal_interval(ts("2026-01-01 10:00:00")) == 3 * 86400  # Fri -> Mon
+
+
+def test_a_stepped_day_field_counts_as_unrestricted_as_in_vixie_cron():
+    # "*/2" in day-of-month starts with "*": the fields combine with AND, so only odd days
+    # that are Mondays fire (not every odd day and every Monday).
+    cron = Cron.parse("0 0 */2 * 1")
+    fired = time.gmtime(cron.next_after(calendar.timegm((2026, 11, 22, 0, 0, 0))))
+    assert fired.tm_wday == 0 and fired.tm_mday % 2 == 1
