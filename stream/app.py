@@ -63,6 +63,31 @@ class Outbox:
             await topic.send(**kwargs)
 
 
+class _App(faust.App):
+    """A faust app whose consumer delivers no record while it seeks back to committed offsets.
+
+    After a rebalance, faust's table recovery resumes the stream partitions and then seeks them
+    to their committed offsets with the fetcher running (faust-streaming issue 596). Records
+    fetched meanwhile reach the streams while the seek rewinds the consumer's read offsets under
+    them: some are dropped as already read, a jump past others counts as a gap in the partition
+    (acknowledged), and resuming flow control right after the seek clears the queued ones. Such
+    a record is never processed, its offset is committed all the same, and the refetch skips it:
+    its transactions never got a score. With the flow stopped for the seek nothing is delivered
+    until faust resumes it, after clearing the queues, from the committed offsets.
+    """
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        seek = consumer.perform_seek
+
+        async def perform_seek() -> None:
+            consumer.stop_flow()  # a no-op for the fetch loop's own seek, which runs stopped
+            await seek()
+
+        consumer.perform_seek = perform_seek
+        return consumer
+
+
 class TableStore:
     """A faust table written with an explicit partition (micro-batches have no current event).
 
@@ -125,7 +150,7 @@ class WorkerApp:
         self.follower = ModelFollower(s, self.scorer, self.learner, self.metrics,
                                       schema_hash(self.feature_names), on_swap=self._on_swap)
 
-        self.app = app = faust.App(
+        self.app = app = _App(
             s.app_id,
             broker=s.faust_broker,
             broker_credentials=_credentials(s),
