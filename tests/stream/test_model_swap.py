@@ -36,8 +36,9 @@ def publish_model(registry: Registry, seed: int) -> str:
 
 def test_swaps_refusals_promote_and_rollback(settings, tmp_path):
     df = sim.simulate(sim.SimulationConfig(n_customers=200, n_terminals=400, n_days=8, seed=5))
-    bounds = np.linspace(0, len(df), 5).astype(int)
-    parts = [df.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    bounds = np.linspace(0, len(df), 6).astype(int)
+    chunks = [df.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    parts, shadow_part = chunks[:3] + chunks[4:], chunks[3]  # in event-time order of use
     create_topics(settings)
     registry = Registry(settings.model_registry)
     v1, v2, v3 = (publish_model(registry, seed) for seed in (1, 2, 3))
@@ -79,6 +80,22 @@ def test_swaps_refusals_promote_and_rollback(settings, tmp_path):
         wait_for("v2", lambda: model_version(worker) == v2, 60, worker)
         assert score(parts[2]) == {v2}
 
+        # Shadow: v1 scores beside the deciding v2, reported in every score, never deciding.
+        done = cli(env, "models", "shadow", v1)
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_for("the shadow", lambda: worker.metric("fraudstream_model_swaps_total",
+                                                     {"outcome": "loaded"}) == 3, 60, worker)
+        scored += produce(settings, shadow_part, 7.0, transactions_only=True)["transactions"]
+        records = read_topic(settings, settings.topics.scores, lambda r: len(r) >= scored, timeout=180)
+        mine = set(shadow_part["tx_id"])
+        shadowed = [json.loads(r.value) for r in records if json.loads(r.value)["tx_id"] in mine]
+        assert {v["model_version"] for v in shadowed} == {v2}
+        assert {v["shadow_version"] for v in shadowed} == {v1}
+        assert all(set(v["models"]) == {"online", "batch", "shadow"} for v in shadowed)
+        assert cli(env, "models", "shadow", "--clear").returncode == 0
+        wait_for("the shadow cleared", lambda: worker.metric("fraudstream_model_swaps_total",
+                                                             {"outcome": "cleared"}) == 1, 60, worker)
+
         done = cli(env, "models", "rollback")
         assert done.returncode == 0 and v1 in done.stdout, done.stdout + done.stderr
         wait_for("back to v1", lambda: model_version(worker) == v1, 60, worker)
@@ -91,4 +108,4 @@ def test_swaps_refusals_promote_and_rollback(settings, tmp_path):
         loaded = worker.metric("fraudstream_model_swaps_total", {"outcome": "loaded"})
     finally:
         worker.stop()
-    assert refused == 1 and loaded == 3  # v1 at start, v2, v1 again
+    assert refused == 1 and loaded == 4  # v1 at start, v2, v1 in shadow, v1 again
