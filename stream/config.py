@@ -108,6 +108,8 @@ class Settings(BaseSettings):
 
     # --- Background trainer --------------------------------------------------------------
     trainer_metrics_port: int = Field(9109, ge=0, le=65535, description="0 disables it.")
+    trainer_nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness of the trainer: scoring keeps the CPU first.")
     trainer_window_days: float = Field(30.0, gt=0, description="Training window, in event time.")
     trainer_max_rows: int = Field(2_000_000, ge=1000, description="Memory bound of the window.")
     trainer_interval_s: float = Field(600.0, gt=0, description="Wall time between scheduled cycles.")

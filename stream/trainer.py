@@ -10,6 +10,7 @@ never wait for it: if it crashes, hangs or runs out of memory, scoring goes on.
 from __future__ import annotations
 
 import logging
+import os
 import math
 import signal
 import subprocess
@@ -466,6 +467,9 @@ def code_version() -> str:
 def run_trainer(settings: Settings, once: bool = False) -> int:
     """Start the metrics endpoint and the trainer loop; returns the exit status."""
     create_topics(settings)
+    if settings.trainer_nice:
+        # On a host shared with workers, a diffusion fit must not take CPU from scoring.
+        os.nice(settings.trainer_nice)
     trainer = Trainer(settings)
     if settings.trainer_metrics_port:
         start_http_server(settings.trainer_metrics_port, registry=trainer.metrics.registry)
