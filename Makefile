@@ -9,8 +9,12 @@ FS     := $(VENV)/bin/fraudstream
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_ARGS ?=
+# The CUDA tests run where there is a GPU; on a CPU-only machine `make test` leaves them out
+# (the CPU path of the same code is tested everywhere) and says so.
+HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+NOT_CUDA := $(if $(HAVE_GPU),,and not cuda)
 
-.PHONY: all venv kafka-jars tools test test-rebalance test-fast demo bench evaluate clean
+.PHONY: all venv kafka-jars tools test test-cuda test-rebalance test-fast demo bench evaluate clean
 
 all: test
 
@@ -32,7 +36,12 @@ tools:
 	bash deploy/install-tools.sh
 
 test: venv kafka-jars tools
-	$(PY) -m pytest -m "not open_defect" $(PYTEST_ARGS)
+	@test -n "$(HAVE_GPU)" || echo "no GPU (nvidia-smi): the CUDA tests are left out; make test-cuda runs them on a GPU machine"
+	$(PY) -m pytest $(if $(HAVE_GPU),,-m "not cuda") $(PYTEST_ARGS)
+
+# The diffusion model's CUDA path (needs an NVIDIA GPU).
+test-cuda: venv
+	$(PY) -m pytest -m cuda $(PYTEST_ARGS)
 
 # The two-worker rebalance test alone (README, "Known issues"), e.g. to repeat it.
 test-rebalance: venv kafka-jars
@@ -41,7 +50,7 @@ test-rebalance: venv kafka-jars
 
 # Unit tests only (no broker).
 test-fast: venv
-	$(PY) -m pytest -m "not kafka and not open_defect" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not kafka $(NOT_CUDA)" $(PYTEST_ARGS)
 
 demo: venv kafka-jars
 	$(FS) demo $(DEMO_ARGS)

@@ -7,6 +7,13 @@ simulator, the workers, the trainer and the DLQ tooling. See docs/contract.md.
 JSON Schema checks shape and types; a few rules it cannot say are checked here as well:
 numbers must be finite (Python's json accepts ``NaN`` and ``1e999``), and string timestamps
 must be RFC 3339 with a zone.
+
+Every record a worker reads is validated, so the schema check has a fast path: each schema is
+also compiled to Python code by fastjsonschema (~3 us a transaction instead of jsonschema's
+~50 us). A record that passes the compiled check is valid; one that fails it goes to
+jsonschema, the reference, which decides and says why. Where the two could differ, the
+reference wins, and a property test checks that the compiled check never accepts a record
+the reference rejects.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 
 __all__ = [
@@ -78,6 +86,19 @@ def _validator(kind: str) -> jsonschema.protocols.Validator:
     return cls(sch)
 
 
+@cache
+def _compiled(kind: str) -> Any:
+    return fastjsonschema.compile(schema(kind))
+
+
+def _passes_compiled_check(kind: str, value: dict[str, Any]) -> bool:
+    try:
+        _compiled(kind)(value)
+    except Exception:  # a rejection (or any trouble in the generated code): jsonschema decides
+        return False
+    return True
+
+
 def parse_ts(value: Any) -> float:
     """Epoch seconds from an RFC 3339 string (zone required) or a number.
 
@@ -122,9 +143,10 @@ def validate(kind: str, value: Any) -> list[str]:
     if not isinstance(value, dict):
         return [f"a {kind} record must be a JSON object, got {type(value).__name__}"]
     errors = _non_finite(value)
-    for err in sorted(_validator(kind).iter_errors(value), key=lambda e: list(e.absolute_path)):
-        field = ".".join(str(p) for p in err.absolute_path) or "record"
-        errors.append(f"{field}: {_short(err)}")
+    if not _passes_compiled_check(kind, value):
+        for err in sorted(_validator(kind).iter_errors(value), key=lambda e: list(e.absolute_path)):
+            field = ".".join(str(p) for p in err.absolute_path) or "record"
+            errors.append(f"{field}: {_short(err)}")
     for field in _TS_FIELDS.get(kind, ()):
         already_reported = any(e.startswith(field + " ") or e.startswith(field + ":") for e in errors)
         if field in value and not already_reported:

@@ -69,7 +69,10 @@ def test_every_kind_has_a_schema_and_examples():
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_valid_examples_pass(kind):
+    from fraudstream.stream.contract import _passes_compiled_check
+
     assert validate(kind, VALID[kind]) == []
+    assert _passes_compiled_check(kind, VALID[kind])  # valid records take the fast path
     assert decode(kind, encode(kind, VALID[kind])).value == VALID[kind]
 
 
@@ -136,3 +139,28 @@ def test_decode_never_raises_on_arbitrary_json(value):
         assert validate("transactions", out.value) == []
     else:
         assert out.error
+
+
+def _mutations(kind: str):
+    """Records near a valid one: fields replaced by arbitrary JSON, dropped, or added."""
+    base = VALID[kind]
+    names = sorted(set(base) | set(schema(kind).get("properties", {})) | {"other"})
+    return st.builds(
+        lambda changed, dropped: {**{k: v for k, v in base.items() if k not in dropped}, **changed},
+        st.dictionaries(st.sampled_from(names), _json, max_size=3),
+        st.sets(st.sampled_from(sorted(base)), max_size=2),
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_compiled_schema_check_never_accepts_what_jsonschema_rejects(kind, data):
+    from fraudstream.stream.contract import _passes_compiled_check, _validator
+
+    value = data.draw(_mutations(kind))
+    reference_errors = list(_validator(kind).iter_errors(value))
+    if _passes_compiled_check(kind, value):
+        assert reference_errors == [], value
+    # and the verdict is the reference's either way
+    assert (validate(kind, value) == []) <= (reference_errors == [])
