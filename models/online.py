@@ -37,7 +37,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 from river import forest, imblearn, linear_model, optim, preprocessing, tree
 
 __all__ = ["MODELS", "SAMPLERS", "OnlineLearner", "PrequentialMetrics"]
@@ -139,24 +138,12 @@ class OnlineLearner:
     def predict_proba_many(self, X: Sequence[Mapping[str, float]]) -> np.ndarray:
         """P(fraud) for a batch of feature dicts, as a float64 array of ``len(X)``.
 
-        All dicts must have the keys of the first (the vector width is fixed by config).
-        The logistic regression scores the batch as one matrix; the trees loop.
+        One ``predict_proba_one`` per row, for every model: river's vectorised logistic
+        regression builds a DataFrame first, which cost ~0.8 ms a call whatever the size,
+        while the per-row path costs ~3 us a row (StandardScaler | LogisticRegression, 15
+        features), so the loop is faster up to a few hundred rows, the size of a live batch.
         """
-        if not X:
-            return np.zeros(0, dtype=np.float64)
-        if self.model != "logreg":
-            return np.fromiter(
-                (self._predictor.predict_proba_one(x).get(True, 0.0) for x in X),
-                dtype=np.float64,
-                count=len(X),
-            )
-        cols = list(X[0])
-        matrix = np.array([[x[c] for c in cols] for x in X], dtype=np.float64)
-        frame = pd.DataFrame(matrix, columns=cols, copy=False)
-        # A huge logit overflows exp() inside river's sigmoid; the result (0 or 1) is right.
-        with np.errstate(over="ignore"):
-            proba = self._predictor.predict_proba_many(frame)
-        return np.clip(proba[True].to_numpy(dtype=np.float64), 0.0, 1.0)
+        return np.fromiter((self.predict_proba_one(x) for x in X), dtype=np.float64, count=len(X))
 
     def explain_many(self, X: Sequence[Mapping[str, float]], top: int = 3
                      ) -> list[list[dict[str, float]]]:
