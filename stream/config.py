@@ -81,6 +81,22 @@ class Settings(BaseSettings):
     model_registry: Path = Field(Path("./var/registry"), description="Model registry directory.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the HTTP endpoint.")
     max_message_bytes: int = Field(64 * 1024, ge=256, description="Larger payloads are dead-lettered.")
+    # Input bounds of the wire contract (docs/contract.md, "Bounds"): a record outside them
+    # is dead-lettered with its reason, never learned from or allowed to move state.
+    max_amount: float = Field(
+        10_000_000.0, gt=0,
+        description="Largest transaction amount accepted (in the card's currency).")
+    max_feature_abs: float = Field(
+        1e9, gt=0, description="Largest absolute value of any numeric feature on any topic.")
+    max_id_length: int = Field(128, ge=1, le=128, description="Longest tx/card/terminal id.")
+    max_json_depth: int = Field(16, ge=2, le=256, description="Deepest JSON nesting accepted.")
+    max_future_skew_s: float = Field(
+        86400.0, gt=0,
+        description="How far an event time may run ahead of its partition's watermark "
+                    "(or of the wall clock, before the partition has one).")
+    max_past_skew_s: float = Field(
+        40 * 86400.0, gt=0,
+        description="How far an event time may lag behind its partition's watermark.")
     label_delay_days: float = Field(7.0, ge=0, description="How long until a fraud becomes known.")
 
     # --- Scoring worker ----------------------------------------------------------------

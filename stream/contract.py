@@ -5,8 +5,12 @@ builds) or :func:`decode` (for bytes it reads), so the contract cannot drift bet
 simulator, the workers, the trainer and the DLQ tooling. See docs/contract.md.
 
 JSON Schema checks shape and types; a few rules it cannot say are checked here as well:
-numbers must be finite (Python's json accepts ``NaN`` and ``1e999``), and string timestamps
-must be RFC 3339 with a zone.
+numbers must be finite (Python's json accepts ``NaN`` and ``1e999``), string timestamps
+must be RFC 3339 with a zone, strings must be encodable as UTF-8 (JSON's ``\ud800`` escape
+gives a lone surrogate that Python cannot encode back), nesting is bounded, and the
+configurable :class:`Bounds` (amount range, feature magnitudes, id lengths) hold. Every
+problem has a low-cardinality reason class (:data:`REASONS`), the label of the dead-letter
+metric and what the runbook is organised by.
 
 Every record a worker reads is validated, so the schema check has a fast path: each schema is
 also compiled to Python code by fastjsonschema (~3 us a transaction instead of jsonschema's
@@ -19,6 +23,7 @@ the reference rejects.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -32,8 +37,12 @@ import jsonschema
 
 __all__ = [
     "KINDS",
+    "REASONS",
+    "Bounds",
+    "DEFAULT_BOUNDS",
     "ContractError",
     "Decoded",
+    "check",
     "dead_letter",
     "decode",
     "encode",
@@ -58,6 +67,56 @@ KINDS: dict[str, str] = {
 _TS_FIELDS = {"transactions": ("ts",), "labels": ("ts",)}
 # 1970 .. 2200: anything outside is a unit mistake (ms instead of s) rather than a real time.
 _TS_MAX = 7_258_118_400.0
+
+
+#: Every reason class a record can be refused for, in the order a decoder meets them.
+REASONS: tuple[str, ...] = (
+    "empty", "oversize", "encoding", "malformed_json", "too_deep", "invalid_string",
+    "non_finite", "schema", "out_of_bounds", "key_mismatch", "ts_skew", "processing_error",
+)
+
+#: How many bytes of an oversized payload a dead letter keeps (base64 makes it 4/3 larger).
+DLQ_PAYLOAD_PREFIX_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Value bounds of the contract beyond JSON Schema, configurable (docs/contract.md).
+
+    ``max_amount`` defaults to 10 million in the card's currency: above any single card
+    payment a risk team sees in the common currencies, far below where float arithmetic in
+    running sums loses cents, and still wide enough for high-denomination currencies such as
+    JPY or KRW at ordinary values. A team whose flows need more sets FRAUDSTREAM_MAX_AMOUNT.
+    """
+
+    max_amount: float = 10_000_000.0
+    max_feature_abs: float = 1e9
+    max_id_length: int = 128
+    max_json_depth: int = 16
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Bounds":
+        return cls(float(settings.max_amount), float(settings.max_feature_abs),
+                   int(settings.max_id_length), int(settings.max_json_depth))
+
+
+DEFAULT_BOUNDS = Bounds()
+
+# Id fields per kind, bounded by ``max_id_length``; numeric-map fields bounded by
+# ``max_feature_abs``.
+_ID_FIELDS = {
+    "transactions": ("tx_id", "card_id", "terminal_id"),
+    "labels": ("tx_id", "card_id"),
+    "training-examples": ("tx_id", "card_id"),
+    "synthetic-frauds": ("version",),
+    "model-updates": ("version",),
+}
+_NUMBER_MAPS = {
+    "transactions": ("features",),
+    "synthetic-frauds": ("features",),
+    "training-examples": ("features", "scores"),
+}
+_EPOCH_FIELDS = {"training-examples": ("event_ts", "label_ts")}
 
 
 class ContractError(ValueError):
@@ -128,33 +187,116 @@ def parse_ts(value: Any) -> float:
     return ts
 
 
-def _non_finite(value: Any, path: str = "") -> list[str]:
-    if isinstance(value, float) and not math.isfinite(value):
-        return [f"{path or 'value'} is {value} (numbers must be finite)"]
-    if isinstance(value, dict):
-        return [e for k, v in value.items() for e in _non_finite(v, f"{path}.{k}" if path else str(k))]
-    if isinstance(value, list):
-        return [e for i, v in enumerate(value) for e in _non_finite(v, f"{path}[{i}]")]
-    return []
+def _bad_string(text: str) -> bool:
+    """True when ``text`` cannot be encoded as UTF-8 (a lone surrogate from ``\\ud800``)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
-def validate(kind: str, value: Any) -> list[str]:
-    """Every reason ``value`` breaks the contract for ``kind``; an empty list means valid."""
+def _structure_problems(value: Any, max_depth: int) -> list[tuple[str, str]]:
+    """Non-finite numbers, unencodable strings and nesting beyond ``max_depth``.
+
+    Iterative, with an explicit stack: a recursive walk overflowed Python's stack on JSON
+    nested a few hundred deep, which ``json.loads`` accepts.
+    """
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    too_deep = False
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                problems.append(("non_finite", f"{path or 'value'} is {item} (numbers must be finite)"))
+        elif isinstance(item, str):
+            if _bad_string(item):
+                problems.append(("invalid_string", f"{path or 'value'} is not valid Unicode "
+                                 "(a lone surrogate such as \\ud800 cannot be UTF-8)"))
+        elif isinstance(item, (dict, list)):
+            if depth > max_depth:
+                if not too_deep:
+                    problems.append(("too_deep", f"{path or 'record'}: JSON is nested deeper than "
+                                     f"{max_depth} levels"))
+                too_deep = True
+                continue
+            if isinstance(item, dict):
+                for k, v in item.items():
+                    child = f"{path}.{k}" if path else str(k)
+                    if _bad_string(k):
+                        problems.append(("invalid_string", f"a key under {path or 'record'} is "
+                                         "not valid Unicode (a lone surrogate)"))
+                        child = f"{path}.<invalid key>"
+                    stack.append((v, child, depth + 1))
+            else:
+                for i, v in enumerate(item):
+                    stack.append((v, f"{path}[{i}]", depth + 1))
+    return problems
+
+
+def _bound_problems(kind: str, value: dict[str, Any], bounds: Bounds) -> list[tuple[str, str]]:
+    """The configurable bounds; only fields the schema already typed are looked at."""
+    problems: list[tuple[str, str]] = []
+    for name in _ID_FIELDS.get(kind, ()):
+        v = value.get(name)
+        if isinstance(v, str) and len(v) > bounds.max_id_length:
+            problems.append(("out_of_bounds", f"{name}: {len(v)} characters, over the "
+                             f"{bounds.max_id_length}-character limit"))
+    if kind == "transactions":
+        amount = value.get("amount")
+        if _is_number(amount) and amount > bounds.max_amount:
+            problems.append(("out_of_bounds", f"amount: {amount!r} is over the limit of "
+                             f"{bounds.max_amount:g} (FRAUDSTREAM_MAX_AMOUNT)"))
+    for name in _NUMBER_MAPS.get(kind, ()):
+        numbers = value.get(name)
+        if not isinstance(numbers, dict):
+            continue
+        for k, v in numbers.items():
+            if _is_number(v) and math.isfinite(v) and abs(v) > bounds.max_feature_abs:
+                problems.append(("out_of_bounds", f"{name}.{k}: {v!r} is beyond +-"
+                                 f"{bounds.max_feature_abs:g} (FRAUDSTREAM_MAX_FEATURE_ABS)"))
+                break  # one is enough to refuse; a huge map must not make a huge message
+    for name in _EPOCH_FIELDS.get(kind, ()):
+        v = value.get(name)
+        if _is_number(v) and not 0 <= v < _TS_MAX:
+            problems.append(("out_of_bounds", f"{name}: {v!r} is outside 1970..2200 "
+                             "(epoch seconds expected)"))
+    return problems
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check(kind: str, value: Any, bounds: Bounds = DEFAULT_BOUNDS) -> list[tuple[str, str]]:
+    """Every ``(reason class, message)`` for which ``value`` breaks the contract for ``kind``."""
     if not isinstance(value, dict):
-        return [f"a {kind} record must be a JSON object, got {type(value).__name__}"]
-    errors = _non_finite(value)
+        return [("schema", f"a {kind} record must be a JSON object, got {type(value).__name__}")]
+    problems = _structure_problems(value, bounds.max_json_depth)
+    if any(reason == "too_deep" for reason, _ in problems):
+        return problems  # the schema validators recurse too: keep them off such a record
     if not _passes_compiled_check(kind, value):
         for err in sorted(_validator(kind).iter_errors(value), key=lambda e: list(e.absolute_path)):
             field = ".".join(str(p) for p in err.absolute_path) or "record"
-            errors.append(f"{field}: {_short(err)}")
+            problems.append(("schema", f"{field}: {_short(err)}"))
     for field in _TS_FIELDS.get(kind, ()):
-        already_reported = any(e.startswith(field + " ") or e.startswith(field + ":") for e in errors)
+        already_reported = any(m.startswith(field + " ") or m.startswith(field + ":")
+                               for _, m in problems)
         if field in value and not already_reported:
             try:
                 parse_ts(value[field])
             except ValueError as exc:
-                errors.append(f"{field}: {exc}")
-    return errors
+                problems.append(("schema", f"{field}: {exc}"))
+    problems.extend(_bound_problems(kind, value, bounds))
+    return problems
+
+
+def validate(kind: str, value: Any, bounds: Bounds = DEFAULT_BOUNDS) -> list[str]:
+    """Every reason ``value`` breaks the contract for ``kind``; an empty list means valid."""
+    return [message for _, message in check(kind, value, bounds)]
 
 
 def _short(err: jsonschema.ValidationError) -> str:
@@ -174,10 +316,14 @@ def encode(kind: str, value: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True)
 class Decoded:
-    """Outcome of decoding one message: a valid ``value`` or an ``error`` a person can act on."""
+    """Outcome of decoding one message: a valid ``value`` or an ``error`` a person can act on.
+
+    ``reason`` is the error's class (one of :data:`REASONS`), ``None`` when valid.
+    """
 
     value: dict[str, Any] | None
     error: str | None
+    reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -188,40 +334,73 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
-def decode(kind: str, raw: bytes | None, max_bytes: int = 64 * 1024) -> Decoded:
+def decode(kind: str, raw: bytes | None, max_bytes: int = 64 * 1024,
+           bounds: Bounds = DEFAULT_BOUNDS) -> Decoded:
     """Bytes off the wire -> a contract-valid dict, or the reason it is not. Never raises."""
     if raw is None:
-        return Decoded(None, "empty message (null value / tombstone)")
+        return Decoded(None, "empty message (null value / tombstone)", "empty")
     if len(raw) > max_bytes:
-        return Decoded(None, f"payload is {len(raw)} bytes, over the {max_bytes}-byte limit")
+        return Decoded(None, f"payload is {len(raw)} bytes, over the {max_bytes}-byte limit",
+                       "oversize")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Decoded(None, f"payload is not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
+        return Decoded(None, f"payload is not UTF-8 (byte {exc.start}: "
+                       f"{raw[exc.start:exc.start + 1]!r})", "encoding")
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
-        return Decoded(None, "malformed JSON: nested too deeply")
+        return Decoded(None, f"malformed JSON: nested too deeply (the limit is "
+                       f"{bounds.max_json_depth} levels)", "too_deep")
     except ValueError as exc:
-        return Decoded(None, f"malformed JSON: {exc}")
-    errors = validate(kind, value)
-    if errors:
-        return Decoded(None, "; ".join(errors))
+        return Decoded(None, f"malformed JSON: {exc}", "malformed_json")
+    problems = check(kind, value, bounds)
+    if problems:
+        return Decoded(None, _join(problems), _first_reason(problems))
     return Decoded(value, None)
 
 
+def _first_reason(problems: list[tuple[str, str]]) -> str:
+    found = {reason for reason, _ in problems}
+    return next(r for r in REASONS if r in found)
+
+
+def _join(problems: list[tuple[str, str]], limit: int = 20) -> str:
+    """The messages, at most ``limit`` of them (a record with 10,000 bad keys has one line)."""
+    text = "; ".join(message for _, message in problems[:limit])
+    if len(problems) > limit:
+        text += f"; and {len(problems) - limit} more"
+    return text
+
+
 def dead_letter(error: str, raw: bytes | None, topic: str, partition: int, offset: int,
-                key: bytes | None, at: float) -> dict[str, Any]:
-    """The DLQ record for a rejected message: reason, where it came from, the original bytes."""
-    return {
-        "error": error,
+                key: bytes | None, at: float,
+                max_payload_bytes: int = DLQ_PAYLOAD_PREFIX_BYTES) -> dict[str, Any]:
+    """The DLQ record for a rejected message: reason, where it came from, the original bytes.
+
+    A payload over ``max_payload_bytes`` keeps only that prefix, with ``payload_truncated``,
+    the full length and the full payload's sha256 (to find it in the source topic): the dead
+    letter must fit the producer's request limit whatever arrived. Keys and errors are capped
+    the same way.
+    """
+    raw = raw or b""
+    record: dict[str, Any] = {
+        "error": error if len(error) <= 4096 else error[:4096] + " ...",
         "source": {
             "topic": topic,
             "partition": int(partition),
             "offset": int(offset),
-            "key_b64": base64.b64encode(key).decode("ascii") if key is not None else None,
+            "key_b64": (base64.b64encode(key[:1024]).decode("ascii")
+                        if key is not None else None),
         },
-        "payload_b64": base64.b64encode(raw or b"").decode("ascii"),
+        "payload_b64": base64.b64encode(raw[:max_payload_bytes]).decode("ascii"),
         "at": at,
     }
+    if len(raw) > max_payload_bytes:
+        record["payload_truncated"] = True
+        record["payload_bytes"] = len(raw)
+        record["payload_sha256"] = hashlib.sha256(raw).hexdigest()
+    if key is not None and len(key) > 1024:
+        record["source"]["key_truncated"] = True
+    return record
 

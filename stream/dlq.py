@@ -99,6 +99,12 @@ def judge(kind: str, dead_letter: bytes | None, max_bytes: int, rekey: bool = Fa
         key = base64.b64decode(key_b64, validate=True) if key_b64 is not None else None
     except (binascii.Error, ValueError) as exc:
         return Verdict(None, None, None, f"unreadable dead letter: bad base64 ({exc})", original)
+    if record.get("payload_truncated"):
+        return Verdict(source["topic"], key, payload,
+                       f"the dead letter keeps only the first {len(payload)} of "
+                       f"{record.get('payload_bytes')} bytes (sha256 {record.get('payload_sha256')}); "
+                       f"the whole record is at {source['topic']}/{source['partition']}"
+                       f"@{source['offset']} while the topic retains it", original)
     decoded = decode(kind, payload, max_bytes=max_bytes)
     if not decoded.ok:
         return Verdict(source["topic"], key, payload, decoded.error, original)

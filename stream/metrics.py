@@ -94,14 +94,67 @@ class WorkerMetrics:
             "fraudstream_online_synthetic_learned_total",
             "Synthetic frauds from the trainer the online learner learned (after the cap).",
             registry=registry)
+        # Control plane (docs/operations.md, "Hostile input"): refused records are counted here.
+        self.model_refusals = Counter(
+            "fraudstream_model_refusals_total",
+            "model-updates records refused, by role (champion, shadow, none: no known role) and "
+            "reason; each also counts in fraudstream_model_swaps_total{outcome=\"refused\"}.",
+            ["role", "reason"], registry=registry)
+        for role in ("champion", "shadow", "none"):
+            for reason in ANNOUNCEMENT_REFUSALS:
+                self.model_refusals.labels(role, reason)
+        self.synthetic_refused = Counter(
+            "fraudstream_online_synthetic_refused_total",
+            "synthetic-frauds records the online learner did not learn, by reason.",
+            ["reason"], registry=registry)
+        for reason in SYNTHETIC_REFUSALS:
+            self.synthetic_refused.labels(reason)
         self.model_prequential_ap = Gauge(
             "fraudstream_model_prequential_average_precision",
             "Average precision of the batch models on the window of labelled transactions, "
             "by role (champion decides, shadow is only reported), from their scoring-time scores.",
             ["role"], registry=registry)
+        # Fail-safe accounting (docs/operations.md, "Hostile input").
+        self.score_fallbacks = Counter(
+            "fraudstream_score_fallbacks_total",
+            "Transactions whose deciding model gave no finite score, by what decided instead: "
+            "champion_failed (the online learner decided), online_failed, no_finite_score "
+            "(review), scoring_error (review).",
+            ["reason"], registry=registry)
+        for reason in FALLBACK_REASONS:
+            self.score_fallbacks.labels(reason)
+        self.processing_errors = Counter(
+            "fraudstream_processing_errors_total",
+            "Records whose processing raised, by stage; each is dead-lettered as "
+            "processing_error and its micro-batch carries on.",
+            ["stage"], registry=registry)
+        for stage in PROCESSING_STAGES:
+            self.processing_errors.labels(stage)
+        self.learn_refused = Counter(
+            "fraudstream_online_learn_refused_total",
+            "Labelled examples the online learner refused (non-finite features or weights); "
+            "it kept its previous weights.", registry=registry)
+        self.checkpoint_refused = Counter(
+            "fraudstream_online_checkpoint_refused_total",
+            "Online-learner checkpoints not loaded (digest mismatch, missing sidecar, "
+            "non-finite weights) or not written (non-finite weights), by action.",
+            ["action"], registry=registry)
+        for action in ("load", "save"):
+            self.checkpoint_refused.labels(action)
 
 
 SWAP_OUTCOMES = ("loaded", "unchanged", "refused", "cleared")
+# Why a model-updates record was refused (stream/announce.py, stream/model_follower.py).
+ANNOUNCEMENT_REFUSALS = ("malformed", "unknown_role", "role_mismatch", "champion_clear",
+                         "no_checksum", "feature_schema", "artifact", "not_champion", "error")
+# Why a synthetic fraud was not learned (stream/model_follower.py).
+SYNTHETIC_REFUSALS = ("disabled", "malformed", "feature_schema", "missing_features",
+                      "unknown_features", "non_finite", "out_of_bounds", "learner_refused", "error")
+# Why the trainer refused a control-plane record, by topic kind.
+TRAINER_REFUSALS = {"control": ("malformed", "error"),
+                    "model-updates": ANNOUNCEMENT_REFUSALS}
+FALLBACK_REASONS = ("champion_failed", "online_failed", "no_finite_score", "scoring_error")
+PROCESSING_STAGES = ("card", "score", "join", "label", "learn", "terminal_fraud")
 CYCLE_OUTCOMES = ("promoted", "kept_champion", "skipped", "failed")
 SYNTHETIC_VERDICTS = ("accepted", "rejected", "none")
 TRIGGERS = ("schedule", "new_frauds", "request")
@@ -120,6 +173,13 @@ class TrainerMetrics:
             "fraudstream_trainer_examples_total",
             "training-examples records read, by outcome (kept, invalid).",
             ["outcome"], registry=registry)
+        self.refused = Counter(
+            "fraudstream_trainer_refused_total",
+            "Control-plane records the trainer refused, by topic kind (control, model-updates) "
+            "and reason.", ["topic", "reason"], registry=registry)
+        for topic, reasons in TRAINER_REFUSALS.items():
+            for reason in reasons:
+                self.refused.labels(topic, reason)
         self.window_rows = Gauge(
             "fraudstream_trainer_window_rows", "Labelled transactions in the training window.",
             registry=registry)

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable, Protocol
 from kafka.partitioner.default import murmur2
 
 from ..models.features import CardState, TerminalState, calendar_features, extra_features
-from .contract import dead_letter, decode, parse_ts
+from .contract import DEFAULT_BOUNDS, REASONS, Bounds, dead_letter, decode, parse_ts
+from .event_time import EventTimeGuard
 
 __all__ = [
     "KeyedStore",
@@ -36,6 +37,8 @@ __all__ = [
     "card_stage",
     "terminal_stage",
     "triage",
+    "dead_message",
+    "processing_error",
     "partition_for",
     "group_by_partition",
     "position",
@@ -104,73 +107,89 @@ class CardStageResult:
     dead: list[DeadLetter] = field(default_factory=list)
 
 
-_REASON_PREFIXES = (
-    ("empty", "empty"), ("payload is not UTF-8", "encoding"), ("payload is", "oversize"),
-    ("malformed JSON", "malformed_json"), ("key ", "key_mismatch"),
-)
-REASON_CLASSES = tuple(label for _, label in _REASON_PREFIXES) + ("schema",)
+REASON_CLASSES = REASONS
 """Every dead-letter reason class (the metric's ``reason`` label values)."""
 
 
-def _reason_class(error: str) -> str:
-    for prefix, label in _REASON_PREFIXES:
-        if error.startswith(prefix):
-            return label
-    return "schema"
+def processing_error(exc: BaseException) -> str:
+    """The dead-letter error of a record whose processing raised: short, with the cause."""
+    text = str(exc)
+    if len(text) > 200:
+        text = text[:200] + " ..."
+    return f"processing_error: {type(exc).__name__}: {text}"
+
+
+def dead_message(m: Message, error: str, reason: str, now: float) -> DeadLetter:
+    """A message that goes to the DLQ with ``error`` (classified as ``reason``)."""
+    return DeadLetter(dead_letter(error, m.value, m.topic, m.partition, m.offset, m.key, now),
+                      reason, m.key)
 
 
 def triage(kind: str, messages: list[Message], max_bytes: int, now: float,
+           bounds: Bounds = DEFAULT_BOUNDS, clock: EventTimeGuard | None = None,
            ) -> tuple[list[tuple[Message, dict[str, Any]]], list[DeadLetter]]:
     """Decode and validate a batch: ``(valid (message, value) pairs, dead letters)``.
 
     The record key must be the ``card_id`` (the contract's partitioning rule): a mismatch
     would split a card's state across partitions, so it is dead-lettered, not guessed at.
+    With a ``clock``, the record's ``ts`` must also pass the partition's event-time guard.
+    Never raises: a record whose checks raise is dead-lettered as ``processing_error``.
     """
     valid: list[tuple[Message, dict[str, Any]]] = []
     dead: list[DeadLetter] = []
     for m in messages:
-        decoded = decode(kind, m.value, max_bytes)
-        error = decoded.error
-        if error is None and m.key != decoded.value["card_id"].encode("utf-8"):
-            error = (f"key {m.key!r} is not the card_id {decoded.value['card_id']!r} "
-                     "(records must be keyed by card_id)")
+        try:
+            decoded = decode(kind, m.value, max_bytes, bounds)
+            error, reason = decoded.error, decoded.reason
+            if error is None and m.key != decoded.value["card_id"].encode("utf-8"):
+                error, reason = (f"key {m.key!r} is not the card_id {decoded.value['card_id']!r} "
+                                 "(records must be keyed by card_id)"), "key_mismatch"
+            if error is None and clock is not None:
+                error = clock.admit(m.partition, parse_ts(decoded.value["ts"]), now)
+                reason = "ts_skew"
+        except Exception as exc:  # a bug must cost one record, not the batch
+            error, reason = processing_error(exc), "processing_error"
         if error is not None:
-            record = dead_letter(error, m.value, m.topic, m.partition, m.offset, m.key, now)
-            dead.append(DeadLetter(record, _reason_class(error), m.key))
+            dead.append(dead_message(m, error, reason or "schema", now))
         else:
             valid.append((m, decoded.value))
     return valid, dead
 
 
 def card_stage(messages: list[Message], cards: KeyedStore, max_bytes: int, now: float,
-               extra: tuple[str, ...] = ()) -> CardStageResult:
+               extra: tuple[str, ...] = (), bounds: Bounds = DEFAULT_BOUNDS,
+               clock: EventTimeGuard | None = None) -> CardStageResult:
     """Validate transactions, take card features before each, update the card states.
 
-    Returns the records to forward to the terminal stage (partitioned by ``terminal_id``).
+    Returns the records to forward to the terminal stage (partitioned by ``terminal_id``),
+    and the dead letters: invalid records, and any record whose processing raised (the rest
+    of the batch carries on).
     """
-    valid, dead = triage("transactions", messages, max_bytes, now)
+    valid, dead = triage("transactions", messages, max_bytes, now, bounds, clock)
     out = CardStageResult(dead=dead)
     for m, tx in valid:
-        ts = parse_ts(tx["ts"])
-        card_id = tx["card_id"]
-        entry = cards.get(card_id)
-        state, last_offset = _card_entry(entry)
-        feats: dict[str, float] = {"amount": float(tx["amount"])}
-        feats.update(calendar_features(ts))
-        feats.update(state.features(ts))
-        feats.update(extra_features(tx, extra))
-        if m.offset > last_offset:  # a redelivered message was applied already
-            state.add(ts, float(tx["amount"]))
-            cards.put(m.partition, card_id, {"state": state, "offset": m.offset})
-        out.forward.append({
-            "tx_id": tx["tx_id"],
-            "card_id": card_id,
-            "terminal_id": tx["terminal_id"],
-            "ts": ts,
-            "arrived": m.timestamp,
-            "features": feats,
-        })
+        try:
+            out.forward.append(_card_step(m, tx, cards, extra))
+        except Exception as exc:
+            out.dead.append(dead_message(m, processing_error(exc), "processing_error", now))
     return out
+
+
+def _card_step(m: Message, tx: dict[str, Any], cards: KeyedStore,
+               extra: tuple[str, ...]) -> dict[str, Any]:
+    ts = parse_ts(tx["ts"])
+    card_id = tx["card_id"]
+    state, last_offset = _card_entry(cards.get(card_id))
+    feats: dict[str, float] = {"amount": float(tx["amount"])}
+    feats.update(calendar_features(ts))
+    feats.update(state.features(ts))
+    feats.update(extra_features(tx, extra))
+    record = {"tx_id": tx["tx_id"], "card_id": card_id, "terminal_id": tx["terminal_id"],
+              "ts": ts, "arrived": m.timestamp, "features": feats}
+    if m.offset > last_offset:  # a redelivered message was applied already
+        state.add(ts, float(tx["amount"]))
+        cards.put(m.partition, card_id, {"state": state, "offset": m.offset})
+    return record
 
 
 def _card_entry(entry: Any) -> tuple[CardState, int]:
@@ -194,22 +213,35 @@ def terminal_entry(entry: Any) -> tuple[TerminalState, int, int]:
 
 
 def terminal_stage(records: list[tuple[int, int, dict[str, Any]]], terminals: KeyedStore,
-                   delay_s: float) -> list[dict[str, Any]]:
+                   delay_s: float, failed: list[tuple[dict[str, Any], Exception]] | None = None,
+                   ) -> list[dict[str, Any]]:
     """Add terminal features to card-enriched records ``(partition, position, record)``.
 
-    Returns the records with complete feature dicts, in input order, ready to be scored.
+    Returns the records with complete feature dicts, in input order, ready to be scored. With
+    a ``failed`` list, a record whose step raises is appended there with its exception and
+    the others carry on; without one, the exception propagates.
     """
     out = []
     for partition, offset, rec in records:
-        tid = rec["terminal_id"]
-        state, tx_offset, fraud_offset = terminal_entry(terminals.get(tid))
-        rec["features"].update(state.features(rec["ts"], delay_s))
-        if offset > tx_offset:
-            state.add_transaction(rec["ts"])
-            terminals.put(partition, tid, {"state": state, "tx_offset": offset,
-                                           "fraud_offset": fraud_offset})
-        out.append(rec)
+        try:
+            out.append(_terminal_step(partition, offset, rec, terminals, delay_s))
+        except Exception as exc:
+            if failed is None:
+                raise
+            failed.append((rec, exc))
     return out
+
+
+def _terminal_step(partition: int, offset: int, rec: dict[str, Any], terminals: KeyedStore,
+                   delay_s: float) -> dict[str, Any]:
+    tid = rec["terminal_id"]
+    state, tx_offset, fraud_offset = terminal_entry(terminals.get(tid))
+    rec["features"].update(state.features(rec["ts"], delay_s))
+    if offset > tx_offset:
+        state.add_transaction(rec["ts"])
+        terminals.put(partition, tid, {"state": state, "tx_offset": offset,
+                                       "fraud_offset": fraud_offset})
+    return rec
 
 
 def apply_fraud(partition: int, offset: int, terminal_id: str, tx_ts: float,

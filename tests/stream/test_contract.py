@@ -164,3 +164,119 @@ def test_the_compiled_schema_check_never_accepts_what_jsonschema_rejects(kind, d
         assert reference_errors == [], value
     # and the verdict is the reference's either way
     assert (validate(kind, value) == []) <= (reference_errors == [])
+
+
+# --- bounds beyond JSON Schema (issue 11): each refusal has its own reason class -------------
+
+TX = VALID["transactions"]
+
+
+def _raw(value) -> bytes:
+    return json.dumps(value).encode("utf-8")
+
+
+@pytest.mark.parametrize("raw, reason, fragment", [
+    (_raw({**TX, "amount": 1e300}), "out_of_bounds", "FRAUDSTREAM_MAX_AMOUNT"),
+    (_raw({**TX, "amount": 1e308}), "out_of_bounds", "amount"),
+    (_raw({**TX, "features": {"x": -1e10}}), "out_of_bounds", "features.x"),
+    (_raw({**TX, "card_id": "c" * 129}), "schema", "card_id"),
+    (b'{"tx_id":"t","ts":1767225600,"card_id":"c\\ud800","terminal_id":"x","amount":1}',
+     "invalid_string", "card_id"),
+    (b'{"tx_id":"t\\udfff","ts":1767225600,"card_id":"c","terminal_id":"x","amount":1}',
+     "invalid_string", "tx_id"),
+    (b'{"tx_id":"t","ts":1767225600,"card_id":"c","terminal_id":"\\ud83d","amount":1}',
+     "invalid_string", "terminal_id"),
+    (b'{"tx_id":"t","ts":1767225600,"card_id":"c","terminal_id":"x","amount":1,"\\ud800":1}',
+     "invalid_string", "key"),
+    (_raw({**TX, "x": json.loads("[" * 500 + "]" * 500)}), "too_deep", "nested deeper"),
+    (b"[" * 1000 + b"]" * 1000, "too_deep", "nested too deeply"),
+    (b'{"tx_id":"t","ts":1767225600,"card_id":"c","terminal_id":"x","amount":1e999}',
+     "non_finite", "finite"),
+    (b'{"tx_id":"t","ts":1767225600,"card_id":"c","terminal_id":"x","amount":NaN}',
+     "malformed_json", "finite"),
+    (b"x" * 70_000, "oversize", "limit"),
+    (None, "empty", "empty"),
+    (b"\xff", "encoding", "UTF-8"),
+    (b"{nope", "malformed_json", "malformed"),
+])
+def test_every_refusal_has_a_reason_class_and_a_readable_error(raw, reason, fragment):
+    out = decode("transactions", raw)
+    assert out.value is None and out.reason == reason, out
+    assert fragment in out.error
+
+
+def test_bounds_are_configurable():
+    from fraudstream.stream.contract import Bounds
+
+    raw = _raw({**TX, "amount": 5_000.0, "card_id": "c" * 20})
+    assert decode("transactions", raw).ok
+    tight = Bounds(max_amount=1_000.0, max_id_length=10)
+    out = decode("transactions", raw, bounds=tight)
+    assert out.reason == "out_of_bounds"
+    assert "amount" in out.error and "card_id" in out.error
+
+
+@pytest.mark.parametrize("kind, value, fragment", [
+    ("labels", {**VALID["labels"], "card_id": "c\ud800"}, "card_id"),
+    ("training-examples", {**VALID["training-examples"], "features": {"amount": 1e300}}, "features.amount"),
+    ("training-examples", {**VALID["training-examples"], "event_ts": 9e12}, "event_ts"),
+    ("training-examples", {**VALID["training-examples"], "tx_id": "t" * 500}, "tx_id"),
+    ("synthetic-frauds", {**VALID["synthetic-frauds"], "features": {"amount": -1e200}}, "features.amount"),
+    ("synthetic-frauds", {**VALID["synthetic-frauds"],
+                          "features": {f"f{i}": 1.0 for i in range(300)}}, "features"),
+])
+def test_the_same_bounds_hold_for_labels_examples_and_synthetic_frauds(kind, value, fragment):
+    errors = validate(kind, value)
+    assert errors and any(fragment in e for e in errors), errors
+
+
+def test_a_dead_letter_of_an_oversized_record_keeps_a_prefix_and_the_digest():
+    import hashlib
+
+    from fraudstream.stream.contract import DLQ_PAYLOAD_PREFIX_BYTES
+
+    raw = b"y" * 900_000
+    record = dead_letter("payload is 900000 bytes", raw, "transactions", 0, 1, b"k" * 5000, 1.0)
+    assert validate("dlq", record) == []
+    wire = encode("dlq", record)
+    assert len(wire) < 200_000  # fits any producer's request limit (aiokafka's default: 1 MB)
+    assert base64.b64decode(record["payload_b64"]) == raw[:DLQ_PAYLOAD_PREFIX_BYTES]
+    assert record["payload_truncated"] and record["payload_bytes"] == len(raw)
+    assert record["payload_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert record["source"]["key_truncated"]
+
+
+_hostile_text = st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+                        | st.characters(), max_size=8)
+_hostile_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | _hostile_text
+    | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e308, -1e308, 5e-324]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_hostile_text, children, max_size=3),
+    max_leaves=12,
+)
+
+
+def _nest(value, depth):
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@settings(max_examples=150, deadline=None)
+@given(field=st.sampled_from(["tx_id", "card_id", "terminal_id", "amount", "features", "ts",
+                              "version", "x"]),
+       value=_hostile_json, depth=st.sampled_from([0, 1, 50, 2000]))
+def test_validate_never_raises_on_surrogates_huge_floats_or_deep_nesting(kind, field, value, depth):
+    record = {**VALID.get(kind, {}), field: _nest(value, depth)}
+    errors = validate(kind, record)  # must not raise (RecursionError, UnicodeEncodeError...)
+    if depth > 16:
+        assert errors
+    try:
+        raw = json.dumps(record, ensure_ascii=True).encode()
+    except (ValueError, RecursionError):
+        return
+    out = decode(kind, raw, max_bytes=1 << 20)
+    assert out.ok or (out.error and out.reason)
+    if out.ok:  # whatever passes can be written back: no surrogate, no non-finite number
+        out.value and json.dumps(out.value, allow_nan=False).encode("utf-8")

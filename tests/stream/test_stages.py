@@ -137,3 +137,52 @@ def test_group_by_partition_keeps_order_and_co_partitioning():
     for p, group in groups.items():
         assert all(partition_for(r["terminal_id"], 8) == p for r in group)
         assert [r["i"] for r in group] == sorted(r["i"] for r in group)
+
+
+class FlakyStore(DictStore):
+    """A store whose read of one key raises, as a bug or a corrupt recovered value would."""
+
+    def __init__(self, bad_key):
+        super().__init__()
+        self.bad_key = bad_key
+
+    def get(self, key, default=None):
+        if key == self.bad_key:
+            raise RuntimeError("corrupt state for " + key)
+        return super().get(key, default)
+
+
+def test_a_record_whose_processing_raises_is_dead_lettered_and_the_batch_carries_on():
+    cards = FlakyStore("c-bad")
+    batch = [msg(tx(0, ts=1767225600.0), 0), msg(tx(1, card="c-bad", ts=1767225601.0), 1),
+             msg(tx(2, ts=1767225602.0), 2)]
+    out = card_stage(batch, cards, 65536, now=9.0)
+    assert [r["tx_id"] for r in out.forward] == ["tx0", "tx2"]
+    [dead] = out.dead
+    assert dead.reason == "processing_error"
+    assert dead.record["error"].startswith("processing_error: RuntimeError: corrupt state")
+    assert dead.record["source"]["offset"] == 1
+
+    terminals = FlakyStore("t-bad")
+    records = [(0, i, {"tx_id": f"tx{i}", "terminal_id": t, "ts": 1767225600.0 + i,
+                       "features": {}}) for i, t in enumerate(["t1", "t-bad", "t1"])]
+    failed = []
+    done = terminal_stage(records, terminals, 7 * DAY, failed)
+    assert [r["tx_id"] for r in done] == ["tx0", "tx2"]
+    assert [(r["tx_id"], type(e).__name__) for r, e in failed] == [("tx1", "RuntimeError")]
+
+
+def test_the_event_time_guard_dead_letters_a_far_future_transaction_without_moving_state():
+    from fraudstream.stream.event_time import EventTimeGuard
+
+    clock = EventTimeGuard(max_future_s=DAY, max_past_s=40 * DAY)
+    cards = DictStore()
+    start = 1767225600.0
+    batch = [msg(tx(i, ts=start + i * 60.0), i) for i in range(25)]
+    batch.append(msg(tx(99, ts=7_000_000_000.0), 25))  # the year 2191, same card
+    batch.append(msg(tx(100, ts=start + 3600.0), 26))
+    out = card_stage(batch, cards, 65536, now=1_790_000_000.0, clock=clock)
+    [dead] = out.dead
+    assert dead.reason == "ts_skew" and "FRAUDSTREAM_MAX_FUTURE_SKEW_S" in dead.record["error"]
+    assert out.forward[-1]["features"]["card_count_1d"] == 25.0  # the card's history survived
+    assert len(cards["c1"]["state"]) == 26
