@@ -372,7 +372,7 @@ class WorkerApp:
         except Exception:
             payload = repr(record).encode("utf-8", "replace")
         letter = dead_letter(processing_error(exc), payload, f"internal:{stage}", 0, 0, None,
-                             time.time())
+                             time.time(), reason="processing_error")
         self.outbox.add(self.settings.topics.transactions_dlq, None, encode("dlq", letter))
         self.metrics.dead_letters.labels("transactions", "processing_error").inc()
 

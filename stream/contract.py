@@ -375,7 +375,8 @@ def _join(problems: list[tuple[str, str]], limit: int = 20) -> str:
 
 def dead_letter(error: str, raw: bytes | None, topic: str, partition: int, offset: int,
                 key: bytes | None, at: float,
-                max_payload_bytes: int = DLQ_PAYLOAD_PREFIX_BYTES) -> dict[str, Any]:
+                max_payload_bytes: int = DLQ_PAYLOAD_PREFIX_BYTES,
+                reason: str | None = None) -> dict[str, Any]:
     """The DLQ record for a rejected message: reason, where it came from, the original bytes.
 
     A payload over ``max_payload_bytes`` keeps only that prefix, with ``payload_truncated``,
@@ -396,6 +397,8 @@ def dead_letter(error: str, raw: bytes | None, topic: str, partition: int, offse
         "payload_b64": base64.b64encode(raw[:max_payload_bytes]).decode("ascii"),
         "at": at,
     }
+    if reason is not None:
+        record["reason"] = reason
     if len(raw) > max_payload_bytes:
         record["payload_truncated"] = True
         record["payload_bytes"] = len(raw)

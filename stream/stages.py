@@ -121,8 +121,8 @@ def processing_error(exc: BaseException) -> str:
 
 def dead_message(m: Message, error: str, reason: str, now: float) -> DeadLetter:
     """A message that goes to the DLQ with ``error`` (classified as ``reason``)."""
-    return DeadLetter(dead_letter(error, m.value, m.topic, m.partition, m.offset, m.key, now),
-                      reason, m.key)
+    return DeadLetter(dead_letter(error, m.value, m.topic, m.partition, m.offset, m.key, now,
+                                  reason=reason), reason, m.key)
 
 
 def triage(kind: str, messages: list[Message], max_bytes: int, now: float,

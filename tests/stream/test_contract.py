@@ -280,3 +280,9 @@ def test_validate_never_raises_on_surrogates_huge_floats_or_deep_nesting(kind, f
     assert out.ok or (out.error and out.reason)
     if out.ok:  # whatever passes can be written back: no surrogate, no non-finite number
         out.value and json.dumps(out.value, allow_nan=False).encode("utf-8")
+
+
+def test_the_dlq_schema_lists_every_reason_class():
+    from fraudstream.stream.contract import REASONS
+
+    assert tuple(schema("dlq")["properties"]["reason"]["enum"]) == REASONS
