@@ -29,7 +29,9 @@ from prometheus_client import CollectorRegistry
 
 from ..models.features import CardState, TerminalState, feature_names, schema_hash
 from ..models.online import OnlineLearner, PrequentialMetrics
-from ..models.scorer import ScoredBatch, Scorer, Thresholds
+from ..models.scorer import (
+    FALLBACK_BATCH_FAILED, FALLBACK_ONLINE, FALLBACK_REVIEW, ScoredBatch, Scorer, Thresholds,
+)
 from .config import Settings
 from .contract import Bounds, dead_letter, encode, parse_ts
 from .event_time import EventTimeGuard
@@ -399,7 +401,7 @@ class WorkerApp:
             score = float(scored.scores[i])
             value = {
                 "tx_id": rec["tx_id"], "card_id": rec["card_id"], "score": score,
-                "decision": scored.decisions[i], "model_version": scored.model_version,
+                "decision": scored.decisions[i], "model_version": scored.versions[i],
                 "event_ts": rec["ts"], "scored_at": now, "models": per_model,
                 "reasons": scored.reasons[i],
             }
@@ -437,9 +439,10 @@ class WorkerApp:
             log.exception("scoring a batch of %d raised; every row gets review", len(features))
             n = len(features)
             review = np.full(n, self.scorer.thresholds.review)
-            return ScoredBatch(review, {}, ["review"] * n, self.scorer.model_version,
-                               [[] for _ in features], None,
-                               [f"scoring failed ({type(exc).__name__}); review"] * n)
+            version = self.scorer.model_version
+            return ScoredBatch(review, {}, ["review"] * n, version, [[] for _ in features], None,
+                               fallbacks=[f"scoring failed ({type(exc).__name__}); review"] * n,
+                               versions=[version] * n)
 
     def _internal_batches(self, stream: faust.StreamT):
         """Micro-batches of an internal topic, whose messages carry up to a batch of records each."""
@@ -623,16 +626,13 @@ class WorkerApp:
         self.metrics.processing.labels(stage).observe(time.perf_counter() - started)
 
 
+_FALLBACK_CLASSES = {FALLBACK_ONLINE: "champion_failed", FALLBACK_BATCH_FAILED: "champion_failed",
+                     FALLBACK_REVIEW: "no_finite_score"}
+
+
 def _fallback_class(fallback: str) -> str:
-    """The metric label of a fallback reason (its text names versions and causes)."""
-    text = fallback.lower()
-    if "scoring failed" in text:
-        return "scoring_error"
-    if "no finite score" in text:
-        return "no_finite_score"
-    if "online" in text and ("batch" not in text and "champion" not in text):
-        return "online_failed"
-    return "champion_failed"
+    """The metric label of a fallback reason (models/scorer.py's FALLBACK_* texts)."""
+    return _FALLBACK_CLASSES.get(fallback, "scoring_error")
 
 
 def _dumps(value: Any) -> bytes:

@@ -118,8 +118,8 @@ class WorkerMetrics:
         self.score_fallbacks = Counter(
             "fraudstream_score_fallbacks_total",
             "Transactions whose deciding model gave no finite score, by what decided instead: "
-            "champion_failed (the online learner decided), online_failed, no_finite_score "
-            "(review), scoring_error (review).",
+            "champion_failed (the online learner decided), no_finite_score (review), "
+            "scoring_error (review).",
             ["reason"], registry=registry)
         for reason in FALLBACK_REASONS:
             self.score_fallbacks.labels(reason)
@@ -153,7 +153,7 @@ SYNTHETIC_REFUSALS = ("disabled", "malformed", "feature_schema", "missing_featur
 # Why the trainer refused a control-plane record, by topic kind.
 TRAINER_REFUSALS = {"control": ("malformed", "error"),
                     "model-updates": ANNOUNCEMENT_REFUSALS}
-FALLBACK_REASONS = ("champion_failed", "online_failed", "no_finite_score", "scoring_error")
+FALLBACK_REASONS = ("champion_failed", "no_finite_score", "scoring_error")
 PROCESSING_STAGES = ("card", "score", "join", "label", "learn", "terminal_fraud")
 CYCLE_OUTCOMES = ("promoted", "kept_champion", "skipped", "failed")
 SYNTHETIC_VERDICTS = ("accepted", "rejected", "none")
