@@ -1,26 +1,145 @@
 """The small single-partition topics: model announcements, trainer requests, synthetic frauds.
 
 Written and read with kafka-python by the trainer and the CLI. Workers follow the same
-topics asynchronously (``stream/model_follower.py``) and use :func:`latest_announcements`
+topics asynchronously (``stream/model_follower.py``) and use :func:`announcement_history`
 once at start-up, so a worker started later begins with the current champion.
+
+These topics are as hostile as the data plane: any record on them may be garbage. Every
+reader puts a ``model-updates`` record through :func:`check_announcement`, which refuses,
+with a reason class (``stream.metrics.ANNOUNCEMENT_REFUSALS``) and never an exception:
+
+- a key that is not a role (``champion`` or ``shadow``), or a ``role`` field that disagrees
+  with the key;
+- anything :func:`~fraudstream.stream.contract.decode` refuses;
+- a ``null`` version under ``champion``: a champion is only ever replaced by another verified
+  model (``promote``, ``rollback``, ``reannounce``), never cleared by a record. Going back
+  to the online learner alone is an operator's act outside the stream: take the champion
+  out of the registry (``champion.json``) and restart the workers, which then find no
+  announcement naming the registry's champion;
+- a ``null`` version under ``shadow`` unless it says ``"action": "clear"`` and names no
+  artifact (``fraudstream models shadow --clear``, the one legitimate clear);
+- a version announced without the sha256 of its artifact: nothing else binds the record to
+  the bytes a worker will load.
+
+What a record cannot show by itself (the artifact exists and matches its sha256, it was
+trained on this feature schema, a champion is the registry's champion) the follower checks
+against the registry before anything is swapped in.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 import uuid
-from typing import Any, Iterable
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from .config import Settings
-from .contract import decode, encode
+from .contract import Decoded, decode, encode
 
-__all__ = ["announce", "latest_announcements", "producer", "request_retrain",
-           "publish_synthetic", "tail_consumer"]
+__all__ = ["Announcement", "RefusalLog", "announce", "announcement_history",
+           "check_announcement", "feature_problem", "latest_announcements", "pick_announcements",
+           "printable", "producer", "publish_synthetic", "request_retrain", "safe_decode",
+           "tail_consumer"]
 
 ROLES = ("champion", "shadow")
+#: Shape-valid announcements kept per role at start-up, newest first: enough to step back
+#: over a run of unloadable ones without holding a whole hostile topic in memory.
+HISTORY_PER_ROLE = 20
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A ``model-updates`` record after :func:`check_announcement`.
+
+    ``role`` is ``None`` when the key names no role. ``refused`` is the reason class (one of
+    ``ANNOUNCEMENT_REFUSALS``) and ``error`` what a person reads, both ``None`` when the
+    record may go on to the registry checks.
+    """
+
+    role: str | None
+    payload: dict[str, Any] | None
+    refused: str | None = None
+    error: str | None = None
+    offset: int = -1
+
+    @property
+    def ok(self) -> bool:
+        return self.refused is None
+
+    @property
+    def version(self) -> str | None:
+        return (self.payload or {}).get("version")
+
+
+def safe_decode(kind: str, raw: bytes | None, max_bytes: int = 64 * 1024) -> Decoded:
+    """:func:`decode`, with a decoder bug turned into a refusal rather than a crash loop."""
+    try:
+        return decode(kind, raw, max_bytes=max_bytes)
+    except Exception as exc:  # decode() promises not to raise; if it does, refuse the record
+        return Decoded(None, f"could not be decoded ({type(exc).__name__}: {exc})")
+
+
+def check_announcement(key: bytes | None, value: bytes | None, offset: int = -1) -> Announcement:
+    """The checks on a ``model-updates`` record that need no registry. Never raises."""
+    try:
+        role = key.decode("utf-8") if isinstance(key, bytes) else None
+    except UnicodeDecodeError:
+        role = None
+    if role not in ROLES:
+        shown = repr(key[:60]) if isinstance(key, bytes) else repr(key)  # repr: ASCII, one line
+        return Announcement(None, None, "unknown_role",
+                            f"the key {shown} names no role (champion or shadow)", offset)
+    got = safe_decode("model-updates", value)
+    if got.value is None:
+        return Announcement(role, None, "malformed", got.error, offset)
+    payload = got.value
+
+    def refuse(reason: str, error: str) -> Announcement:
+        return Announcement(role, payload, reason, error, offset)
+
+    if payload.get("role", role) != role:
+        return refuse("role_mismatch", f"the record says role {payload.get('role')!r} "
+                                       f"under the key {role!r}")
+    version = payload.get("version")
+    if version is None:
+        if role == "champion":
+            return refuse("champion_clear", "a record cannot clear the champion; only a verified "
+                                            "model replaces it (promote or rollback)")
+        if payload.get("action") != "clear" or payload.get("artifact") is not None \
+                or payload.get("sha256") is not None:
+            return refuse("malformed", 'a shadow clear says "action": "clear" and names no '
+                                       "artifact or sha256")
+        return Announcement(role, payload, offset=offset)
+    if payload.get("action") == "clear":
+        return refuse("malformed", f'"action": "clear" with version {version!r}')
+    if payload.get("sha256") is None:
+        return refuse("no_checksum", f"{version!r} is announced without the sha256 of its "
+                                     "artifact")
+    return Announcement(role, payload, offset=offset)
+
+
+def pick_announcements(records: Iterable[tuple[bytes | None, bytes | None, int]],
+                       keep: int = HISTORY_PER_ROLE,
+                       on_refused: Callable[[Announcement], None] | None = None,
+                       ) -> dict[str, list[Announcement]]:
+    """Per role, the last ``keep`` records that pass :func:`check_announcement`, newest first.
+
+    ``records`` are ``(key, value, offset)`` in offset order; refused ones go to ``on_refused``.
+    """
+    kept: dict[str, deque[Announcement]] = {role: deque(maxlen=keep) for role in ROLES}
+    for key, value, offset in records:
+        ann = check_announcement(key, value, offset)
+        if ann.ok:
+            kept[ann.role].append(ann)
+        elif on_refused is not None:
+            on_refused(ann)
+    return {role: list(reversed(found)) for role, found in kept.items()}
 
 
 def producer(settings: Settings) -> KafkaProducer:
@@ -41,8 +160,27 @@ def announce(settings: Settings, payload: dict[str, Any], kafka: KafkaProducer |
             kafka.close(timeout=5)
 
 
-def latest_announcements(settings: Settings, timeout: float = 30.0) -> tuple[dict[str, dict], int]:
-    """The last valid model-updates record per role, and the end offset read up to."""
+def announcement_history(settings: Settings, timeout: float = 30.0,
+                         on_refused: Callable[[Announcement], None] | None = None,
+                         keep: int = HISTORY_PER_ROLE,
+                         ) -> tuple[dict[str, list[Announcement]], int]:
+    """:func:`pick_announcements` over the whole ``model-updates`` topic, and the end offset
+    read up to. Raises only for the broker (unreachable, too slow), never for a record."""
+    return _read_model_updates(settings, timeout, lambda records: pick_announcements(
+        records, keep, on_refused))
+
+
+def latest_announcements(settings: Settings, timeout: float = 30.0,
+                         on_refused: Callable[[Announcement], None] | None = None,
+                         ) -> tuple[dict[str, dict], int]:
+    """The last record per role that passes :func:`check_announcement`, and the end offset
+    read up to (the registry checks are the caller's)."""
+    history, end = announcement_history(settings, timeout, on_refused, keep=1)
+    return {role: found[0].payload for role, found in history.items() if found}, end
+
+
+def _read_model_updates(settings: Settings, timeout: float, pick: Callable[[Iterable], Any]
+                        ) -> tuple[Any, int]:
     tp = TopicPartition(settings.topics.model_updates, 0)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                              enable_auto_commit=False, client_id="fraudstream-models",
@@ -51,20 +189,91 @@ def latest_announcements(settings: Settings, timeout: float = 30.0) -> tuple[dic
         consumer.assign([tp])
         end = consumer.end_offsets([tp])[tp]
         consumer.seek_to_beginning(tp)
-        latest: dict[str, dict] = {}
         deadline = time.monotonic() + timeout
-        while consumer.position(tp) < end:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {tp.topic} took over {timeout:.0f} s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for r in records:
-                    got = decode("model-updates", r.value)
-                    role = (r.key or b"").decode("utf-8", "replace")
-                    if got.value is not None and role in ROLES:
-                        latest[role] = got.value
-        return latest, end
+
+        def records() -> Iterable[tuple[bytes | None, bytes | None, int]]:
+            while consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {tp.topic} took over {timeout:.0f} s")
+                for batch in consumer.poll(timeout_ms=500).values():
+                    for r in batch:
+                        if r.offset < end:  # what arrives meanwhile is the follower's
+                            yield r.key, r.value, r.offset
+
+        return pick(records()), end
     finally:
         consumer.close()
+
+
+def feature_problem(features: Mapping[str, Any], names: Sequence[str] | None,
+                    max_abs: float) -> tuple[str, str] | None:
+    """Why a features object cannot be learned from, as ``(reason class, message)``, or None.
+
+    ``names``: the exact feature names required (no more, no fewer); ``None`` accepts any
+    names. Every value must be a number (not a boolean), finite, and within ``max_abs``.
+    """
+    if names is not None:
+        wanted = set(names)
+        missing = [n for n in names if n not in features]
+        if missing:
+            return "missing_features", f"{len(missing)} feature(s) missing, e.g. {missing[:3]}"
+        if len(features) != len(wanted):
+            extra = [printable(k, 40) for k in list(features) if k not in wanted][:3]
+            return "unknown_features", (f"{len(features) - len(wanted)} feature(s) outside "
+                                        f"the feature schema, e.g. {extra}")
+    for name, value in features.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "malformed", f"feature {printable(name, 40)!r} is not a number"
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for any float
+            return "out_of_bounds", f"feature {printable(name, 40)!r} is beyond +-{max_abs:g}"
+        if not math.isfinite(number):
+            return "non_finite", f"feature {printable(name, 40)!r} is {number}"
+        if abs(number) > max_abs:
+            return "out_of_bounds", (f"feature {printable(name, 40)!r} is {number:g}, beyond "
+                                     f"+-{max_abs:g} (FRAUDSTREAM_MAX_FEATURE_ABS)")
+    return None
+
+
+def printable(text: Any, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters, with newlines, control characters and lone
+    surrogates escaped: safe to put in a log line whatever a record held."""
+    text = text if isinstance(text, str) else str(text)
+    cut = text[:limit]
+    shown = cut.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return shown + ("..." if len(text) > limit else "")
+
+
+class RefusalLog:
+    """Logs refused records at most once per ``every_s`` per (topic, reason), and says how
+    many it held back since: a hostile producer cannot flood the log, and one reason's flood
+    does not hide another's first occurrence."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.every_s = every_s
+        self.clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def refused(self, topic: str, reason: str, message: str, level: int = logging.WARNING,
+                exc_info: BaseException | None = None) -> bool:
+        """Log (or hold back) one refusal; True when it was logged. ``exc_info``: the
+        exception behind it, when it was one (its traceback is logged)."""
+        key = (topic, reason)
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        more = f"; {held} more refused for this reason since the last note" if held else ""
+        self.logger.log(level, "%s [%s: %s%s]", printable(message, 500), topic, reason, more,
+                        exc_info=exc_info)
+        return True
 
 
 def request_retrain(settings: Settings, reason: str = "requested from the command line") -> str:

@@ -248,23 +248,31 @@ def _bound_problems(kind: str, value: dict[str, Any], bounds: Bounds) -> list[tu
     if kind == "transactions":
         amount = value.get("amount")
         if _is_number(amount) and amount > bounds.max_amount:
-            problems.append(("out_of_bounds", f"amount: {amount!r} is over the limit of "
+            problems.append(("out_of_bounds", f"amount: {_brief(amount)} is over the limit of "
                              f"{bounds.max_amount:g} (FRAUDSTREAM_MAX_AMOUNT)"))
     for name in _NUMBER_MAPS.get(kind, ()):
         numbers = value.get(name)
         if not isinstance(numbers, dict):
             continue
         for k, v in numbers.items():
-            if _is_number(v) and math.isfinite(v) and abs(v) > bounds.max_feature_abs:
-                problems.append(("out_of_bounds", f"{name}.{k}: {v!r} is beyond +-"
+            # abs() of a huge int stays an int (math.isfinite would overflow on 1e400 digits);
+            # NaN compares false and is reported as non-finite already.
+            if _is_number(v) and abs(v) > bounds.max_feature_abs:
+                problems.append(("out_of_bounds", f"{name}.{k}: {_brief(v)} is beyond +-"
                                  f"{bounds.max_feature_abs:g} (FRAUDSTREAM_MAX_FEATURE_ABS)"))
                 break  # one is enough to refuse; a huge map must not make a huge message
     for name in _EPOCH_FIELDS.get(kind, ()):
         v = value.get(name)
         if _is_number(v) and not 0 <= v < _TS_MAX:
-            problems.append(("out_of_bounds", f"{name}: {v!r} is outside 1970..2200 "
+            problems.append(("out_of_bounds", f"{name}: {_brief(v)} is outside 1970..2200 "
                              "(epoch seconds expected)"))
     return problems
+
+
+def _brief(v: Any) -> str:
+    """A number as an error message shows it: a 400-digit int must not make a 400-byte error."""
+    text = repr(v)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
 
 
 def _is_number(v: Any) -> bool:

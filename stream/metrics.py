@@ -104,7 +104,7 @@ class WorkerMetrics:
             for reason in ANNOUNCEMENT_REFUSALS:
                 self.model_refusals.labels(role, reason)
         self.synthetic_refused = Counter(
-            "fraudstream_online_synthetic_refused_total",
+            "fraudstream_synthetic_refused_total",
             "synthetic-frauds records the online learner did not learn, by reason.",
             ["reason"], registry=registry)
         for reason in SYNTHETIC_REFUSALS:
@@ -174,7 +174,7 @@ class TrainerMetrics:
             "training-examples records read, by outcome (kept, invalid).",
             ["outcome"], registry=registry)
         self.refused = Counter(
-            "fraudstream_trainer_refused_total",
+            "fraudstream_trainer_control_refused_total",
             "Control-plane records the trainer refused, by topic kind (control, model-updates) "
             "and reason.", ["topic", "reason"], registry=registry)
         for topic, reasons in TRAINER_REFUSALS.items():

@@ -5,6 +5,13 @@ timestamp), starts a cycle on schedule, on enough new frauds, or on request (con
 runs it in a thread with a time limit while it keeps reading, writes the challenger to the
 registry, promotes it when it wins, and announces promotions on ``model-updates``. Workers
 never wait for it: if it crashes, hangs or runs out of memory, scoring goes on.
+
+No record on the topics it reads can stop it: a training example that is not a contract
+record, holds a feature beyond ``max_feature_abs`` or not finite, or is stamped more than
+``max_future_skew_s`` ahead of the clock is counted (``fraudstream_trainer_examples_total``
+outcome ``invalid`` or ``future``) and skipped; an invalid control request or model-updates
+record is counted in ``fraudstream_trainer_control_refused_total{topic,reason}``. Refusals
+are logged at most once per ``_LOG_EVERY_S`` per reason.
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ from ..models.registry import (
     DIFFUSION_FILE, MODEL_FILE, ONLINE_FILE, ArtifactError, Registry,
 )
 from ..models.window import TrainingWindow, WindowData
-from .announce import announce, latest_announcements, producer, publish_synthetic, tail_consumer
+from .announce import (
+    Announcement, RefusalLog, announce, feature_problem, latest_announcements, printable, producer,
+    publish_synthetic, safe_decode, tail_consumer,
+)
 from .config import Settings
-from .contract import decode
 from .metrics import TrainerMetrics
 from .topics import create_topics
 
@@ -47,6 +56,8 @@ __all__ = ["Trainer", "run_trainer", "refresh_config"]
 log = logging.getLogger("fraudstream.trainer")
 _DAY_S = 86_400.0
 _HANG_GRACE_S = 120.0  # past the time limit plus this, a cycle that ignores its deadline is hung
+_LOG_EVERY_S = 10.0
+_REQUESTS_NAMED = 10  # retrain requests logged by id per cycle; a flood of them is only counted
 
 
 def refresh_config(s: Settings) -> RefreshConfig:
@@ -88,7 +99,8 @@ class Trainer:
         self.registry = Registry(s.model_registry, keep=s.trainer_keep_versions)
         self.names = feature_names(s.extra_features)
         self.schema = schema_hash(self.names)
-        self.window = TrainingWindow(self.names, s.trainer_window_days * _DAY_S, s.trainer_max_rows)
+        self.window = TrainingWindow(self.names, s.trainer_window_days * _DAY_S, s.trainer_max_rows,
+                                     max_future_skew_s=s.max_future_skew_s)
         self.schedule = Schedule(s.trainer_interval_s, s.trainer_cron)
         self.config = refresh_config(s)
         self.metrics.interval.set(self.schedule.nominal_interval())
@@ -98,6 +110,7 @@ class Trainer:
         self.cycles_done = 0
         self._examples: KafkaConsumer | None = None
         self._last_fit_note = 0.0
+        self.refusals = RefusalLog(log, _LOG_EVERY_S)
 
     # -- the window ----------------------------------------------------------------------
     def open_examples(self) -> KafkaConsumer:
@@ -151,18 +164,56 @@ class Trainer:
         for records in consumer.poll(timeout_ms=timeout_ms).values():
             for r in records:
                 n += 1
-                got = decode("training-examples", r.value, max_bytes=1 << 20)
-                if got.value is None:
-                    self.metrics.examples.labels("invalid").inc()
-                    log.warning("skipping an invalid training example at %s/%d@%d: %s",
-                                r.topic, r.partition, r.offset, got.error)
-                    continue
-                if self.window.add(got.value):
-                    self.metrics.examples.labels("kept").inc()
-                    self.new_frauds += bool(got.value["is_fraud"])
-                else:
-                    self.metrics.examples.labels("ignored").inc()
+                self.on_example(r.value, f"{r.topic}/{r.partition}@{r.offset}")
         return n
+
+    def on_example(self, raw: bytes | None, where: str = "", now: float | None = None) -> str:
+        """Put one training-examples record into the window; returns its outcome: kept,
+        ignored (a duplicate, or older than the window), future (stamped more than
+        ``max_future_skew_s`` past ``now``, the wall clock by default) or invalid. Never raises.
+        """
+        now = time.time() if now is None else now
+        outcome, problem, exc_info = "invalid", None, None
+        try:
+            got = safe_decode("training-examples", raw, max_bytes=1 << 20)
+            problem = got.error if got.value is None else _example_problem(
+                got.value, self.settings.max_feature_abs)
+            if problem is None:
+                example = got.value
+                before = self.window.refused_future
+                if self.window.add(example, now=now):
+                    outcome = "kept"
+                    self.new_frauds += bool(example["is_fraud"])
+                elif self.window.refused_future > before:
+                    outcome = "future"
+                    problem = (f"event_ts {example['event_ts']!r} is more than "
+                               f"{self.window.max_future_skew_s:.0f} s past the clock "
+                               "(FRAUDSTREAM_MAX_FUTURE_SKEW_S)")
+                else:
+                    outcome = "ignored"
+        except Exception as exc:  # no example may stop the trainer: count it, log it, go on
+            outcome, problem, exc_info = "invalid", f"{type(exc).__name__}: {exc}", exc
+        self.metrics.examples.labels(outcome).inc()
+        if problem is not None:
+            self.refusals.refused(self.settings.topics.training_examples, outcome,
+                                  f"skipping a training example at {where or 'unknown'}: {problem}",
+                                  exc_info=exc_info)
+        return outcome
+
+    def on_control(self, raw: bytes | None) -> dict[str, Any] | None:
+        """A valid retrain request; None, counted and logged, for anything else. Never raises."""
+        exc_info = None
+        try:
+            got = safe_decode("control", raw)
+            if got.value is not None:
+                return got.value
+            reason, error = "malformed", got.error
+        except Exception as exc:  # no request may stop the trainer
+            reason, error, exc_info = "error", f"{type(exc).__name__}: {exc}", exc
+        self.metrics.refused.labels("control", reason).inc()
+        self.refusals.refused(self.settings.topics.control, reason,
+                              f"ignoring an invalid control request: {error}", exc_info=exc_info)
+        return None
 
     def _window_gauges(self) -> None:
         self.metrics.window_rows.set(len(self.window))
@@ -188,18 +239,20 @@ class Trainer:
         log.info("trainer ready: cycles %s, or after %d new frauds, or on `fraudstream retrain`; "
                  "next scheduled at %s", self.schedule.describe(), s.trainer_new_frauds_trigger,
                  time.strftime("%H:%M:%S", time.localtime(next_due)))
-        requested: list[str] = []
+        requested: list[str] = []  # the first few ids since the last cycle, for the log
+        n_requested = 0
         while not self.stop.is_set():
             self._consume(self._examples, 200)
             for records in control.poll(timeout_ms=0).values():
                 for r in records:
-                    got = decode("control", r.value)
-                    if got.value is None:
-                        log.warning("ignoring an invalid control request: %s", got.error)
-                    else:
-                        log.info("retrain requested (%s): %s", got.value["request_id"],
-                                 got.value.get("reason", ""))
-                        requested.append(got.value["request_id"])
+                    request = self.on_control(r.value)
+                    if request is None:
+                        continue
+                    n_requested += 1
+                    if len(requested) < _REQUESTS_NAMED:
+                        requested.append(printable(request["request_id"], 64))
+                        log.info("retrain requested (%s): %s", requested[-1],
+                                 printable(request.get("reason", ""), 200))
             self._window_gauges()
             self._champion_gauges()
             now = time.time()
@@ -211,14 +264,17 @@ class Trainer:
                     self.metrics.cycles.labels("failed", "none").inc()
                     return 3
                 continue
-            trigger = ("request" if requested else
+            trigger = ("request" if n_requested else
                        "new_frauds" if self.new_frauds >= s.trainer_new_frauds_trigger else
                        "schedule" if now >= next_due else None)
             if trigger is None:
                 continue
-            if requested:
-                log.info("starting the cycle for request(s) %s", ", ".join(requested))
+            if n_requested:
+                more = (f" and {n_requested - len(requested)} more"
+                        if n_requested > len(requested) else "")
+                log.info("starting the cycle for request(s) %s%s", ", ".join(requested), more)
             requested.clear()
+            n_requested = 0
             last_start = now
             next_due = self.schedule.next_due(last_start, now)
             self.start_cycle(trigger)
@@ -397,22 +453,40 @@ class Trainer:
 
     # -- announcements and gauges ----------------------------------------------------------
     def reconcile_announcements(self) -> None:
-        """Re-announce the registry's champion if the topic does not say it (a trainer killed
-        between promoting and announcing, or a fresh topic)."""
-        champion = self.registry.champion()
-        if not champion:
-            return
-        latest, _ = latest_announcements(self.settings)
-        if (latest.get("champion") or {}).get("version") == champion:
-            return
+        """Re-announce the registry's champion if the topic's newest valid champion record does
+        not name it with its artifact's sha256 (a trainer killed between promoting and
+        announcing, a fresh topic, or garbage after the last announcement). Never raises: a
+        trainer that cannot reconcile still trains."""
         try:
+            champion = self.registry.champion()
+            if not champion:
+                return
             payload = self.registry.announcement(champion)
         except ArtifactError as exc:
-            log.error("the registry's champion %s fails verification: %s", champion, exc)
+            log.error("the registry's champion cannot be announced: %s", exc)
             return
-        announce(self.settings, {**payload, "action": "reannounce",
-                                 "reason": "model-updates did not name the registry's champion"})
+        try:
+            latest, _ = latest_announcements(self.settings, on_refused=self._refused_announcement)
+        except Exception as exc:  # the broker, not a record: the next promotion announces
+            log.error("could not read %s to reconcile it with the registry (%s)",
+                      self.settings.topics.model_updates, printable(exc))
+            return
+        announced = latest.get("champion") or {}
+        if (announced.get("version"), announced.get("sha256")) == (champion, payload["sha256"]):
+            return
+        try:
+            announce(self.settings, {**payload, "action": "reannounce",
+                                     "reason": "model-updates did not name the registry's champion"})
+        except Exception as exc:
+            log.error("could not re-announce the registry's champion %s: %s", champion,
+                      printable(exc))
+            return
         log.warning("re-announced the registry's champion %s", champion)
+
+    def _refused_announcement(self, ann: Announcement) -> None:
+        self.metrics.refused.labels("model-updates", ann.refused or "malformed").inc()
+        self.refusals.refused(self.settings.topics.model_updates, ann.refused or "malformed",
+                              f"ignoring a model-updates record at offset {ann.offset}: {ann.error}")
 
     def _champion_gauges(self) -> None:
         m = self.metrics
@@ -436,6 +510,20 @@ class Trainer:
             for metric in ("average_precision", "card_precision_at_k", "recall_at_budget"):
                 value = values.get(metric)
                 m.holdout.labels(model, metric).set(math.nan if value is None else value)
+
+
+def _example_problem(example: dict[str, Any], max_abs: float) -> str | None:
+    """What makes a contract-valid training example unfit for the window, or None."""
+    for field in ("event_ts", "label_ts"):
+        value = example[field]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not 0 <= value < 1e11 or not math.isfinite(value):
+            return f"{field} {printable(repr(value), 40)} is not epoch seconds"
+    for field in ("features", "scores"):
+        found = feature_problem(example.get(field) or {}, None, max_abs)
+        if found is not None:
+            return f"{field}: {found[1]}"
+    return None
 
 
 def _ap(data: WindowData, mask: np.ndarray) -> dict[str, Any]:

@@ -5,6 +5,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fraudstream.models.window import TrainingWindow, WindowData
 from fraudstream.stream.contract import validate
@@ -248,3 +250,102 @@ def test_digest_changes_when_a_label_or_a_row_differs():
     # features are not part of the digest: it identifies which labelled transactions
     moved = [dict(r, features={"amount": 1.0}) for r in records]
     assert _filled(moved).digest() == reference
+
+
+# -- far-future examples ---------------------------------------------------------------------------
+
+NOW = T0 + 40 * DAY
+
+
+def _prefilled(n=5, **kwargs):
+    w = TrainingWindow(NAMES, 30 * DAY, **kwargs)
+    for i in range(n):
+        assert w.add(example(f"old{i}", 35 * DAY + i * 3600, fraud=i == 0), now=NOW)
+    return w
+
+
+def test_a_far_future_example_is_refused_and_cannot_evict_the_window():
+    w = _prefilled()
+    newest = w.newest_ts
+    assert w.add(example("future", 40 * DAY + 10 * 365 * DAY), now=NOW) is False
+    assert w.refused_future == 1 and w.newest_ts == newest
+    assert w.evict() == 0 and len(w) == 5 and w.n_frauds == 1
+    assert w.duplicates == 0  # refused for its time, not as a duplicate
+
+
+def test_the_skew_is_measured_from_the_clock_inclusive():
+    w = TrainingWindow(NAMES, 30 * DAY, max_future_skew_s=DAY)
+    assert w.add(example("edge", 40 * DAY + DAY), now=NOW)          # exactly the skew ahead
+    assert not w.add(example("over", 40 * DAY + DAY + 1), now=NOW)  # one second more
+    assert w.refused_future == 1 and w.newest_ts == NOW + DAY
+
+
+def test_an_empty_window_refuses_a_far_future_first_example():
+    w = window()
+    assert w.add(example("first", 40 * DAY + 2 * DAY), now=NOW) is False
+    assert len(w) == 0 and w.newest_ts == -math.inf and w.refused_future == 1
+    assert w.add(example("next", 39 * DAY), now=NOW)
+
+
+def test_a_chain_of_examples_each_a_little_ahead_cannot_walk_the_window_forward():
+    # Measured from the newest event, each of these would be within the skew of the last.
+    w = _prefilled()
+    for k in range(1, 60):
+        w.add(example(f"step{k}", 40 * DAY + k * 0.9 * DAY), now=NOW)
+    assert w.newest_ts <= NOW + DAY
+    assert {f"old{i}" for i in range(5)} <= set(w.snapshot().tx_id)
+
+
+def test_a_gap_in_the_data_is_not_mistaken_for_the_future():
+    # The trainer was down for a week: what arrives after the gap is on time by the clock.
+    w = window()
+    assert w.add(example("before", 30 * DAY), now=T0 + 30 * DAY)
+    assert w.add(example("after", 37 * DAY), now=T0 + 37 * DAY)
+    assert w.refused_future == 0 and len(w) == 2
+
+
+def test_far_past_examples_are_still_dropped_with_a_clock():
+    w = _prefilled()
+    assert not w.add(example("ancient", 35 * DAY - 31 * DAY), now=NOW)
+    assert w.refused_future == 0 and len(w) == 5
+
+
+def test_without_a_clock_nothing_is_refused_for_its_time():
+    # Offline replays (notebooks, backtests) may have gaps longer than the skew.
+    w = window()
+    assert w.add(example("a", 0)) and w.add(example("b", 20 * DAY))
+    assert w.refused_future == 0
+
+
+@pytest.mark.parametrize("skew", [0, -1.0, math.nan])
+def test_a_non_positive_skew_is_refused(skew):
+    with pytest.raises(ValueError, match="max_future_skew_s"):
+        TrainingWindow(NAMES, DAY, max_future_skew_s=skew)
+
+
+@pytest.mark.parametrize("change", [
+    {"event_ts": math.nan}, {"event_ts": math.inf}, {"event_ts": 10 ** 400},
+    {"features": {"amount": 1e308}},            # finite as float64, inf as the float32 kept
+    {"features": {"amount": 10 ** 400}},        # too large for any float
+    {"features": {"amount": -math.inf}},
+    {"scores": {"online": math.inf}},
+])
+def test_non_finite_values_are_refused_and_change_nothing(change):
+    w = _prefilled()
+    before = (len(w), w.newest_ts, w.n_frauds, w.digest())
+    with pytest.raises(ValueError):
+        w.add({**example("bad", 39 * DAY), **change}, now=NOW)
+    assert (len(w), w.newest_ts, w.n_frauds, w.digest()) == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-60 * DAY, 50 * 365 * DAY), max_size=40),
+       st.floats(0, 100 * DAY))
+def test_no_sequence_of_examples_moves_the_newest_event_past_the_clock(offsets, clock_offset):
+    now = T0 + clock_offset
+    w = TrainingWindow(NAMES, 30 * DAY, max_future_skew_s=DAY)
+    for i, offset in enumerate(offsets):
+        w.add(example(f"t{i}", offset), now=now)
+    assert w.newest_ts <= now + DAY
+    accepted = [o for o in offsets if T0 + o <= now + DAY]
+    assert w.refused_future == len(offsets) - len(accepted)

@@ -286,3 +286,11 @@ def test_the_dlq_schema_lists_every_reason_class():
     from fraudstream.stream.contract import REASONS
 
     assert tuple(schema("dlq")["properties"]["reason"]["enum"]) == REASONS
+
+
+def test_a_huge_integer_is_refused_as_out_of_bounds_not_raised():
+    digits = "1" + "0" * 400
+    raw = ('{"tx_id":"t","ts":1767225600,"card_id":"c","terminal_id":"x","amount":%s,'
+           '"features":{"a":%s}}' % (digits, digits)).encode()
+    out = decode("transactions", raw)
+    assert out.reason == "out_of_bounds" and len(out.error) < 300, out
