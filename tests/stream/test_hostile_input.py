@@ -186,7 +186,7 @@ def test_no_hostile_record_blinds_or_crashes_the_worker_or_the_trainer(settings,
     clean = _transactions(settings, df)
     chunks = np.array_split(np.arange(len(clean)), len(CODECS))
     try:
-        wait_for("the trainer's metrics", lambda: trainer.metric("fraudstream_trainer_examples_total")
+        wait_for("the trainer's metrics", lambda: trainer.metric("fraudstream_trainer_window_rows")
                  is not None, 120, trainer)
         for i, (codec, rows) in enumerate(zip(CODECS, chunks)):
             _produce(settings, [clean[j] for j in rows], codec)
@@ -245,6 +245,11 @@ def test_no_hostile_record_blinds_or_crashes_the_worker_or_the_trainer(settings,
         return out
 
     tx_reasons, label_reasons = reasons(tx_dlq), reasons(label_dlq)
+    print(f"\nhostile-input suite: {len(clean_ids)} clean transactions scored once each, "
+          f"{len(differ)} decisions differ from the baseline; transactions.dlq "
+          f"{ {k: len(v) for k, v in tx_reasons.items()} }, labels.dlq "
+          f"{ {k: len(v) for k, v in label_reasons.items()} }; worker {worker_metrics}; "
+          f"trainer {trainer_metrics}")
     for topic, _, _, why in hostile:
         if why.startswith("label:"):
             continue
