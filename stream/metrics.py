@@ -171,7 +171,9 @@ class TrainerMetrics:
         self.registry = registry
         self.examples = Counter(
             "fraudstream_trainer_examples_total",
-            "training-examples records read, by outcome (kept, invalid).",
+            "training-examples records read, by outcome: kept, ignored (a duplicate or older than "
+            "the window), invalid (outside the contract or its bounds), future (event_ts beyond "
+            "the skew allowed ahead of the wall clock).",
             ["outcome"], registry=registry)
         self.refused = Counter(
             "fraudstream_trainer_control_refused_total",
