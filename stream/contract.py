@@ -169,7 +169,10 @@ def parse_ts(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a timestamp cannot be a boolean")
     if isinstance(value, (int, float)):
-        ts = float(value)
+        try:
+            ts = float(value)
+        except OverflowError:  # a 400-digit integer
+            ts = math.inf
     elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip())
@@ -182,7 +185,7 @@ def parse_ts(value: Any) -> float:
         raise ValueError(f"timestamp must be a string or a number, not {type(value).__name__}")
     if not math.isfinite(ts) or not 0 <= ts < _TS_MAX:
         raise ValueError(
-            f"timestamp {value!r} is outside 1970..2200 (epoch seconds expected, not milliseconds)"
+            f"timestamp {_brief(value)} is outside 1970..2200 (epoch seconds expected, not milliseconds)"
         )
     return ts
 

@@ -186,3 +186,63 @@ def test_the_event_time_guard_dead_letters_a_far_future_transaction_without_movi
     assert dead.reason == "ts_skew" and "FRAUDSTREAM_MAX_FUTURE_SKEW_S" in dead.record["error"]
     assert out.forward[-1]["features"]["card_count_1d"] == 25.0  # the card's history survived
     assert len(cards["c1"]["state"]) == 26
+
+
+# Hostile values for every field: lone surrogates, huge finite floats, huge ints, deep nesting.
+_surrogate_text = st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+                          | st.sampled_from("ac1-"), min_size=1, max_size=6)
+_hostile_values = (_surrogate_text | st.sampled_from([1e308, -1e308, 10**400, 0, True, None])
+                   | st.integers(1, 400).map(lambda d: __import__("json").loads("[" * d + "]" * d)))
+
+
+def _hostile_record(base: dict):
+    return st.dictionaries(st.sampled_from(sorted(base) + ["x"]), _hostile_values, max_size=3).map(
+        lambda changed: {**base, **changed})
+
+
+def _wire(value: dict) -> bytes:
+    import json
+
+    try:
+        return json.dumps(value).encode()  # ensure_ascii: a surrogate travels as \ud800
+    except (ValueError, RecursionError):
+        return b"[" * 5000  # what json.dumps cannot write, a producer still can
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(_hostile_record({"tx_id": "t", "ts": 1767225600.0, "card_id": "c1",
+                                 "terminal_id": "t1", "amount": 5.0}), min_size=1, max_size=6))
+def test_card_stage_survives_surrogates_huge_numbers_and_deep_nesting(records):
+    from fraudstream.stream.event_time import EventTimeGuard
+
+    msgs = [Message("transactions", 0, i, b"c1", _wire(r), 0.0) for i, r in enumerate(records)]
+    out = card_stage(msgs, DictStore(), 65536, now=1_790_000_000.0,
+                     clock=EventTimeGuard(86400.0, 40 * 86400.0))
+    assert len(out.forward) + len(out.dead) == len(msgs)
+    assert all(d.reason != "processing_error" for d in out.dead), [d.record["error"] for d in out.dead]
+    for rec in out.forward:  # whatever passes is finite and encodable
+        assert all(abs(v) <= 1e9 for v in rec["features"].values())
+        rec["card_id"].encode("utf-8"), rec["terminal_id"].encode("utf-8")
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(_hostile_record({"tx_id": "t", "card_id": "c1", "is_fraud": True,
+                                 "ts": 1767225600.0}), min_size=1, max_size=6))
+def test_the_label_handler_survives_surrogates_huge_numbers_and_deep_nesting(records):
+    from fraudstream.stream.contract import parse_ts
+    from fraudstream.stream.event_time import EventTimeGuard
+    from fraudstream.stream.joiner import LabelJoiner
+
+    class Store(DictStore):
+        def delete(self, partition, key):
+            self.pop(key, None)
+
+    msgs = [Message("labels", 0, i, b"c1", _wire(r), 0.0) for i, r in enumerate(records)]
+    valid, dead = triage("labels", msgs, 65536, 1_790_000_000.0,
+                         clock=EventTimeGuard(86400.0, 40 * 86400.0))
+    assert len(valid) + len(dead) == len(msgs)
+    joiner = LabelJoiner(Store(), Store(), mode="all", maturity_s=7 * DAY)
+    for m, label in valid:
+        outcome, _ = joiner.on_label(m.partition, label, parse_ts(label["ts"]))
+        assert outcome in ("joined", "waiting")
+    joiner.expire()
