@@ -41,6 +41,8 @@ from typing import Any, Literal
 import numpy as np
 from river import forest, imblearn, linear_model, optim, preprocessing, tree
 
+from .durable import fsync_dir
+
 __all__ = ["MODELS", "SAMPLERS", "CheckpointError", "OnlineLearner", "PrequentialMetrics"]
 
 MODELS: tuple[str, ...] = ("logreg", "arf", "hoeffding")
@@ -379,10 +381,10 @@ class OnlineLearner:
             tmp_sidecar = _write_temp(folder, "".join(d + "\n" for d in digests).encode(), temps)
             os.replace(tmp_sidecar, sidecar)
             temps.remove(tmp_sidecar)
-            _fsync_folder(folder)  # the sidecar's rename is durable before the checkpoint's
+            fsync_dir(folder)  # the sidecar's rename is durable before the checkpoint's
             os.replace(tmp_data, path)
             temps.remove(tmp_data)
-            _fsync_folder(folder)
+            fsync_dir(folder)
         finally:
             for tmp in temps:
                 if os.path.exists(tmp):
@@ -448,14 +450,6 @@ def _write_temp(folder: str, data: bytes, temps: list[str]) -> str:
         f.flush()
         os.fsync(f.fileno())
     return tmp
-
-
-def _fsync_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_sidecar(sidecar: str) -> set[str]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .batch import XGBoostModel
+from .durable import fsync_dir
 
 __all__ = ["ArtifactError", "Registry", "VersionInfo", "MODEL_FILE", "sha256_file"]
 
@@ -108,9 +109,9 @@ class Registry:
                 meta = {**metadata, "version": version, "created_at": now,
                         "created_at_utc": _utc(now), "files": checksums}
                 _write_synced(tmp / METADATA_FILE, _json_bytes(meta))
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 os.rename(tmp, self.versions_dir / version)  # the commit point
-                _fsync_dir(self.versions_dir)
+                fsync_dir(self.versions_dir)
             return VersionInfo(version, self.versions_dir / version, meta)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -270,7 +271,7 @@ class Registry:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return state
 
     def _next_version(self, now: float) -> str:
@@ -304,14 +305,6 @@ def _write_synced(path: Path, data: bytes) -> None:
 def _fsync(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _utc(ts: float) -> str:
