@@ -14,7 +14,10 @@ streams are consumed at their own pace (a replay may read a week of labels befor
 transactions they belong to): a snapshot matures or expires when the labels have moved
 ``maturity`` (fraud_only) or ``2 x maturity`` (all) past its event time; a label waiting for
 its snapshot expires when the transactions have moved ``maturity`` past the label's time.
-Expired entries are dropped and counted, so state stays bounded.
+Expired entries are dropped and counted. Deadlines only move with the other stream, so a
+stalled label feed (or a flood of labels for transactions that never come) would grow the
+state without bound: both stores are also capped (``max_pending``, ``max_waiting``), and past
+a cap the entry with the oldest event time is dropped first and counted (``dropped``).
 
 Watermarks are per partition, and the snapshot watermark of a partition is the slowest of
 its sources: snapshots of one card partition come from every terminal partition, scored by
@@ -36,6 +39,7 @@ Mode = Literal["all", "fraud_only"]
 
 
 class PartitionedStore(Protocol):
+    def __len__(self) -> int: ...
     def get(self, key: str) -> Any: ...
     def put(self, partition: int, key: str, value: Any) -> None: ...
     def delete(self, partition: int, key: str) -> None: ...
@@ -56,11 +60,15 @@ class LabelJoiner:
     """The join's state machine over two partitioned stores (``pending`` snapshots, ``waiting`` labels)."""
 
     def __init__(self, pending: PartitionedStore, waiting: PartitionedStore, mode: Mode,
-                 maturity_s: float) -> None:
+                 maturity_s: float, max_pending: int | None = None,
+                 max_waiting: int | None = None) -> None:
         self.pending = pending
         self.waiting = waiting
         self.mode = mode
         self.maturity_s = maturity_s
+        self.max_pending = max_pending
+        self.max_waiting = max_waiting
+        self.dropped = {"snapshot": 0, "label": 0}  # entries dropped at a cap, oldest first
         # partition -> newest label time; partition -> {source: newest snapshot event time}
         self._label_marks: dict[int, float] = {}
         self._snapshot_marks: dict[int, dict[Any, float]] = {}
@@ -118,6 +126,8 @@ class LabelJoiner:
         snap = {**snap, "partition": partition}
         self.pending.put(partition, tx_id, snap)
         self._push_snapshot(tx_id, snap)
+        if self.max_pending is not None and len(self.pending) > self.max_pending:
+            self._drop_oldest(self._snapshot_deadlines, self.pending, "snapshot")
         return []
 
     def on_label(self, partition: int, label: dict[str, Any], label_ts: float
@@ -135,7 +145,26 @@ class LabelJoiner:
                  "partition": partition}
         self.waiting.put(partition, tx_id, entry)
         self._push_label(tx_id, entry)
+        if self.max_waiting is not None and len(self.waiting) > self.max_waiting:
+            self._drop_oldest(self._label_deadlines, self.waiting, "label")
         return "waiting", []
+
+    def _drop_oldest(self, heaps: dict[int, list[tuple[float, str, int]]],
+                     store: PartitionedStore, kind: str) -> None:
+        """Drop the owned entry with the earliest deadline (the oldest event) across partitions.
+
+        Heaps are lazily invalidated: an entry joined or dropped meanwhile is skipped.
+        """
+        while True:
+            live = [(heap[0], p) for p, heap in heaps.items() if heap]
+            if not live:
+                return
+            _, p = min(live)
+            _, tx_id, partition = heapq.heappop(heaps[p])
+            if store.get(tx_id) is not None and self._owns(partition):
+                store.delete(partition, tx_id)
+                self.dropped[kind] += 1
+                return
 
     def _owns(self, partition: int) -> bool:
         return self.active_partitions is None or partition in self.active_partitions

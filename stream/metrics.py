@@ -130,6 +130,13 @@ class WorkerMetrics:
             ["stage"], registry=registry)
         for stage in PROCESSING_STAGES:
             self.processing_errors.labels(stage)
+        self.join_dropped = Counter(
+            "fraudstream_join_dropped_total",
+            "Label-join entries dropped at their cap (FRAUDSTREAM_MAX_PENDING_SNAPSHOTS, "
+            "FRAUDSTREAM_MAX_WAITING_LABELS), oldest first, by kind (snapshot, label).",
+            ["kind"], registry=registry)
+        for kind in ("snapshot", "label"):
+            self.join_dropped.labels(kind)
         self.learn_refused = Counter(
             "fraudstream_online_learn_refused_total",
             "Labelled examples the online learner refused (non-finite features or weights); "

@@ -114,3 +114,38 @@ def test_watermarks_are_per_partition():
     j.on_label(5, label("elsewhere", True, 30 * DAY), 30 * DAY)  # another partition's labels
     assert j.expire() == []  # partition 3's labels have not moved: nothing matures there
     assert j.pending.get("quiet") is not None
+
+
+def test_a_stalled_label_feed_keeps_pending_snapshots_at_their_cap_oldest_dropped_first():
+    j = LabelJoiner(DictStore(), DictStore(), mode="all", maturity_s=7 * DAY, max_pending=1000)
+    sizes = []
+    for i in range(20_000):  # transactions keep coming, no label ever does
+        j.on_snapshot(0, snap(f"tx{i}", 1767225600.0 + i))
+        if i % 1000 == 999:
+            sizes.append(len(j.pending))
+    assert sizes == [1000] * 20  # flat once at the cap
+    assert j.dropped["snapshot"] == 19_000
+    assert j.pending.get("tx0") is None and j.pending.get("tx19999") is not None
+    assert j.pending.get("tx19000") is not None and j.pending.get("tx18999") is None
+
+
+def test_a_flood_of_labels_for_unknown_transactions_is_capped():
+    j = LabelJoiner(DictStore(), DictStore(), mode="all", maturity_s=7 * DAY, max_waiting=500)
+    for i in range(5000):
+        outcome, _ = j.on_label(i % 4, label(f"ghost{i}", True, 1767225600.0 + i), 1767225600.0 + i)
+        assert outcome == "waiting"
+    assert len(j.waiting) == 500 and j.dropped["label"] == 4500
+    assert j.waiting.get("ghost4999") is not None and j.waiting.get("ghost0") is None
+    # a real pair still joins at the cap
+    j.on_label(0, label("real", False, 1767300000.0), 1767300000.0)
+    assert j.on_snapshot(0, snap("real", 1767299000.0))[0].snapshot["tx_id"] == "real"
+
+
+def test_the_cap_skips_entries_already_joined():
+    j = LabelJoiner(DictStore(), DictStore(), mode="all", maturity_s=7 * DAY, max_pending=2)
+    j.on_snapshot(0, snap("a", 1.0))
+    j.on_label(0, label("a", False, 10.0), 10.0)  # joins: "a" is no longer pending
+    j.on_snapshot(1, snap("b", 2.0))
+    j.on_snapshot(1, snap("c", 3.0))
+    j.on_snapshot(0, snap("d", 4.0))
+    assert sorted(j.pending) == ["c", "d"] and j.dropped["snapshot"] == 1
