@@ -127,6 +127,16 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from .soak import dumps, run_soak
+
+    result = run_soak(settings, minutes=args.minutes, rate=args.rate, labels=args.labels,
+                      every_s=args.every)
+    if args.json:
+        Path(args.json).write_text(dumps(result) + "\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
@@ -185,6 +195,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     bench.add_argument("--use-broker", action="store_true",
                        help=f"use the broker at {settings.broker_url} instead of starting a fresh one")
     bench.set_defaults(handler=cmd_bench)
+    soak = sub.add_parser("soak", help="run worker + trainer at a fixed rate for N minutes; "
+                                       "print memory, lag and state sizes over time")
+    soak.add_argument("--minutes", type=float, default=30.0)
+    soak.add_argument("--rate", type=float, default=500.0, help="transactions per second")
+    soak.add_argument("--labels", choices=("all", "fraud_only", "none"), default="all")
+    soak.add_argument("--every", type=float, default=60.0, help="seconds between samples")
+    soak.add_argument("--json", help="also write every sample here")
+    soak.set_defaults(handler=cmd_soak)
 
     demo = sub.add_parser("demo", help="local broker + worker + simulator, with a live summary")
     demo.add_argument("--minutes", type=float, default=4.0, help="wall-clock length (default 4)")

@@ -1,0 +1,173 @@
+"""``fraudstream soak``: run the service for N minutes at a fixed rate and watch what grows.
+
+A fresh local broker, one worker and the trainer; simulated transactions at ``--rate`` per
+second with their labels (every one, frauds only, or none) interleaved in event time as a
+label feed would deliver them. Every ``--every`` seconds it prints the worker's and the
+trainer's resident memory, the worker's consumer lag, the label join's state sizes and the
+latency quantiles of that interval (from the worker's own histogram); at the end the first
+and last sample side by side. Memory or state that keeps rising at a steady rate is a leak
+or an unbounded state.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import simulator as sim
+from .config import Settings, TopicNames
+from .kafka_local import LocalBroker, free_port
+from .processes import ServiceProcess, TrainerProcess, WorkerProcess, settings_env
+from .topics import create_topics
+
+__all__ = ["run_soak"]
+
+_LATENCY = "fraudstream_end_to_end_latency_seconds"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _rss_mb(pid: int) -> float | None:
+    """Resident memory of a process from /proc (Linux), in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def _buckets(proc: ServiceProcess) -> dict[float, float]:
+    out: dict[float, float] = {}
+    try:
+        for name, labels, value in proc.scrape():
+            if name == _LATENCY + "_bucket":
+                le = labels["le"]
+                out[float("inf") if le == "+Inf" else float(le)] = value
+    except OSError:
+        pass
+    return out
+
+
+def _quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The ``q`` quantile of the observations between two scrapes of a histogram (upper bound)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    target = q * counts[-1]
+    for bound, cumulative in zip(bounds, counts):
+        if cumulative >= target:
+            return bound
+    return bounds[-1]
+
+
+def _sample(worker: WorkerProcess, trainer: TrainerProcess, start: float, produced: dict,
+            previous: dict[float, float]) -> tuple[dict[str, Any], dict[float, float]]:
+    buckets = _buckets(worker)
+    p50, p99 = _quantile(previous, buckets, 0.5), _quantile(previous, buckets, 0.99)
+    sample = {
+        "elapsed_s": round(time.monotonic() - start),
+        "produced_tx": produced.get("transactions", 0),
+        "produced_labels": produced.get("labels", 0),
+        "scored": worker.metric("fraudstream_transactions_scored_total"),
+        "lag": worker.metric("fraudstream_consumer_lag"),
+        "snapshots_pending": worker.metric("fraudstream_snapshots_pending"),
+        "labels_waiting": worker.metric("fraudstream_labels_waiting"),
+        "worker_rss_mb": _rss_mb(worker.proc.pid),
+        "trainer_rss_mb": _rss_mb(trainer.proc.pid),
+        "latency_p50_ms": None if p50 is None else p50 * 1000,
+        "latency_p99_ms": None if p99 is None else p99 * 1000,
+    }
+    return sample, buckets
+
+
+def _line(s: dict[str, Any]) -> str:
+    def f(v: Any, fmt: str = "{:,.0f}") -> str:
+        return "n/a" if v is None else fmt.format(v)
+
+    return (f"{s['elapsed_s']:>6d}s  produced {f(s['produced_tx'])}  scored {f(s['scored'])}  "
+            f"lag {f(s['lag'])}  pending {f(s['snapshots_pending'])}  "
+            f"waiting {f(s['labels_waiting'])}  worker {f(s['worker_rss_mb'])} MiB  "
+            f"trainer {f(s['trainer_rss_mb'])} MiB  latency p50<= {f(s['latency_p50_ms'])} ms "
+            f"p99<= {f(s['latency_p99_ms'])} ms")
+
+
+def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
+             labels: str = "all", every_s: float = 60.0, seed: int = 0) -> dict[str, Any]:
+    """Run the service under a steady load; return the samples (start, end, every interval)."""
+    workdir = Path(tempfile.mkdtemp(prefix="fraudstream-soak-"))
+    broker = LocalBroker(workdir / "kafka", settings.kafka_home, port=free_port(), heap_mb=1024)
+    status = broker.start(progress=_say)
+    tag = uuid.uuid4().hex[:6]
+    topics = TopicNames(**{k: f"soak-{tag}-{v}" for k, v in TopicNames().model_dump().items()})
+    settings = settings.model_copy(update={
+        "broker_url": f"kafka://{status.bootstrap}", "topics": topics,
+        "model_registry": workdir / "registry", "app_id": f"soak-{tag}"})
+    n_tx = int(rate * minutes * 60)
+    # The simulator makes ~1.9 transactions per customer per day; size the population so the
+    # stream spans three weeks of event time (labels arrive 7 simulated days after their tx).
+    customers = max(50, n_tx // (2 * 21))
+    days = 23
+    _say(f"simulating {n_tx:,} transactions ({customers:,} customers, {days} days) ...")
+    df = sim.simulate(sim.SimulationConfig(n_customers=customers, n_terminals=2 * customers,
+                                           n_days=days, seed=seed)).head(n_tx)
+    mode = "all" if labels == "none" else labels
+    events = (e for e in sim.events(df, 7.0, labels=mode) if labels != "none" or e[0] == "transaction")
+    create_topics(settings)
+    env = settings_env(settings, app_id=settings.app_id, label_mode=mode, trainer_interval_s=300)
+    worker = WorkerProcess(env, workdir / "worker.log", "soak-worker")
+    trainer = TrainerProcess(env, workdir / "trainer.log")
+    produced: dict[str, int] = {}
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            sim.produce_to_kafka(events, settings.bootstrap_servers,
+                                 {"transaction": topics.transactions, "label": topics.labels},
+                                 rate=rate, progress=produced.update)
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    samples: list[dict[str, Any]] = []
+    try:
+        producer = threading.Thread(target=produce, name="soak-producer", daemon=True)
+        start = time.monotonic()
+        producer.start()
+        _say(f"soaking for {minutes:g} min at {rate:,.0f} tx/s (labels: {labels}); worker log "
+             f"{worker.log_path}")
+        previous: dict[float, float] = {}
+        deadline = start + minutes * 60
+        while time.monotonic() < deadline and not failure:
+            time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
+            sample, previous = _sample(worker, trainer, start, produced, previous)
+            samples.append(sample)
+            _say(_line(sample))
+            for proc, name in ((worker, "worker"), (trainer, "trainer")):
+                if proc.proc.poll() is not None:
+                    raise RuntimeError(f"the {name} exited ({proc.proc.returncode}); see {proc.log_path}")
+        if failure:
+            raise RuntimeError(f"the producer failed: {failure[0]!r}")
+    finally:
+        worker.stop()
+        trainer.stop()
+        broker.stop()
+    result = {"minutes": minutes, "rate_tps": rate, "labels": labels, "samples": samples,
+              "start": samples[0] if samples else None, "end": samples[-1] if samples else None,
+              "workdir": str(workdir)}
+    if samples:
+        _say("first and last sample:\n  " + _line(samples[0]) + "\n  " + _line(samples[-1]))
+    return result
+
+
+def dumps(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2)
