@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # --- Service ----------------------------------------------------------------------
     model_registry: Path = Field(Path("./var/registry"), description="Model registry directory.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the HTTP endpoint.")
+    metrics_bind: str = Field(
+        "127.0.0.1",
+        description="Address the worker's and the trainer's metrics endpoints listen on "
+                    "(0.0.0.0: every interface, as inside a container).")
     max_message_bytes: int = Field(64 * 1024, ge=256, description="Larger payloads are dead-lettered.")
     # Input bounds of the wire contract (docs/contract.md, "Bounds"): a record outside them
     # is dead-lettered with its reason, never learned from or allowed to move state.
@@ -113,6 +117,14 @@ class Settings(BaseSettings):
     online_model: Literal["logreg", "arf", "hoeffding"] = "logreg"
     online_fraud_weight: float = Field(3.0, gt=0, description="Weight of a fraud in online learning.")
     prequential_window: int = Field(20_000, ge=100, description="Labelled examples in the quality window.")
+    max_pending_snapshots: int = Field(
+        1_000_000, ge=1000,
+        description="Cap on scoring-time snapshots waiting for their label, per worker; past it "
+                    "the oldest is dropped and counted (a stalled label feed must not grow memory).")
+    max_waiting_labels: int = Field(
+        200_000, ge=1000,
+        description="Cap on labels waiting for their transaction's snapshot, per worker; past it "
+                    "the oldest is dropped and counted (labels for unknown transactions).")
     commit_interval_s: float = Field(
         1.0, gt=0, le=60,
         description="Offset commit interval; also how much is re-scored after a crash.")

@@ -560,8 +560,9 @@ def run_trainer(settings: Settings, once: bool = False) -> int:
         os.nice(settings.trainer_nice)
     trainer = Trainer(settings)
     if settings.trainer_metrics_port:
-        start_http_server(settings.trainer_metrics_port, registry=trainer.metrics.registry)
-        log.info("metrics on http://127.0.0.1:%d/metrics", settings.trainer_metrics_port)
+        start_http_server(settings.trainer_metrics_port, addr=settings.metrics_bind,
+                          registry=trainer.metrics.registry)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_bind, settings.trainer_metrics_port)
 
     def stop(signum: int, frame: Any) -> None:
         log.info("signal %d: stopping after the current poll", signum)

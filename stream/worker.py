@@ -21,8 +21,8 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
     if not passthrough:
         worker_app.follower.load_initial()  # a worker started later begins with the champion
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=worker_app.registry)
+        start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=worker_app.registry)
         logging.getLogger("fraudstream.worker").info(
-            "metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+            "metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
     worker = faust.Worker(worker_app.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -4,7 +4,9 @@ The compose file goes through the Compose Specification's own validator (compose
 library `docker compose` loads files with: its JSON schema, interpolation, merges of YAML
 anchors, normalisation), and its normalised output is then checked against the project:
 every service it depends on, image, build context, port, environment variable and mounted
-path.
+path; and the locked-down defaults (loopback ports, no default passwords, read-only
+containers without capabilities, one checkpoint per worker replica) and the `secure`
+profile, whose broker set-up runs here through the Kafka image's own code on the real broker.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +31,70 @@ from deploy_helpers import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
-FRAUDSTREAM_SERVICES = ("topics", "worker", "trainer", "trainer-gpu", "simulator")
+SECURE_SERVICES = ("topics-secure", "worker-secure", "trainer-secure")
+FRAUDSTREAM_SERVICES = ("topics", "worker", "trainer", "trainer-gpu", "simulator", *SECURE_SERVICES)
+WORKERS = ("worker", "worker-secure")
+TRAINERS = ("trainer", "trainer-gpu", "trainer-secure")
+# The one variable compose must refuse to start without; the validator's model is built with
+# a stand-in value for it (see _testable_text).
+GRAFANA_PASSWORD = re.compile(r"\$\{GF_ADMIN_PASSWORD:\?[^}]+\}")
+STAND_IN_PASSWORD = "stand-in-for-the-test"
 
 
 def _validate(tools: dict[str, Path], path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(tools["compose-spec"]), "--format", "json", path.name],
-                          cwd=path.parent, capture_output=True, text=True, timeout=120,
+    # Relative paths resolve from the validator's working directory (the repository), as
+    # `docker compose` resolves them from the compose file's folder. Its model is
+    # interpolated with no environment at all (compose-go's LoadModel): every
+    # ${VAR:-default} takes its default, which is what a user gets who sets nothing.
+    return subprocess.run([str(tools["compose-spec"]), "--format", "json", str(path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin"})
 
 
+def _testable_text() -> str:
+    """The compose file with a stand-in for the required Grafana password (and only that)."""
+    text = COMPOSE.read_text()
+    assert len(GRAFANA_PASSWORD.findall(text)) == 1
+    return GRAFANA_PASSWORD.sub("${GF_ADMIN_PASSWORD:-%s}" % STAND_IN_PASSWORD, text)
+
+
 @pytest.fixture(scope="module")
-def compose(tools) -> dict[str, Any]:
+def compose(tools, tmp_path_factory) -> dict[str, Any]:
     """The compose model as `docker compose config` would normalise it."""
-    proc = _validate(tools, COMPOSE)
+    path = tmp_path_factory.mktemp("compose") / "docker-compose.yml"
+    path.write_text(_testable_text())
+    proc = _validate(tools, path)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def test_compose_refuses_to_start_without_a_grafana_admin_password(tools):
+    proc = _validate(tools, COMPOSE)
+    assert proc.returncode != 0
+    assert "required variable GF_ADMIN_PASSWORD is missing a value" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("breakage", [
     ("    restart: unless-stopped\n", "    restart: unless-stopped\n    sclae: 3\n"),      # unknown key
     ("        condition: service_completed_successfully\n",
      "        condition: service_finished\n"),                                             # no such condition
-    ('      - "9090:9090"\n', '      - "ninety:9090"\n'),                                  # bad port
-], ids=["unknown-key", "bad-depends-on-condition", "bad-port"])
+    ('      - "${FRAUDSTREAM_BIND_HOST:-127.0.0.1}:9090:9090"\n',
+     '      - "${FRAUDSTREAM_BIND_HOST:-127.0.0.1}:ninety:9090"\n'),                       # bad port
+    ("  read_only: true\n", "  read_only: sure\n"),                                         # not a boolean
+], ids=["unknown-key", "bad-depends-on-condition", "bad-port", "bad-read-only"])
 def test_the_validator_rejects_a_broken_compose_file(tools, tmp_path, breakage):
     old, new = breakage
-    text = COMPOSE.read_text()
+    text = _testable_text()
     assert old in text
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(text.replace(old, new, 1))
-    for sub in ("deploy",):  # relative build contexts and mounts resolve from the file's folder
-        (tmp_path / sub).symlink_to(ROOT / sub)
     assert _validate(tools, broken).returncode != 0
 
 
 def test_compose_file_passes_the_compose_specification(compose):
     assert set(compose["services"]) == {"kafka", "topics", "worker", "trainer", "trainer-gpu",
-                                        "simulator", "prometheus", "grafana"}
+                                        "simulator", "prometheus", "grafana",
+                                        "kafka-secure-init", "kafka-secure", *SECURE_SERVICES}
 
 
 def test_fraudstream_services_build_the_project_image(compose):
@@ -116,10 +146,14 @@ def test_fraudstream_services_are_configured_only_by_real_settings(compose, monk
             monkeypatch.delenv(key)
         for var, value in env.items():
             monkeypatch.setenv(var, value)
+        if name in SECURE_SERVICES:  # no default password: it comes from the environment
+            assert env["FRAUDSTREAM_SASL_PASSWORD"] == "", name
+            monkeypatch.setenv("FRAUDSTREAM_SASL_PASSWORD", "from-the-environment")
         settings = load_settings()
         args = build_parser(settings).parse_args(service["command"])
         assert args.command == service["command"][0], name
-        assert settings.bootstrap_servers == ["kafka:19092"], name
+        expected = ["kafka-secure:19093"] if name in SECURE_SERVICES else ["kafka:19092"]
+        assert settings.bootstrap_servers == expected, name
         monkeypatch.undo()
 
 
@@ -137,6 +171,10 @@ def test_workers_reach_kafka_on_its_advertised_internal_listener(compose):
     assert compose["services"]["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name in ("worker", "trainer", "trainer-gpu", "simulator"):
         assert compose["services"][name]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert compose["services"]["topics-secure"]["depends_on"]["kafka-secure"]["condition"] == "service_healthy"
+    for name in ("worker-secure", "trainer-secure"):
+        assert compose["services"][name]["depends_on"] == {
+            "topics-secure": {"condition": "service_completed_successfully", "required": True}}
 
 
 def test_ports_scale_and_match_the_metrics_settings(compose):
@@ -144,9 +182,9 @@ def test_ports_scale_and_match_the_metrics_settings(compose):
     published = [p["published"] for s in services.values() for p in s.get("ports", [])]
     assert len(published) == len(set(published)), "two services publish the same host port"
     fields = Settings.model_fields
-    expected = {"worker": ("FRAUDSTREAM_METRICS_PORT", fields["metrics_port"].default),
-                "trainer": ("FRAUDSTREAM_TRAINER_METRICS_PORT", fields["trainer_metrics_port"].default),
-                "trainer-gpu": ("FRAUDSTREAM_TRAINER_METRICS_PORT", fields["trainer_metrics_port"].default)}
+    expected = {**{name: ("FRAUDSTREAM_METRICS_PORT", fields["metrics_port"].default) for name in WORKERS},
+                **{name: ("FRAUDSTREAM_TRAINER_METRICS_PORT", fields["trainer_metrics_port"].default)
+                   for name in TRAINERS}}
     for name, (var, port) in expected.items():
         service = services[name]
         assert "ports" not in service, f"{name} publishes a host port: --scale would clash"
@@ -154,9 +192,12 @@ def test_ports_scale_and_match_the_metrics_settings(compose):
         if "healthcheck" in service:
             assert f":{port}/metrics" in " ".join(service["healthcheck"]["test"])
     prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    ports = {job["job_name"]: job["dns_sd_configs"][0]["port"] for job in prometheus["scrape_configs"]
-             if "dns_sd_configs" in job}
-    assert ports == {"fraudstream-worker": expected["worker"][1], "fraudstream-trainer": expected["trainer"][1]}
+    jobs = {job["job_name"]: job["dns_sd_configs"][0] for job in prometheus["scrape_configs"]
+            if "dns_sd_configs" in job}
+    assert {name: sd["port"] for name, sd in jobs.items()} == {
+        "fraudstream-worker": expected["worker"][1], "fraudstream-trainer": expected["trainer"][1]}
+    assert jobs["fraudstream-worker"]["names"] == list(WORKERS)  # every replica of every worker service
+    assert jobs["fraudstream-trainer"]["names"] == list(TRAINERS)
     assert {p["target"] for p in services["grafana"]["ports"]} == {3000}
     assert {p["target"] for p in services["prometheus"]["ports"]} == {9090}
 
@@ -173,6 +214,8 @@ def test_gpu_trainer_reserves_a_gpu_only_in_its_profile(compose):
         if name != "trainer-gpu":
             assert "deploy" not in service, name
     assert not any("profiles" in services[n] for n in ("kafka", "worker", "trainer", "prometheus", "grafana"))
+    for name in ("kafka-secure-init", "kafka-secure", *SECURE_SERVICES):
+        assert services[name]["profiles"] == ["secure"], name
 
 
 def test_mounts_exist_and_the_registry_is_one_named_volume(compose):
@@ -185,7 +228,7 @@ def test_mounts_exist_and_the_registry_is_one_named_volume(compose):
                 assert mount.get("read_only"), f"{name}: bind mounts of the repository are read-only"
             else:
                 assert mount["type"] == "volume" and mount["source"] in volumes, (name, mount)
-    for name in ("worker", "trainer", "trainer-gpu"):
+    for name in (*WORKERS, *TRAINERS):
         service = compose["services"][name]
         registry = service["environment"]["FRAUDSTREAM_MODEL_REGISTRY"]
         assert {"source": "registry", "target": registry} in [
@@ -198,6 +241,369 @@ def test_mounts_exist_and_the_registry_is_one_named_volume(compose):
     assert (grafana["/etc/grafana/provisioning"] / "datasources").is_dir()
     home = compose["services"]["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (grafana["/etc/grafana/dashboards"] / Path(home).name).is_file()
+
+
+# --- locked down by default ------------------------------------------------------------
+# What each image writes outside its volumes, so a read-only root filesystem needs a tmpfs:
+#   our image (uid 10001): /tmp (trainer cycles) and its working directory (faust's data dir);
+#   apache/kafka (appuser): /opt/kafka/config (generated at every start by the image's
+#     KafkaDockerWrapper), /opt/kafka/logs (log4j files, GC log), /tmp (JVM perf data and the
+#     native compression libraries it unpacks and loads);
+#   prom/prometheus (nobody): only its data volume /prometheus;
+#   grafana/grafana (472): its data volume /var/lib/grafana and /tmp; logs go to the console.
+def _writable_paths_of(image: str) -> set[str]:
+    workdirs = [arg for kind, arg in _instructions() if kind == "WORKDIR"]
+    by_image = {"fraudstream:": {"/tmp", workdirs[-1]},
+                "apache/kafka:": {"/opt/kafka/config", "/opt/kafka/logs", "/tmp", "/var/lib/kafka/data"},
+                "prom/prometheus:": {"/prometheus"},
+                "grafana/grafana:": {"/var/lib/grafana", "/tmp"}}
+    (paths,) = [paths for prefix, paths in by_image.items() if image.startswith(prefix)]
+    return paths
+
+
+def test_every_container_runs_read_only_without_capabilities(compose):
+    for name, service in compose["services"].items():
+        assert service.get("read_only") is True, name
+        assert service.get("cap_drop") == ["ALL"] and not service.get("cap_add"), name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert not service.get("privileged") and "network_mode" not in service and "pid" not in service, name
+        assert service.get("user") in (None, ""), f"{name}: the images' own non-root users"
+        tmpfs = {entry.split(":", 1)[0] for entry in service.get("tmpfs", [])}
+        rw_volumes = {m["target"] for m in service.get("volumes", []) if not m.get("read_only")}
+        needed = _writable_paths_of(service["image"])
+        assert needed <= tmpfs | rw_volumes, (name, needed - tmpfs - rw_volumes)
+        assert not tmpfs & rw_volumes, name
+    for name in FRAUDSTREAM_SERVICES:  # a tmpfs owned by the image's user, not world-writable
+        home = next(e for e in compose["services"][name]["tmpfs"] if e.startswith("/home/"))
+        assert "uid=10001" in home and "mode=0700" in home, (name, home)
+    assert compose["services"]["grafana"]["environment"]["GF_LOG_MODE"] == "console"
+
+
+def test_host_ports_are_published_on_loopback_unless_the_user_opts_in(compose):
+    published = {name: s["ports"] for name, s in compose["services"].items() if s.get("ports")}
+    assert set(published) == {"kafka", "kafka-secure", "prometheus", "grafana"}
+    for name, ports in published.items():
+        for port in ports:
+            assert port["host_ip"] == "127.0.0.1", (name, port)
+    # The opt-in: one variable for every published port, nothing else written there.
+    raw = yaml.safe_load(COMPOSE.read_text().replace("${", "<").replace("}", ">"))
+    for name in published:
+        for entry in raw["services"][name]["ports"]:
+            assert entry.startswith("<FRAUDSTREAM_BIND_HOST:-127.0.0.1>:"), (name, entry)
+
+
+def test_grafana_has_no_default_password_and_no_anonymous_access(compose):
+    env = compose["services"]["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == STAND_IN_PASSWORD  # only ever from GF_ADMIN_PASSWORD
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert "GF_SECURITY_ADMIN_USER" not in env or env["GF_SECURITY_ADMIN_USER"] != env["GF_SECURITY_ADMIN_PASSWORD"]
+    text = COMPOSE.read_text()
+    assert "GRAFANA_ADMIN_PASSWORD" not in text and ":-admin}" not in text
+
+
+def test_prometheus_has_neither_lifecycle_nor_admin_api(compose):
+    args = compose["services"]["prometheus"]["command"]
+    assert not [a for a in args if a.startswith(("--web.enable-lifecycle", "--web.enable-admin-api"))]
+
+
+def test_metrics_listen_on_all_interfaces_only_inside_containers(compose):
+    assert Settings.model_fields["metrics_bind"].default == "127.0.0.1"  # local runs, demo, tests
+    for name in (*WORKERS, *TRAINERS):
+        assert compose["services"][name]["environment"]["FRAUDSTREAM_METRICS_BIND"] == "0.0.0.0", name
+    for name in ("topics", "topics-secure", "simulator"):  # no metrics server there
+        assert "FRAUDSTREAM_METRICS_BIND" not in compose["services"][name]["environment"], name
+
+
+def test_each_worker_replica_gets_its_own_checkpoint_name(compose, tmp_path):
+    """The workers' entrypoint, run as compose runs it on --scale replicas sharing a volume."""
+    (copied,) = [arg.split() for kind, arg in _instructions()
+                 if kind == "COPY" and arg.split()[0] == "deploy/worker-entrypoint.sh"]
+    script = ROOT / copied[0]
+    for name in WORKERS:
+        service = compose["services"][name]
+        assert service["entrypoint"] == [Path(copied[1]).name], name  # on PATH in the image
+        assert "FRAUDSTREAM_WORKER_ID" not in service["environment"], name
+    for name in set(FRAUDSTREAM_SERVICES) - set(WORKERS):
+        assert "entrypoint" not in compose["services"][name], name
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "fraudstream").write_text('#!/bin/sh\necho "$FRAUDSTREAM_WORKER_ID $*" > "$OUT"\n'
+                                      'while [ ! -e "$STOP" ]; do sleep 0.05; done\n')
+    (stub / "fraudstream").chmod(0o755)
+    registry = tmp_path / "registry"
+    env = {"PATH": f"{stub}:/usr/bin:/bin", "FRAUDSTREAM_MODEL_REGISTRY": str(registry)}
+
+    def start(i: int, **extra: str) -> subprocess.Popen:
+        return subprocess.Popen(["/bin/sh", str(script), "worker", "--loglevel", "info"],
+                                env={**env, "OUT": str(tmp_path / f"out{i}"),
+                                     "STOP": str(tmp_path / f"stop{i}"), **extra})
+
+    def worker_id(i: int) -> str:
+        out = tmp_path / f"out{i}"
+        for _ in range(200):
+            if out.exists() and out.read_text().strip():
+                text = out.read_text().split()
+                assert text[1:] == ["worker", "--loglevel", "info"]
+                return text[0]
+            time.sleep(0.05)
+        raise AssertionError(f"replica {i} never started")
+
+    procs = [start(i) for i in range(3)]
+    try:
+        ids = [worker_id(i) for i in range(3)]
+        assert sorted(ids) == ["compose-worker-1", "compose-worker-2", "compose-worker-3"]
+        # A replica that dies frees its name; its replacement takes it and starts warm.
+        gone = ids.index("compose-worker-2")
+        (tmp_path / f"stop{gone}").touch()
+        assert procs[gone].wait(timeout=10) == 0
+        procs.append(start(3))
+        assert worker_id(3) == "compose-worker-2"
+        procs.append(start(4, FRAUDSTREAM_WORKER_ID="pinned"))  # an explicit id wins
+        assert worker_id(4) == "pinned"
+    finally:
+        for i in range(len(procs)):
+            (tmp_path / f"stop{i}").touch()
+        for proc in procs:
+            proc.wait(timeout=10)
+    # Only hidden lock files: the trainer's glob of checkpoints (*.pkl) never sees them.
+    assert {p.name for p in (registry / "online").iterdir()} == {
+        f".compose-worker-{n}.lock" for n in (1, 2, 3)}
+
+
+# --- the `secure` profile ---------------------------------------------------------------
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for entry in value.split(","):
+        name, _, address = entry.partition("://")
+        host, _, port = address.rpartition(":")
+        out[name] = (host, int(port))
+    return out
+
+
+def test_secure_profile_talks_to_kafka_only_over_sasl_ssl(compose):
+    services = compose["services"]
+    secure = {name for name, s in services.items() if "secure" in s.get("profiles", [])}
+    assert secure == {"kafka-secure-init", "kafka-secure", *SECURE_SERVICES}
+    kafka = services["kafka-secure"]["environment"]
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = _listeners(kafka["KAFKA_LISTENERS"])
+    advertised = _listeners(kafka["KAFKA_ADVERTISED_LISTENERS"])
+    assert set(listeners) == set(protocols) and set(advertised) <= set(listeners)
+    for name, (host, _) in listeners.items():
+        # Anything another container or the host can reach is SASL_SSL; the controller and
+        # inter-broker listeners are bound to the broker container's own loopback.
+        assert protocols[name] == "SASL_SSL" or host == "127.0.0.1", (name, host, protocols[name])
+    for name in (kafka["KAFKA_CONTROLLER_LISTENER_NAMES"], kafka["KAFKA_INTER_BROKER_LISTENER_NAME"]):
+        assert listeners[name][0] == "127.0.0.1" and advertised.get(name, ("127.0.0.1",))[0] == "127.0.0.1"
+    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith("1@127.0.0.1:")
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    # The image runs its own SSL/SASL set-up when a listener *name* contains "SSL://" or
+    # "SASL_": names here never do, the keystore comes from kafka-secure-init instead.
+    assert "SSL://" not in kafka["KAFKA_ADVERTISED_LISTENERS"] and "SASL_" not in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    assert kafka["CLUSTER_ID"] == services["kafka-secure-init"]["environment"]["CLUSTER_ID"]
+    init_mounts = {m["target"]: m["source"] for m in services["kafka-secure-init"]["volumes"]}
+    broker_mounts = {m["target"]: m for m in services["kafka-secure"]["volumes"]}
+    for target in ("/etc/kafka/secrets", "/mnt/shared/config", "/var/lib/kafka/data"):
+        assert broker_mounts[target]["source"] == init_mounts[target], target
+    assert broker_mounts["/etc/kafka/secrets"].get("read_only") and broker_mounts["/mnt/shared/config"].get("read_only")
+    assert services["kafka-secure"]["depends_on"]["kafka-secure-init"]["condition"] == "service_completed_successfully"
+    assert services["kafka-secure-init"]["environment"]["FRAUDSTREAM_KAFKA_PASSWORD"] == ""  # no default
+    assert "dns:kafka-secure" in services["kafka-secure-init"]["environment"]["KAFKA_CERT_SAN"].split(",")
+
+    for name in SECURE_SERVICES:
+        env = services[name]["environment"]
+        assert env["FRAUDSTREAM_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["FRAUDSTREAM_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        host, port = env["FRAUDSTREAM_BROKER_URL"].removeprefix("kafka://").rsplit(":", 1)
+        (listener,) = [n for n, (h, p) in advertised.items() if (h, p) == (host, int(port))]
+        assert protocols[listener] == "SASL_SSL" and listeners[listener][0] == "", name
+        # The CA certificate from the init's volume, read-only (its private files are 0600).
+        mount = next(m for m in services[name]["volumes"] if Path(env["FRAUDSTREAM_SSL_CAFILE"]).parent
+                     == Path(m["target"]))
+        assert mount["source"] == init_mounts["/etc/kafka/secrets"] and mount.get("read_only"), name
+        assert env["FRAUDSTREAM_SASL_USERNAME"] == services["kafka-secure-init"]["environment"]["FRAUDSTREAM_KAFKA_USER"]
+    # The plaintext stack and the secure one never lean on each other.
+    for name, service in services.items():
+        deps = set(service.get("depends_on", {}))
+        assert deps <= secure | {"prometheus"} if name in secure else not deps & secure, (name, deps)
+    for name in set(FRAUDSTREAM_SERVICES) - set(SECURE_SERVICES):
+        assert services[name]["environment"]["FRAUDSTREAM_BROKER_URL"] == "kafka://kafka:19092", name
+
+
+# A stand-in for the image's kafka-storage.sh: records its arguments, writes meta.properties.
+RECORDING_STORAGE_TOOL = ('#!/bin/sh\nprintf "%s\\n" "$@" > "$KAFKA_INIT_DATA_DIR/format.args"\n'
+                          'touch "$KAFKA_INIT_DATA_DIR/meta.properties"\n')
+
+
+def _run_init(tmp_path: Path, password: str, storage_tool: str = RECORDING_STORAGE_TOOL,
+              **extra: str) -> subprocess.CompletedProcess:
+    kafka_home = tmp_path / "kafka"
+    (kafka_home / "bin").mkdir(parents=True, exist_ok=True)
+    storage = kafka_home / "bin" / "kafka-storage.sh"
+    storage.write_text(storage_tool)
+    storage.chmod(0o755)
+    dirs = {key: tmp_path / key for key in ("secrets", "config", "data")}
+    for path in dirs.values():
+        path.mkdir(exist_ok=True)
+    env = {"PATH": os.environ["PATH"], "KAFKA_HOME": str(kafka_home), "CLUSTER_ID": "Vq6mIbQzQhGt1Yk5xtXfPw",
+           "KAFKA_INIT_SECRETS_DIR": str(dirs["secrets"]), "KAFKA_INIT_CONFIG_DIR": str(dirs["config"]),
+           "KAFKA_INIT_DATA_DIR": str(dirs["data"]), "FRAUDSTREAM_KAFKA_USER": "fraudstream",
+           "FRAUDSTREAM_KAFKA_PASSWORD": password,
+           "KAFKA_CERT_SAN": "dns:kafka-secure,dns:localhost,ip:127.0.0.1", **extra}
+    return subprocess.run(["bash", str(ROOT / "deploy/secure/kafka-init.sh")], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _handshake(server_pem: tuple[Path, Path], cafile: Path, hostname: str) -> None:
+    import socket
+    import ssl
+    import threading
+
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(*server_pem)
+    client_ctx = ssl.create_default_context(cafile=str(cafile))  # as stream/app.py builds it
+    a, b = socket.socketpair()
+    errors: list[Exception] = []
+
+    def serve() -> None:
+        try:
+            with server_ctx.wrap_socket(a, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError) as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with client_ctx.wrap_socket(b, server_hostname=hostname) as tls:
+            tls.sendall(b"x")
+    finally:
+        thread.join(timeout=10)
+
+
+def test_kafka_secure_init_makes_the_certificates_and_the_scram_user_once(tmp_path):
+    """deploy/secure/kafka-init.sh with the JDK's keytool, the image's storage tool stubbed."""
+    refused = _run_init(tmp_path / "empty", "")
+    assert refused.returncode != 0 and "set FRAUDSTREAM_KAFKA_PASSWORD" in refused.stderr
+    assert _run_init(tmp_path / "bad", "has,a,comma-and-more").returncode != 0
+
+    proc = _run_init(tmp_path, "correct-horse-battery")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    secrets, config, data = tmp_path / "secrets", tmp_path / "config", tmp_path / "data"
+    assert sorted(p.name for p in secrets.iterdir()) == ["ca.pem", "kafka.keystore.p12"]  # no CA key
+    assert (secrets / "ca.pem").stat().st_mode & 0o777 == 0o644
+    assert (secrets / "kafka.keystore.p12").stat().st_mode & 0o777 == 0o600
+    assert (config / "server.properties").stat().st_mode & 0o777 == 0o600
+    props = dict(line.split("=", 1) for line in (config / "server.properties").read_text().splitlines())
+    assert props["ssl.keystore.location"] == str(secrets / "kafka.keystore.p12")
+    assert props["ssl.keystore.password"] == props["ssl.key.password"] and len(props["ssl.keystore.password"]) >= 24
+    for listener in ("secure", "external"):
+        assert "ScramLoginModule required" in props[f"listener.name.{listener}.scram-sha-512.sasl.jaas.config"]
+    args = (data / "format.args").read_text().splitlines()
+    assert args[:3] == ["format", "--cluster-id", "Vq6mIbQzQhGt1Yk5xtXfPw"]
+    assert args[-2:] == ["--add-scram", "SCRAM-SHA-512=[name=fraudstream,password=correct-horse-battery]"]
+
+    # The broker's certificate is signed by ca.pem for the names clients connect to.
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    for out, flags in ((key, ["-nocerts"]), (cert, ["-clcerts", "-nokeys"])):
+        subprocess.run(["openssl", "pkcs12", "-in", str(secrets / "kafka.keystore.p12"), "-nodes",
+                        "-passin", "env:P", "-out", str(out), *flags], check=True, capture_output=True,
+                       env={**os.environ, "P": props["ssl.keystore.password"]})
+    for hostname in ("kafka-secure", "localhost", "127.0.0.1"):
+        _handshake((cert, key), secrets / "ca.pem", hostname)
+    import ssl
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake((cert, key), secrets / "ca.pem", "kafka")
+
+    # Idempotent: a second run keeps the keystore and does not format again.
+    before = (secrets / "kafka.keystore.p12").read_bytes()
+    (data / "format.args").unlink()
+    again = _run_init(tmp_path, "correct-horse-battery")
+    assert again.returncode == 0, again.stderr
+    assert (secrets / "kafka.keystore.p12").read_bytes() == before and not (data / "format.args").exists()
+
+
+def test_secure_profile_broker_runs_on_the_real_kafka_with_the_images_own_setup(compose, tmp_path):
+    """kafka-secure's environment from the compose model, turned into server.properties by
+    the image's own KafkaDockerWrapper (it is in Kafka's jars), on storage formatted by
+    kafka-init.sh with the real StorageTool, then the real broker: the SCRAM user gets in
+    over TLS, a wrong password and plaintext do not. Only the ports are moved (free ones)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError
+
+    from fraudstream.stream.kafka_local import ensure_jars, free_port
+
+    libs = ensure_jars(Settings().kafka_home, progress=lambda *_: None)
+    java = ["java", "-Xmx512m", "-cp", str(libs / "*")]
+    storage_tool = "#!/bin/sh\nexec " + " ".join(f"'{a}'" for a in java) + ' kafka.tools.StorageTool "$@"\n'
+    init_env = compose["services"]["kafka-secure-init"]["environment"]
+    proc = _run_init(tmp_path, "correct-horse-battery", storage_tool, CLUSTER_ID=init_env["CLUSTER_ID"],
+                     KAFKA_CERT_SAN=init_env["KAFKA_CERT_SAN"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "data" / "meta.properties").exists()
+
+    env = dict(compose["services"]["kafka-secure"]["environment"])
+    ports = {old: str(free_port()) for old in ("29092", "29093", "19093", "9093")}
+    for key, value in env.items():
+        env[key] = re.sub(r":(\d+)\b", lambda m: ":" + ports.get(m.group(1), m.group(1)), value)
+    env["KAFKA_LOG_DIRS"] = str(tmp_path / "data")
+    defaults, final = tmp_path / "defaults", tmp_path / "final"
+    defaults.mkdir()
+    final.mkdir()
+    (defaults / "server.properties").write_text("")
+    for name in ("log4j.properties", "tools-log4j.properties"):
+        (defaults / name).write_text("log4j.rootLogger=WARN, stderr\n"
+                                     "log4j.appender.stderr=org.apache.log4j.ConsoleAppender\n"
+                                     "log4j.appender.stderr.Target=System.err\n"
+                                     "log4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n")
+    setup = subprocess.run(java + ["kafka.docker.KafkaDockerWrapper", "setup",
+                                   "--default-configs-dir", str(defaults),
+                                   "--mounted-configs-dir", str(tmp_path / "config"),
+                                   "--final-configs-dir", str(final)],
+                           env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=120)
+    # As the image's launch script: "already formatted" (by kafka-init.sh) is expected.
+    assert setup.returncode == 0 or "already formatted" in setup.stdout + setup.stderr, setup.stderr
+    # The broker logs to the console, not to files in its tmpfs.
+    assert (final / "log4j.properties").read_text().rstrip().endswith("log4j.rootLogger=INFO, stdout")
+
+    external = f"localhost:{ports['9093']}"
+    client = dict(bootstrap_servers=external, security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                  sasl_plain_username=init_env["FRAUDSTREAM_KAFKA_USER"], ssl_cafile=str(tmp_path / "secrets/ca.pem"),
+                  request_timeout_ms=10_000)
+    broker = subprocess.Popen(java + [f"-Dlog4j.configuration=file:{defaults / 'log4j.properties'}",
+                                      "kafka.Kafka", str(final / "server.properties")],
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "broker.err", "w"))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                admin = KafkaAdminClient(**client, sasl_plain_password="correct-horse-battery")
+                break
+            except Exception:
+                assert broker.poll() is None, (tmp_path / "broker.err").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the secure broker never answered"
+                time.sleep(1)
+        admin.close()
+        producer = KafkaProducer(**client, sasl_plain_password="correct-horse-battery", acks="all")
+        producer.send("transactions", b"{}").get(timeout=30)
+        producer.close()
+        consumer = KafkaConsumer("transactions", **client, sasl_plain_password="correct-horse-battery",
+                                 group_id="compose-test", auto_offset_reset="earliest", consumer_timeout_ms=20_000)
+        assert next(iter(consumer)).value == b"{}"
+        consumer.close()
+        refused = [dict(client, sasl_plain_password="not-the-password"),
+                   dict(bootstrap_servers=external, request_timeout_ms=5000)]  # plaintext
+        for settings in refused:
+            with pytest.raises(KafkaError):
+                KafkaAdminClient(**settings, bootstrap_timeout_ms=5000).list_topics()
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
 
 
 # --- the Dockerfile ---------------------------------------------------------------------
@@ -250,7 +656,8 @@ def test_dockerfile_is_slim_non_root_and_layered_for_code_changes():
 def test_dockerignore_keeps_the_build_context_small():
     for path in (".venv", ".git", "var", "tests", "dev2-data", "bench-ca3e33-lat-data"):
         assert _ignored(path), path
-    for path in ("pyproject.toml", "README.md", "stream", "stream/cli.py", "models"):
+    for path in ("pyproject.toml", "README.md", "stream", "stream/cli.py", "models",
+                 "deploy/worker-entrypoint.sh"):
         assert not _ignored(path), path
     assert _ignored("stream/__pycache__") and _ignored("models/x.pyc")
 

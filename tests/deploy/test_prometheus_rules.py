@@ -97,7 +97,8 @@ def test_scrape_config_finds_scaled_workers_and_the_trainer_through_dns():
     trainer = jobs["fraudstream-trainer"]["dns_sd_configs"][0]
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     fields = Settings.model_fields
-    assert worker["port"] == fields["metrics_port"].default and worker["names"] == ["worker"]
+    assert worker["port"] == fields["metrics_port"].default and worker["names"][0] == "worker"
+    assert set(worker["names"]) <= set(compose)  # and `worker-secure` of the compose profile `secure`
     assert trainer["port"] == fields["trainer_metrics_port"].default
     assert set(trainer["names"]) <= set(compose)
     assert "worker" in compose and "trainer" in compose
