@@ -29,6 +29,7 @@ def _broker(args: argparse.Namespace, settings: Settings):
         data_dir=Path(args.data_dir or settings.kafka_data_dir),
         kafka_home=settings.kafka_home,
         port=args.port,
+        secure=True if getattr(args, "secure", False) else None,
     )
 
 
@@ -44,7 +45,18 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "start":
             status = broker.start(progress=lambda m: print(m, file=sys.stderr))
             print(status.describe())
-            print(f"export FRAUDSTREAM_BROKER_URL=kafka://{status.bootstrap}")
+            if broker.secure:
+                from .kafka_local import ROLES, role_acls
+
+                broker.grant([a for role in ROLES for a in role_acls(settings, role)])
+                files = broker.secure_files
+                print(f"SASL_SSL (SCRAM-SHA-512), CA {files.cafile}; ACLs granted to "
+                      f"{', '.join(ROLES)} for app id {settings.app_id!r} (docs/security.md)")
+                print("point a client at it with one principal's settings (files are 0600):")
+                for user in ("admin", *ROLES):
+                    print(f"  set -a; . {files.env_file(user)}; set +a")
+            else:
+                print(f"export FRAUDSTREAM_BROKER_URL=kafka://{status.bootstrap}")
         elif args.action == "stop":
             print("kafka stopped" if broker.stop() else "kafka was not running")
         else:
@@ -157,6 +169,10 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                        help=f"listener port (default %(default)s, {_env('kafka_port')})")
     kafka.add_argument("--data-dir", default=str(settings.kafka_data_dir),
                        help=f"KRaft data dir (default %(default)s, {_env('kafka_data_dir')})")
+    kafka.add_argument("--secure", action="store_true",
+                       help="start: SASL_SSL (SCRAM-SHA-512) with a CA, certificate and passwords "
+                            "made in the data dir, and ACLs (docs/security.md); a data dir keeps "
+                            "the mode it was first started with")
     kafka.set_defaults(handler=cmd_kafka)
 
     topics = sub.add_parser("topics", help="create or list the contract's topics")
