@@ -49,7 +49,8 @@ def _fresh_topics(tag: str) -> TopicNames:
 
 
 def _count(settings: Settings, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                             **settings.kafka_python_security())
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         return sum(consumer.end_offsets(parts).values()) if parts else 0
@@ -74,6 +75,7 @@ def _wait_count(settings: Settings, topic: str, n: int, timeout: float,
 
 def _read_all(settings: Settings, topic: str) -> list:
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                             **settings.kafka_python_security(),
                              enable_auto_commit=False, consumer_timeout_ms=3000)
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
@@ -103,6 +105,7 @@ def _preload(settings: Settings, n_tx: int, seed: int) -> int:
         (e for e in sim.events(df, 7.0) if e[0] == "transaction"),
         bootstrap_servers=settings.bootstrap_servers,
         topics={"transaction": settings.topics.transactions, "label": settings.topics.labels},
+        security_kwargs=settings.kafka_python_security(),
         progress=lambda c: _say(f"  produced {c['transactions']:,}"),
     )
     return counts["transactions"]
@@ -131,14 +134,16 @@ def _latency(settings: Settings, env: dict, offered_tps: float, seconds: float, 
         df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed + 1))
         warm, timed = df.iloc[:500], df.iloc[500:500 + int(offered_tps * seconds)]
         topics = {"transaction": settings.topics.transactions, "label": settings.topics.labels}
+        security = settings.kafka_python_security()
         sim.produce_to_kafka((e for e in sim.events(warm, 7.0) if e[0] == "transaction"),
-                             settings.bootstrap_servers, topics)
+                             settings.bootstrap_servers, topics, security_kwargs=security)
         # wait until the worker has joined and scored the warm-up, so the timed part is steady
         _wait_count(settings, settings.topics.scores, len(warm), 180,
                     lambda c: _say(f"  latency warm-up: {c}/{len(warm)} scored"))
         _say(f"offering {offered_tps:,.0f} tx/s for {seconds:.0f}s ...")
         sim.produce_to_kafka((e for e in sim.events(timed, 7.0) if e[0] == "transaction"),
-                             settings.bootstrap_servers, topics, rate=offered_tps)
+                             settings.bootstrap_servers, topics, rate=offered_tps,
+                             security_kwargs=security)
         total = len(warm) + len(timed)
         _wait_count(settings, settings.topics.scores, total, 120,
                     lambda c: _say(f"  latency: {c:,}/{total:,} scored"))
@@ -167,7 +172,8 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, offered_tps: float = 2
         status = broker.start(progress=_say)
         settings = settings.model_copy(update={"broker_url": f"kafka://{status.bootstrap}"})
         _say(f"benchmark broker at {status.bootstrap} (data in {workdir})")
-    elif not metadata_ok(settings.bootstrap_servers[0]):
+    elif not metadata_ok(settings.bootstrap_servers[0],
+                         security=settings.kafka_python_security()):
         raise RuntimeError(f"no broker answers at {settings.broker_url}")
     try:
         tag = uuid.uuid4().hex[:6]

@@ -22,6 +22,16 @@ def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
     env["FRAUDSTREAM_MODEL_REGISTRY"] = str(settings.model_registry)
     for name, value in settings.topics.model_dump().items():
         env[f"FRAUDSTREAM_TOPICS__{name.upper()}"] = value
+    # A secure broker: the same credentials (a subprocess must not fall back to PLAINTEXT).
+    env["FRAUDSTREAM_SECURITY_PROTOCOL"] = settings.security_protocol
+    for name in ("sasl_mechanism", "sasl_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"FRAUDSTREAM_{name.upper()}"] = str(value)
+    for name in ("sasl_password", "ssl_key_password"):
+        secret = getattr(settings, name)
+        if secret is not None:
+            env[f"FRAUDSTREAM_{name.upper()}"] = secret.get_secret_value()
     for key, value in extra.items():
         env[f"FRAUDSTREAM_{key.upper()}"] = str(value)
     return env

@@ -134,7 +134,8 @@ def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
         try:
             sim.produce_to_kafka(events, settings.bootstrap_servers,
                                  {"transaction": topics.transactions, "label": topics.labels},
-                                 rate=rate, progress=produced.update)
+                                 rate=rate, progress=produced.update,
+                                 security_kwargs=settings.kafka_python_security())
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
 
