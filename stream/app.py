@@ -192,6 +192,9 @@ class TableStore:
     def items(self) -> Iterable[tuple[str, Any]]:
         return list(self.table.data.items())
 
+    def __len__(self) -> int:
+        return len(self.table.data)
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
@@ -271,7 +274,9 @@ class WorkerApp:
             TableStore(app.Table("pending-snapshots", **table), self.outbox),
             TableStore(app.Table("waiting-labels", **table), self.outbox),
             mode=s.label_mode, maturity_s=s.maturity_s,
+            max_pending=s.max_pending_snapshots, max_waiting=s.max_waiting_labels,
         )
+        self._dropped_seen = dict(self.joiner.dropped)
         self._assignment_seen: frozenset = frozenset()
         self._lag_labels: set[tuple[str, str]] = set()
         if passthrough:
@@ -573,6 +578,9 @@ class WorkerApp:
         for role, rp in self.role_prequential.items():
             if rp.n_positives and rp.n_positives < rp.n:
                 m.model_prequential_ap.labels(role).set(rp.average_precision())
+        for kind, n in self.joiner.dropped.items():  # the joiner counts, the metric follows
+            m.join_dropped.labels(kind).inc(n - self._dropped_seen[kind])
+            self._dropped_seen[kind] = n
         m.snapshots_pending.set(len(self.joiner.pending.table.data))
         m.labels_waiting.set(len(self.joiner.waiting.table.data))
         consumer = self.app.consumer

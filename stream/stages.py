@@ -13,7 +13,9 @@ Stages (see DESIGN.md):
 
 Redelivery after a crash is harmless: each state remembers the last source offset it
 applied, so a message seen again is featurised from the same state without being added twice
-and gets the same ``tx_id`` in its (second) score.
+and gets the same ``tx_id`` in its (second) score. For the terminal state the source is the
+transaction's own (partition, offset), carried in the forwarded record: a transaction the card
+stage processes again reaches the terminal stage in a new by-terminal message.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ __all__ = [
     "CardStageResult",
     "card_stage",
     "terminal_stage",
+    "TerminalEntry",
+    "terminal_entry",
     "triage",
     "dead_message",
     "processing_error",
@@ -184,8 +188,11 @@ def _card_step(m: Message, tx: dict[str, Any], cards: KeyedStore,
     feats.update(calendar_features(ts))
     feats.update(state.features(ts))
     feats.update(extra_features(tx, extra))
+    # "source" lets the terminal stage recognise a redelivered transaction, whatever message
+    # carries it there (see _terminal_step).
     record = {"tx_id": tx["tx_id"], "card_id": card_id, "terminal_id": tx["terminal_id"],
-              "ts": ts, "arrived": m.timestamp, "features": feats}
+              "ts": ts, "arrived": m.timestamp, "features": feats,
+              "source": [m.partition, m.offset]}
     if m.offset > last_offset:  # a redelivered message was applied already
         state.add(ts, float(tx["amount"]))
         cards.put(m.partition, card_id, {"state": state, "offset": m.offset})
@@ -202,14 +209,44 @@ def _card_entry(entry: Any) -> tuple[CardState, int]:
     return state, int(entry["offset"])
 
 
-def terminal_entry(entry: Any) -> tuple[TerminalState, int, int]:
-    """(state, last transaction offset applied, last fraud offset applied)."""
+@dataclass
+class TerminalEntry:
+    """A terminal's state and what has been applied to it, as kept in the terminal table.
+
+    ``sources`` maps each ``transactions`` partition to the highest offset of it whose
+    transaction was added: a transaction the card stage forwards again after a crash arrives
+    in a new by-terminal message at a new offset, so only its source position tells that it
+    was counted already. One entry per source partition, so it stays bounded.
+    ``tx_offset`` is the by-terminal position last applied, the check for records forwarded
+    without a source (by an older worker).
+    """
+
+    state: TerminalState = field(default_factory=TerminalState)
+    tx_offset: int = -1
+    fraud_offset: int = -1
+    sources: dict[str, int] = field(default_factory=dict)
+
+    def to_value(self) -> dict[str, Any]:
+        # JSON object keys are strings: the partitions are kept as strings in memory too, so
+        # a value recovered from the changelog reads the same as the one that was written.
+        return {"state": self.state, "tx_offset": self.tx_offset,
+                "fraud_offset": self.fraud_offset, "sources": self.sources}
+
+
+def terminal_entry(entry: Any) -> TerminalEntry:
+    """The table value as a :class:`TerminalEntry` (an object, or its JSON dict after recovery).
+
+    Values written before ``sources`` existed load with none: their transactions are then
+    deduplicated by ``tx_offset`` only.
+    """
     if entry is None:
-        return TerminalState(), -1, -1
+        return TerminalEntry()
     state = entry["state"]
-    if not isinstance(state, TerminalState):
+    sources = entry.get("sources") or {}
+    if not isinstance(state, TerminalState):  # recovered from the changelog: check its types
         state = TerminalState.from_dict(state)
-    return state, int(entry["tx_offset"]), int(entry["fraud_offset"])
+        sources = {str(p): int(o) for p, o in sources.items()}
+    return TerminalEntry(state, int(entry["tx_offset"]), int(entry["fraud_offset"]), sources)
 
 
 def terminal_stage(records: list[tuple[int, int, dict[str, Any]]], terminals: KeyedStore,
@@ -235,22 +272,30 @@ def terminal_stage(records: list[tuple[int, int, dict[str, Any]]], terminals: Ke
 def _terminal_step(partition: int, offset: int, rec: dict[str, Any], terminals: KeyedStore,
                    delay_s: float) -> dict[str, Any]:
     tid = rec["terminal_id"]
-    state, tx_offset, fraud_offset = terminal_entry(terminals.get(tid))
-    rec["features"].update(state.features(rec["ts"], delay_s))
-    if offset > tx_offset:
-        state.add_transaction(rec["ts"])
-        terminals.put(partition, tid, {"state": state, "tx_offset": offset,
-                                       "fraud_offset": fraud_offset})
+    entry = terminal_entry(terminals.get(tid))
+    rec["features"].update(entry.state.features(rec["ts"], delay_s))
+    source = rec.get("source")
+    if source is not None:
+        src_partition, src_offset = str(int(source[0])), int(source[1])
+        fresh = src_offset > entry.sources.get(src_partition, -1)
+    else:
+        fresh = offset > entry.tx_offset
+    if fresh:
+        entry.state.add_transaction(rec["ts"])
+        if source is not None:
+            entry.sources[src_partition] = src_offset
+        entry.tx_offset = max(entry.tx_offset, offset)
+        terminals.put(partition, tid, entry.to_value())
     return rec
 
 
 def apply_fraud(partition: int, offset: int, terminal_id: str, tx_ts: float,
                 terminals: KeyedStore) -> bool:
     """Count a confirmed fraud at its terminal (once, even if redelivered)."""
-    state, tx_offset, fraud_offset = terminal_entry(terminals.get(terminal_id))
-    if offset <= fraud_offset:
+    entry = terminal_entry(terminals.get(terminal_id))
+    if offset <= entry.fraud_offset:
         return False
-    state.add_fraud(tx_ts)
-    terminals.put(partition, terminal_id, {"state": state, "tx_offset": tx_offset,
-                                           "fraud_offset": offset})
+    entry.state.add_fraud(tx_ts)
+    entry.fraud_offset = offset
+    terminals.put(partition, terminal_id, entry.to_value())
     return True

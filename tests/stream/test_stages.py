@@ -6,7 +6,8 @@ import pandas as pd
 
 from fraudstream.models.features import compute_features, feature_names
 from fraudstream.stream.stages import (
-    Message, apply_fraud, card_stage, group_by_partition, partition_for, terminal_stage, triage,
+    Message, apply_fraud, card_stage, group_by_partition, partition_for, terminal_entry,
+    terminal_stage, triage,
 )
 
 DAY = 86400.0
@@ -246,3 +247,49 @@ def test_the_label_handler_survives_surrogates_huge_numbers_and_deep_nesting(rec
         outcome, _ = joiner.on_label(m.partition, label, parse_ts(label["ts"]))
         assert outcome in ("joined", "waiting")
     joiner.expire()
+
+
+def test_a_transaction_redelivered_through_a_new_by_terminal_message_is_counted_once():
+    """After a crash the card stage forwards a transaction again, in a new by-terminal message
+    at a new offset: the terminal state recognises it by its transactions (partition, offset)."""
+    cards, terminals = DictStore(), DictStore()
+    batch = [msg(tx(i, card=f"c{i}", ts=1767225600.0 + i * 60), i, partition=3) for i in range(4)]
+    first = card_stage(batch, cards, 65536, now=0.0)
+    done = terminal_stage([(5, 100 + i, r) for i, r in enumerate(first.forward)], terminals, DAY)
+    assert len(terminals["t1"]["state"]) == 4
+    assert [r["source"] for r in done] == [[3, i] for i in range(4)]
+
+    # the card stage's offsets were not committed: offsets 2.. come again, plus a new one
+    again = card_stage(batch[2:] + [msg(tx(4, card="c4", ts=1767225600.0 + 240), 4, partition=3)],
+                       cards, 65536, now=0.0)
+    terminal_stage([(5, 200 + i, r) for i, r in enumerate(again.forward)], terminals, DAY)
+    assert len(terminals["t1"]["state"]) == 5  # tx2 and tx3 not again; tx4 added
+    assert terminals["t1"]["sources"] == {"3": 4}
+    # later transactions still count day-window features from the exact state
+    [probe] = terminal_stage([(5, 300, {"terminal_id": "t1", "ts": 1767225600.0 + 2 * DAY,
+                                        "features": {}, "source": [3, 5]})], terminals, DAY)
+    assert probe["features"]["terminal_count_1d"] == 5.0
+
+    # a fraud leaves the sources as they were; a recovered (JSON) value loads the same
+    apply_fraud(5, 0, "t1", 1767225600.0, terminals)
+    assert terminals["t1"]["sources"] == {"3": 5}
+    recovered = json.loads(json.dumps({**terminals["t1"],
+                                       "state": terminals["t1"]["state"].to_dict()}))
+    entry = terminal_entry(recovered)
+    assert entry.sources == {"3": 5} and entry.state == terminals["t1"]["state"]
+
+
+def test_a_terminal_entry_written_before_sources_existed_still_loads_and_dedupes():
+    from fraudstream.models.features import TerminalState
+
+    state = TerminalState()
+    state.add_transaction(1767225600.0)
+    old = {"state": state.to_dict(), "tx_offset": 7, "fraud_offset": -1}  # no "sources"
+    terminals = DictStore(t1=json.loads(json.dumps(old)))
+    assert terminal_entry(terminals["t1"]).sources == {}
+    rec = {"terminal_id": "t1", "ts": 1767225700.0, "features": {}}
+    terminal_stage([(0, 7, dict(rec, features={}))], terminals, DAY)  # redelivered, no source
+    assert len(terminal_entry(terminals["t1"]).state) == 1
+    terminal_stage([(0, 8, dict(rec, features={}, source=[0, 12]))], terminals, DAY)
+    entry = terminal_entry(terminals["t1"])
+    assert len(entry.state) == 2 and entry.sources == {"0": 12} and entry.tx_offset == 8
