@@ -142,9 +142,15 @@ def pick_announcements(records: Iterable[tuple[bytes | None, bytes | None, int]]
     return {role: list(reversed(found)) for role, found in kept.items()}
 
 
+#: kafka-python options of the trainer's long-lived clients: its reconnect back-off grows to
+#: 30 s by default, so after a 20 s broker outage the trainer resumed up to a minute late.
+LONG_LIVED_CLIENT = {"reconnect_backoff_max_ms": 2000}
+
+
 def producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                         client_id="fraudstream-control", **settings.kafka_python_security())
+                         client_id="fraudstream-control", **LONG_LIVED_CLIENT,
+                         **settings.kafka_python_security())
 
 
 def announce(settings: Settings, payload: dict[str, Any], kafka: KafkaProducer | None = None,
@@ -309,7 +315,7 @@ def tail_consumer(settings: Settings, topic: str, client_id: str) -> KafkaConsum
     tp = TopicPartition(topic, 0)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                              enable_auto_commit=False, client_id=client_id,
-                             **settings.kafka_python_security())
+                             **LONG_LIVED_CLIENT, **settings.kafka_python_security())
     consumer.assign([tp])
     consumer.seek_to_end(tp)
     consumer.position(tp)  # resolve now: requests sent after this call are seen

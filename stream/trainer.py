@@ -44,10 +44,11 @@ from ..models.registry import (
 )
 from ..models.window import TrainingWindow, WindowData
 from .announce import (
-    Announcement, RefusalLog, announce, feature_problem, latest_announcements, printable, producer,
-    publish_synthetic, safe_decode, tail_consumer,
+    LONG_LIVED_CLIENT, Announcement, RefusalLog, announce, feature_problem, latest_announcements,
+    printable, producer, publish_synthetic, safe_decode, tail_consumer,
 )
 from .config import Settings
+from .logs import limit_client_logs
 from .metrics import TrainerMetrics
 from .topics import create_topics
 
@@ -117,7 +118,8 @@ class Trainer:
         s = self.settings
         consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
                                  enable_auto_commit=False, client_id="fraudstream-trainer",
-                                 max_poll_records=5000, **s.kafka_python_security())
+                                 max_poll_records=5000, **LONG_LIVED_CLIENT,
+                                 **s.kafka_python_security())
         topic = s.topics.training_examples
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
@@ -559,6 +561,7 @@ def run_trainer(settings: Settings, once: bool = False) -> int:
         # On a host shared with workers, a diffusion fit must not take CPU from scoring.
         os.nice(settings.trainer_nice)
     trainer = Trainer(settings)
+    limit_client_logs()
     if settings.trainer_metrics_port:
         start_http_server(settings.trainer_metrics_port, addr=settings.metrics_bind,
                           registry=trainer.metrics.registry)

@@ -9,6 +9,7 @@ from prometheus_client import start_http_server
 
 from .app import build_app
 from .config import Settings
+from .logs import limit_client_logs
 from .topics import create_topics
 
 __all__ = ["run_worker"]
@@ -21,8 +22,10 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
     if not passthrough:
         worker_app.follower.load_initial()  # a worker started later begins with the champion
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_bind, registry=worker_app.registry)
+        start_http_server(settings.metrics_port, addr=settings.metrics_bind,
+                          registry=worker_app.registry)
         logging.getLogger("fraudstream.worker").info(
             "metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
+    limit_client_logs()  # a broker outage must not write megabytes of retry lines a second
     worker = faust.Worker(worker_app.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
