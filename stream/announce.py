@@ -29,7 +29,6 @@ against the registry before anything is swapped in.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 import uuid
@@ -40,6 +39,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from .config import Settings
+from .logs import RefusalLog, printable
 from .contract import Decoded, decode, encode
 
 __all__ = ["Announcement", "RefusalLog", "announce", "announcement_history",
@@ -240,46 +240,6 @@ def feature_problem(features: Mapping[str, Any], names: Sequence[str] | None,
             return "out_of_bounds", (f"feature {printable(name, 40)!r} is {number:g}, beyond "
                                      f"+-{max_abs:g} (FRAUDSTREAM_MAX_FEATURE_ABS)")
     return None
-
-
-def printable(text: Any, limit: int = 300) -> str:
-    """``text`` cut to ``limit`` characters, with newlines, control characters and lone
-    surrogates escaped: safe to put in a log line whatever a record held."""
-    text = text if isinstance(text, str) else str(text)
-    cut = text[:limit]
-    shown = cut.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return shown + ("..." if len(text) > limit else "")
-
-
-class RefusalLog:
-    """Logs refused records at most once per ``every_s`` per (topic, reason), and says how
-    many it held back since: a hostile producer cannot flood the log, and one reason's flood
-    does not hide another's first occurrence."""
-
-    def __init__(self, logger: logging.Logger, every_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.logger = logger
-        self.every_s = every_s
-        self.clock = clock
-        self._last: dict[tuple[str, str], float] = {}
-        self._held: dict[tuple[str, str], int] = {}
-
-    def refused(self, topic: str, reason: str, message: str, level: int = logging.WARNING,
-                exc_info: BaseException | None = None) -> bool:
-        """Log (or hold back) one refusal; True when it was logged. ``exc_info``: the
-        exception behind it, when it was one (its traceback is logged)."""
-        key = (topic, reason)
-        now = self.clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self.every_s:
-            self._held[key] = self._held.get(key, 0) + 1
-            return False
-        self._last[key] = now
-        held = self._held.pop(key, 0)
-        more = f"; {held} more refused for this reason since the last note" if held else ""
-        self.logger.log(level, "%s [%s: %s%s]", printable(message, 500), topic, reason, more,
-                        exc_info=exc_info)
-        return True
 
 
 def request_retrain(settings: Settings, reason: str = "requested from the command line") -> str:
