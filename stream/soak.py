@@ -129,10 +129,17 @@ def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
     trainer = TrainerProcess(env, workdir / "trainer.log")
     produced: dict[str, int] = {}
     failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def until_stopped():
+        for event in events:
+            if stop.is_set():
+                return
+            yield event
 
     def produce() -> None:
         try:
-            sim.produce_to_kafka(events, settings.bootstrap_servers,
+            sim.produce_to_kafka(until_stopped(), settings.bootstrap_servers,
                                  {"transaction": topics.transactions, "label": topics.labels},
                                  rate=rate, progress=produced.update,
                                  security_kwargs=settings.kafka_python_security())
@@ -140,8 +147,8 @@ def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
             failure.append(exc)
 
     samples: list[dict[str, Any]] = []
+    producer = threading.Thread(target=produce, name="soak-producer", daemon=True)
     try:
-        producer = threading.Thread(target=produce, name="soak-producer", daemon=True)
         start = time.monotonic()
         producer.start()
         _say(f"soaking for {minutes:g} min at {rate:,.0f} tx/s (labels: {labels}); worker log "
@@ -159,6 +166,8 @@ def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
         if failure:
             raise RuntimeError(f"the producer failed: {failure[0]!r}")
     finally:
+        stop.set()  # the producer flushes and closes while the broker is still up
+        producer.join(timeout=30)
         worker.stop()
         trainer.stop()
         broker.stop()
