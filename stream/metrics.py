@@ -7,6 +7,8 @@ or transaction id.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 __all__ = ["WorkerMetrics", "TrainerMetrics", "LATENCY_BUCKETS", "CYCLE_PHASES"]
@@ -16,6 +18,16 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 
                    0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 200, 500, 1000, 2000)
+
+
+def _counter_from_zero(name: str, doc: str, label: str, values: Iterable[str],
+                       registry: CollectorRegistry) -> Counter:
+    """A counter with one label whose every value exists from the start at 0: rate() and
+    increase() cannot see the first event of a series that appears already at 1."""
+    counter = Counter(name, doc, [label], registry=registry)
+    for value in values:
+        counter.labels(value)
+    return counter
 
 
 class WorkerMetrics:
@@ -115,39 +127,31 @@ class WorkerMetrics:
             "by role (champion decides, shadow is only reported), from their scoring-time scores.",
             ["role"], registry=registry)
         # Fail-safe accounting (docs/operations.md, "Hostile input").
-        self.score_fallbacks = Counter(
+        self.score_fallbacks = _counter_from_zero(
             "fraudstream_score_fallbacks_total",
             "Transactions whose deciding model gave no finite score, by what decided instead: "
             "champion_failed (the online learner decided), no_finite_score (review), "
             "scoring_error (review).",
-            ["reason"], registry=registry)
-        for reason in FALLBACK_REASONS:
-            self.score_fallbacks.labels(reason)
-        self.processing_errors = Counter(
+            "reason", FALLBACK_REASONS, registry)
+        self.processing_errors = _counter_from_zero(
             "fraudstream_processing_errors_total",
             "Records whose processing raised, by stage; each is dead-lettered as "
             "processing_error and its micro-batch carries on.",
-            ["stage"], registry=registry)
-        for stage in PROCESSING_STAGES:
-            self.processing_errors.labels(stage)
-        self.join_dropped = Counter(
+            "stage", PROCESSING_STAGES, registry)
+        self.join_dropped = _counter_from_zero(
             "fraudstream_join_dropped_total",
             "Label-join entries dropped at their cap (FRAUDSTREAM_MAX_PENDING_SNAPSHOTS, "
             "FRAUDSTREAM_MAX_WAITING_LABELS), oldest first, by kind (snapshot, label).",
-            ["kind"], registry=registry)
-        for kind in ("snapshot", "label"):
-            self.join_dropped.labels(kind)
+            "kind", ("snapshot", "label"), registry)
         self.learn_refused = Counter(
             "fraudstream_online_learn_refused_total",
             "Labelled examples the online learner refused (non-finite features or weights); "
             "it kept its previous weights.", registry=registry)
-        self.checkpoint_refused = Counter(
+        self.checkpoint_refused = _counter_from_zero(
             "fraudstream_online_checkpoint_refused_total",
             "Online-learner checkpoints not loaded (digest mismatch, missing sidecar, "
             "non-finite weights) or not written (non-finite weights), by action.",
-            ["action"], registry=registry)
-        for action in ("load", "save"):
-            self.checkpoint_refused.labels(action)
+            "action", ("load", "save"), registry)
 
 
 SWAP_OUTCOMES = ("loaded", "unchanged", "refused", "cleared")
