@@ -80,6 +80,7 @@ _DAY_S = 86400.0
 _WINDOWS_S: tuple[float, ...] = tuple(d * _DAY_S for d in WINDOWS_DAYS)
 _MAX_WINDOW_S = max(_WINDOWS_S)
 _STATE_VERSION = 1
+_TERMINAL_STATE_VERSION = 2  # 2: event identities (duplicates are not counted)
 
 FEATURE_NAMES: list[str] = (
     ["amount", "is_weekend", "is_night"]
@@ -212,14 +213,26 @@ class TerminalState:
     The pruning horizon needs the label delay, which only :meth:`features` is given; the
     largest delay seen there is remembered (and serialised) so that the ``add_*`` methods
     can prune too. Before the first :meth:`features` call nothing is pruned.
+
+    Each event may carry an identity (``uid``): an event whose identity is already held at
+    the same time is a duplicate and is not counted again. Identities are what lets every
+    worker build the same state from the same events whatever order they arrive in (a
+    transaction is applied locally when scored and again when read back from Kafka; a
+    redelivered transaction or label arrives twice).
     """
 
-    __slots__ = ("_ts", "_fraud_ts", "_delay_s")
+    __slots__ = ("_ts", "_ids", "_fraud_ts", "_fraud_ids", "_delay_s")
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float | None = None) -> None:
+        # Parallel lists sorted by time: identities sit next to their times, so a duplicate
+        # check is a bisect plus a scan of the (few) events at exactly that time.
         self._ts: list[float] = []
+        self._ids: list[Any] = []
         self._fraud_ts: list[float] = []
-        self._delay_s: float | None = None
+        self._fraud_ids: list[Any] = []
+        # A state that is only ever added to (a replica: stream/terminal_view.py) is given
+        # the delay up front, or it would never prune.
+        self._delay_s: float | None = None if delay_s is None else float(delay_s)
 
     def __len__(self) -> int:
         return len(self._ts)
@@ -228,6 +241,11 @@ class TerminalState:
     def n_frauds(self) -> int:
         """Frauds currently held (by transaction time)."""
         return len(self._fraud_ts)
+
+    @property
+    def newest(self) -> float | None:
+        """The newest transaction time held (None when empty)."""
+        return self._ts[-1] if self._ts else None
 
     def features(self, ts: float, delay_s: float) -> dict[str, float]:
         """Count and fraud ratio over each window ``[ts - D - w, ts - D)``."""
@@ -243,46 +261,62 @@ class TerminalState:
             n = hi - bisect.bisect_left(self._ts, start)
             frauds = fraud_hi - bisect.bisect_left(self._fraud_ts, start)
             out[f"terminal_count_{days}d"] = float(n)
-            # min(): a duplicated label must not push the ratio past 1 (dedupe is upstream).
+            # min(): a fraud whose transaction was never seen here must not push it past 1.
             out[f"terminal_fraud_ratio_{days}d"] = min(1.0, frauds / n) if n else 0.0
         return out
 
-    def add_transaction(self, ts: float) -> None:
-        """Record a transaction at this terminal (after its features were taken)."""
-        bisect.insort_right(self._ts, ts)
-        self._prune(ts)
+    def add_transaction(self, ts: float, uid: Any = None) -> bool:
+        """Record a transaction at this terminal (after its features were taken).
 
-    def add_fraud(self, tx_ts: float) -> None:
-        """Record a confirmed fraud, by the ``ts`` of the transaction it labels."""
-        bisect.insort_right(self._fraud_ts, tx_ts)
+        Returns False, changing nothing, if an event with the same ``uid`` and ``ts`` is held.
+        """
+        if not _insert(self._ts, self._ids, ts, uid):
+            return False
+        self._prune(ts)
+        return True
+
+    def add_fraud(self, tx_ts: float, uid: Any = None) -> bool:
+        """Record a confirmed fraud, by the ``ts`` of the transaction it labels (once per ``uid``)."""
+        if not _insert(self._fraud_ts, self._fraud_ids, tx_ts, uid):
+            return False
         self._prune(tx_ts)
+        return True
 
     def _prune(self, ts: float) -> None:
         if self._delay_s is None:
             return
         newest = max(ts, self._ts[-1]) if self._ts else ts
         cutoff = newest - self._delay_s - _MAX_WINDOW_S
-        for seq in (self._ts, self._fraud_ts):
+        for seq, ids in ((self._ts, self._ids), (self._fraud_ts, self._fraud_ids)):
             k = bisect.bisect_left(seq, cutoff)
             if k:
-                del seq[:k]
+                del seq[:k], ids[:k]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able snapshot (for a faust table value)."""
+        """A JSON-able snapshot."""
         return {
-            "v": _STATE_VERSION,
+            "v": _TERMINAL_STATE_VERSION,
             "ts": list(self._ts),
+            "ids": list(self._ids),
             "fraud_ts": list(self._fraud_ts),
+            "fraud_ids": list(self._fraud_ids),
             "delay_s": self._delay_s,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TerminalState:
-        """Rebuild a state from :meth:`to_dict` output."""
-        _check_version(data)
+        """Rebuild a state from :meth:`to_dict` output (version 1, without identities, too)."""
+        if data.get("v") not in (_STATE_VERSION, _TERMINAL_STATE_VERSION):
+            raise ValueError(f"unsupported terminal-state version {data.get('v')!r}")
         state = cls()
         state._ts = [float(t) for t in data["ts"]]
         state._fraud_ts = [float(t) for t in data["fraud_ts"]]
+        state._ids = list(data.get("ids") or [None] * len(state._ts))
+        state._fraud_ids = list(data.get("fraud_ids") or [None] * len(state._fraud_ts))
+        if len(state._ids) != len(state._ts) or len(state._fraud_ids) != len(state._fraud_ts):
+            raise ValueError("terminal state: times and identities differ in length")
+        if state._ts != sorted(state._ts) or state._fraud_ts != sorted(state._fraud_ts):
+            raise ValueError("terminal state: times are not sorted")
         delay = data.get("delay_s")
         state._delay_s = None if delay is None else float(delay)
         return state
@@ -298,6 +332,18 @@ class TerminalState:
 
     def __repr__(self) -> str:
         return f"TerminalState(n={len(self)}, frauds={self.n_frauds})"
+
+
+def _insert(times: list[float], ids: list[Any], t: float, uid: Any) -> bool:
+    """Insert ``(t, uid)`` keeping ``times`` sorted; False if ``uid`` is held at ``t`` already."""
+    hi = bisect.bisect_right(times, t)
+    if uid is not None:
+        lo = bisect.bisect_left(times, t, 0, hi)
+        if uid in ids[lo:hi]:
+            return False
+    times.insert(hi, t)
+    ids.insert(hi, uid)
+    return True
 
 
 def _check_version(data: Mapping[str, Any]) -> None:

@@ -1,33 +1,36 @@
 """The faust app: topics, tables and agents of the scoring path. Thin glue over :mod:`stages`.
 
-Data flow (every internal topic has the same partition count as ``transactions``, so faust's
-assignor co-partitions each table with the topics its agents read):
+Data flow (one Kafka hop from a transaction to its score):
 
-    transactions (key card) --card_agent--> <app>-by-terminal (key terminal)
-        --terminal_agent--> scores (key card) + <app>-snapshots (key card)
-    <app>-snapshots + labels (key card) --join agents--> online learner, training-examples,
-        <app>-terminal-frauds (key terminal) --fraud_agent--> terminal state
+    transactions (key card) --score agent--> scores (key card)
+        card features: this card's state (table card-state, partitioned by card)
+        terminal features: this worker's replica of every terminal (stream/terminal_view.py)
+        side effects: the card state, a pending snapshot (table pending-snapshots),
+        <app>-terminal-events (the transaction, for the other replicas)
+    labels (key card) --label agent--> the join (pending-snapshots / waiting-labels) -->
+        online learner, training-examples, <app>-terminal-events (confirmed frauds)
+    <app>-terminal-events (all partitions, every worker) --terminal feed--> the replica
 
-Card state is keyed by card, terminal state by terminal: the repartition through
-``<app>-by-terminal`` is what lets both be point-in-time exact.
+``labels`` has the same partition count as ``transactions``, so faust's assignor gives a
+worker the same partitions of both, and a card's snapshot and its label meet in that worker's
+tables. Tables are RocksDB-backed with persisted changelog offsets (stream/state.py) and the
+replica is saved to disk with its offsets, so a restart restores seconds of changes, not the
+service's history.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, NoReturn
+from typing import Any
 
 import faust
 import numpy as np
-import orjson
 from prometheus_client import CollectorRegistry
 
-from ..models.features import CardState, TerminalState, feature_names, schema_hash
+from ..models.features import feature_names, schema_hash
 from ..models.online import OnlineLearner, PrequentialMetrics
 from ..models.scorer import (
     FALLBACK_BATCH_FAILED, FALLBACK_ONLINE, FALLBACK_REVIEW, ScoredBatch, Scorer, Thresholds,
@@ -36,172 +39,21 @@ from .config import Settings
 from .contract import Bounds, dead_letter, encode, parse_ts
 from .event_time import EventTimeGuard
 from .joiner import Joined, LabelJoiner
+from .kafka_clients import faust_credentials
 from .metrics import WorkerMetrics
 from .model_follower import ModelFollower
-from .topics import internal_topics
+from .outbox import Outbox, SettledApp
 from .stages import (
-    Message, apply_fraud, card_stage, dead_message, group_by_partition, position,
-    processing_error, terminal_stage, triage,
+    Message, dead_message, feature_stage, partition_for, processing_error, triage,
 )
+from .state import PartitionedTable, dumps
+from .terminal_feed import TerminalFeed
+from .terminal_view import TerminalEvents
+from .topics import internal_topics
 
 __all__ = ["WorkerApp", "build_app"]
 
 log = logging.getLogger("fraudstream.worker")
-
-
-class Outbox:
-    """Records produced by the synchronous stages, sent by the agent before its next batch.
-
-    faust's ``send_soon`` buffer is drained by commits with a loop that only ends when the
-    buffer is empty, which under sustained load it never is: commits stalled for seconds and
-    a rebalance re-scored most of the stream. Awaiting the send (an enqueue into aiokafka's
-    accumulator, not a broker round trip) per batch keeps that buffer empty, so a commit's
-    flush waits only for what is in flight.
-
-    Records go straight to faust's aiokafka producer, already serialised: faust's
-    ``Topic.send`` layers (channel, future message, serializer registry, sensors) cost several
-    times aiokafka's own ~10 us per record, and the pipeline sends four or more records per
-    transaction (score, card and terminal changelogs, pending snapshot).
-
-    Every send's delivery future is kept and :meth:`settle` awaits them all before offsets
-    are committed (see ``_App``): a record aiokafka gave up on (after its own retries) stops
-    the worker before it commits past the lost output, and the records are processed again
-    by whoever owns the partitions next. ``producer.flush()`` alone would not do: it waits
-    for the sends but does not look at their results.
-    """
-
-    #: Exit status of a worker stopped by an undeliverable record (EX_TEMPFAIL: try again).
-    EXIT_UNDELIVERABLE = 75
-    _HARVEST_AT = 100_000
-
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-        self._pending: list[tuple[str, bytes | None, bytes | None, int | None]] = []
-        self._inflight: list[tuple[str, asyncio.Future]] = []
-
-    def add(self, topic: str, key: bytes | None, value: bytes | None,
-            partition: int | None = None) -> None:
-        """Queue one record; ``partition=None`` partitions by ``key`` (murmur2, as faust does)."""
-        self._pending.append((topic, key, value, partition))
-
-    async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        send = self._app.producer._ensure_producer().send  # faust's aiokafka AIOKafkaProducer
-        inflight = self._inflight
-        for topic, key, value, partition in pending:
-            try:
-                inflight.append((topic, await send(topic, value, key=key, partition=partition)))
-            except Exception as exc:  # not even queued (buffer full past its timeout, closed...)
-                self.undeliverable(topic, exc)
-        if len(inflight) > self._HARVEST_AT:
-            self._harvest()
-
-    def _harvest(self) -> None:
-        """Drop delivered futures between commits (a long stretch without one grows the list)."""
-        still = []
-        for topic, fut in self._inflight:
-            if not fut.done():
-                still.append((topic, fut))
-            elif fut.cancelled() or fut.exception() is not None:
-                self.undeliverable(topic, fut.exception() or asyncio.CancelledError())
-        self._inflight = still
-
-    async def settle(self) -> None:
-        """Wait until everything sent so far is acknowledged; stop the worker if it is not."""
-        inflight, self._inflight = self._inflight, []
-        for topic, fut in inflight:
-            try:
-                await fut
-            except Exception as exc:
-                self.undeliverable(topic, exc)
-
-    def undeliverable(self, topic: str, exc: BaseException) -> NoReturn:
-        log.critical(
-            "a record for topic %s could not be delivered (%s: %s) after the producer's "
-            "retries; stopping this worker with status %d before any offset past it is "
-            "committed, so its input is processed again after a restart. Check the broker "
-            "and the topic (exists, writable, max.message.bytes, ACLs).",
-            topic, type(exc).__name__, exc, self.EXIT_UNDELIVERABLE)
-        logging.shutdown()
-        os._exit(self.EXIT_UNDELIVERABLE)  # not faust's crash path: nothing may commit after this
-
-
-class _App(faust.App):
-    """A faust app whose consumer delivers no record while it seeks back to committed offsets.
-
-    After a rebalance, faust's table recovery resumes the stream partitions and then seeks them
-    to their committed offsets with the fetcher running (faust-streaming issue 596). Records
-    fetched meanwhile reach the streams while the seek rewinds the consumer's read offsets under
-    them: some are dropped as already read, a jump past others counts as a gap in the partition
-    (acknowledged), and resuming flow control right after the seek clears the queued ones. Such
-    a record is never processed, its offset is committed all the same, and the refetch skips it:
-    its transactions never got a score. With the flow stopped for the seek nothing is delivered
-    until faust resumes it, after clearing the queues, from the committed offsets.
-
-    It also commits offsets only after the :class:`Outbox` has settled: every record produced
-    so far is acknowledged by the broker, or the worker stops (see :meth:`Outbox.settle`).
-    """
-
-    outbox: "Outbox | None" = None
-
-    def _new_consumer(self) -> Any:
-        consumer = super()._new_consumer()
-        seek = consumer.perform_seek
-        commit_offsets = consumer._commit_offsets
-
-        async def perform_seek() -> None:
-            consumer.stop_flow()  # a no-op for the fetch loop's own seek, which runs stopped
-            await seek()
-
-        async def settled_commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
-            if self.outbox is not None:
-                await self.outbox.settle()
-            return await commit_offsets(offsets, start_new_transaction=start_new_transaction)
-
-        consumer.perform_seek = perform_seek
-        consumer._commit_offsets = settled_commit_offsets
-        return consumer
-
-
-class TableStore:
-    """A faust table written with an explicit partition (micro-batches have no current event).
-
-    Values live in memory as objects; the changelog gets their JSON form (keys and values as
-    faust's ``json`` serializer reads them back), so a recovered value is the JSON dict (the
-    stages accept both).
-    """
-
-    def __init__(self, table: faust.Table, outbox: Outbox) -> None:
-        self.table = table
-        self.outbox = outbox
-        self._changelog = table.changelog_topic.get_topic_name()
-
-    def get(self, key: str) -> Any:
-        return self.table.data.get(key)
-
-    def put(self, partition: int, key: str, value: Any) -> None:
-        self.table.data[key] = value
-        self.outbox.add(self._changelog, _dumps(key), _dumps(_jsonable(value)), partition)
-
-    def delete(self, partition: int, key: str) -> None:
-        self.table.data.pop(key, None)
-        self.outbox.add(self._changelog, _dumps(key), None, partition)  # a tombstone
-
-    def items(self) -> Iterable[tuple[str, Any]]:
-        return list(self.table.data.items())
-
-    def __len__(self) -> int:
-        return len(self.table.data)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (CardState, TerminalState)):
-        return value.to_dict()
-    return value
 
 
 def _message(event: faust.EventT) -> Message:
@@ -230,11 +82,17 @@ class WorkerApp:
         self.follower = ModelFollower(s, self.scorer, self.learner, self.metrics,
                                       schema_hash(self.feature_names), on_swap=self._on_swap)
 
-        self.app = app = _App(
+        (s.worker_state_dir / "faust").mkdir(parents=True, exist_ok=True)
+        self.app = app = SettledApp(
             s.app_id,
             broker=s.faust_broker,
-            broker_credentials=_credentials(s),
-            store="memory://",
+            broker_credentials=faust_credentials(s),
+            # RocksDB tables with persisted changelog offsets (stream/state.py).
+            store="rocksdb://",
+            datadir=str(s.worker_state_dir / "faust"),
+            table_standby_replicas=s.standby_replicas,
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=max(1.0, s.session_timeout_s / 5),
             autodiscover=False,
             web_enabled=False,
             topic_partitions=s.partitions,
@@ -252,15 +110,10 @@ class WorkerApp:
         self.transactions = app.topic(t.transactions, **raw)
         self.labels_topic = app.topic(t.labels, **raw)
         # Output topics are written through the Outbox by name; only consumed ones are faust topics.
-        # Internal topics carry {"records": [...]} per (micro-batch, partition); see _send_grouped.
-        internal = dict(key_type=bytes, key_serializer="raw", value_serializer="json",
-                        partitions=s.partitions, internal=True)
-        names = internal_topics(s)
-        self.by_terminal = app.topic(names["by_terminal"], **internal)
-        self.snapshots = app.topic(names["snapshots"], **internal)
-        self.terminal_frauds = app.topic(names["terminal_frauds"], **internal)
+        self.terminal_events = internal_topics(s)["terminal_events"]
 
         table = dict(partitions=s.partitions, default=None,
+                     options={"driver": "rocksdict"},
                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
         self.outbox = app.outbox = Outbox(app)
         self.bounds = Bounds.from_settings(s)
@@ -268,21 +121,31 @@ class WorkerApp:
         self.tx_clock = EventTimeGuard(s.max_future_skew_s, s.max_past_skew_s)
         self.label_clock = EventTimeGuard(s.max_future_skew_s, s.max_past_skew_s)
         app.on_partitions_revoked.connect(self._on_revoked)
-        self.cards = TableStore(app.Table("card-state", **table), self.outbox)
-        self.terminals = TableStore(app.Table("terminal-state", **table), self.outbox)
+        self.cards = self._table(app.Table("card-state", **table))
         self.joiner = LabelJoiner(
-            TableStore(app.Table("pending-snapshots", **table), self.outbox),
-            TableStore(app.Table("waiting-labels", **table), self.outbox),
+            self._table(app.Table("pending-snapshots", **table), counted=True),
+            self._table(app.Table("waiting-labels", **table), counted=True),
             mode=s.label_mode, maturity_s=s.maturity_s,
             max_pending=s.max_pending_snapshots, max_waiting=s.max_waiting_labels,
         )
+        self.tables = [self.cards, self.joiner.pending, self.joiner.waiting]
+        self.outbox.on_settled.append(self._persist_offsets)
+        self.feed = TerminalFeed(s, self.terminal_events,
+                                 s.worker_state_dir / "terminal-view.json", self.metrics,
+                                 started=time.monotonic())
+        self.view = self.feed.view
         self._dropped_seen = dict(self.joiner.dropped)
-        self._assignment_seen: frozenset = frozenset()
         self._lag_labels: set[tuple[str, str]] = set()
         if passthrough:
             app.agent(self.transactions, name="passthrough")(self._passthrough_agent)
         else:
             self._register_agents()
+
+    def _table(self, table: faust.Table, counted: bool = False) -> PartitionedTable:
+        state = PartitionedTable(table, self.outbox.add, counted=counted)
+        self.outbox.tracked.add(state.changelog)
+        table.on_recover(self._on_recovered)
+        return state
 
     # -- set-up ------------------------------------------------------------------------
     def _load_learner(self) -> OnlineLearner:
@@ -309,73 +172,63 @@ class WorkerApp:
 
     def _register_agents(self) -> None:
         app = self.app
-        app.agent(self.transactions, name="card-stage")(self._card_agent)
-        app.agent(self.by_terminal, name="terminal-stage")(self._terminal_agent)
-        app.agent(self.terminal_frauds, name="terminal-frauds")(self._fraud_agent)
-        app.agent(self.snapshots, name="snapshot-join")(self._snapshot_agent)
+        app.agent(self.transactions, name="score")(self._score_agent)
         app.agent(self.labels_topic, name="label-join")(self._label_agent)
         app.timer(1.0)(self._housekeeping)
         app.task(self.follower.run)
+        app.task(self.feed.run)
         app.timer(self.settings.checkpoint_every_s)(self._checkpoint)
+        app.timer(self.settings.view_save_every_s)(self._save_view)
 
     # -- agents ------------------------------------------------------------------------
-    async def _card_agent(self, stream: faust.StreamT) -> None:
+    async def _score_agent(self, stream: faust.StreamT) -> None:
         s = self.settings
+        await self.feed.ready.wait()  # never score against a replica that is behind
         async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
             started = time.perf_counter()
             msgs = [_message(e) for e in events]
             self.metrics.messages_in.labels("transactions").inc(len(msgs))
-            result = card_stage(msgs, self.cards, s.max_message_bytes, time.time(),
-                                s.extra_features, self.bounds, self.tx_clock)
+            result = feature_stage(msgs, self.cards, self.view, s.max_message_bytes, time.time(),
+                                   s.extra_features, self.bounds, self.tx_clock)
             self._dead_letter(s.topics.transactions_dlq, "transactions", result.dead)
             for d in result.dead:
                 if d.reason == "processing_error":
-                    self.metrics.processing_errors.labels("card").inc()
-            self._send_grouped(self.by_terminal, result.forward, "terminal_id")
+                    self.metrics.processing_errors.labels("score").inc()
+            snapshots = self._score_and_emit(result.records)
+            self._send_events(result.events)
+            await self.outbox.flush()  # the scores leave before the label join's bookkeeping
+            self._observe_batch("score", len(msgs), started)
+            self._pend(snapshots)
             await self.outbox.flush()
-            self._observe_batch("card", len(msgs), started)
 
-    async def _terminal_agent(self, stream: faust.StreamT) -> None:
-        delay_s = self.settings.label_delay_days * 86400.0
-        async for events in self._internal_batches(stream):
-            started = time.perf_counter()
-            batch = []
-            for e in events:
-                for i, rec in enumerate(self._records(e, "score")):
-                    if isinstance(rec, dict):
-                        batch.append((e.message.partition, position(e.message.offset, i),
-                                      {**rec, "via": e.message.partition}))
-            failed: list[tuple[dict[str, Any], Exception]] = []
-            records = terminal_stage(batch, self.terminals, delay_s, failed)
-            for rec, exc in failed:
-                self._internal_failure("score", rec, exc)
-            self._score_and_emit(records)
-            await self.outbox.flush()
-            self._observe_batch("score", len(records), started)
+    def _pend(self, snapshots: list[tuple[int, dict[str, Any]]]) -> None:
+        """Scoring-time snapshots wait in the join for their labels (same partition as the card)."""
+        joined: list[Joined] = []
+        for partition, snap in snapshots:
+            try:
+                joined.extend(self.joiner.on_snapshot(partition, snap))
+            except Exception as exc:
+                self._internal_failure("join", snap, exc)
+        self._learn(joined)
 
-    def _records(self, event: faust.EventT, stage: str) -> list[Any]:
-        """The records of one internal message (``[]``, counted, if it is not ours)."""
-        value = event.value
-        records = value.get("records") if isinstance(value, dict) else None
-        if not isinstance(records, list):
-            m = event.message
-            self._internal_failure(stage, {"topic": m.topic, "partition": m.partition,
-                                           "offset": m.offset},
-                                   ValueError("internal message without a records list"))
-            return []
-        return records
+    def _send_events(self, events: TerminalEvents) -> None:
+        """Terminal events for the other replicas: one message per destination partition."""
+        if events:
+            n = self.settings.partitions
+            for partition, value in events.messages(lambda t: partition_for(t, n)).items():
+                self.outbox.add(self.terminal_events, None, value, partition)
 
     def _internal_failure(self, stage: str, record: Any, exc: BaseException) -> None:
-        """A record of an internal topic whose processing raised: dead-lettered and counted.
+        """A record whose processing raised after validation: dead-lettered and counted.
 
-        Internal records derive from a transaction, so they go to the transactions DLQ with
-        the record as the payload (it names the transaction) and the cause.
+        Such records derive from a transaction, so they go to the transactions DLQ with the
+        record as the payload (it names the transaction) and the cause.
         """
         self.metrics.processing_errors.labels(stage).inc()
         log.error("%s stage: a record raised %s: %s (dead-lettered; the batch carries on)",
                   stage, type(exc).__name__, exc)
         try:
-            payload = _dumps(record)
+            payload = dumps(record)
         except Exception:
             payload = repr(record).encode("utf-8", "replace")
         letter = dead_letter(processing_error(exc), payload, f"internal:{stage}", 0, 0, None,
@@ -383,16 +236,10 @@ class WorkerApp:
         self.outbox.add(self.settings.topics.transactions_dlq, None, encode("dlq", letter))
         self.metrics.dead_letters.labels("transactions", "processing_error").inc()
 
-    def _send_grouped(self, topic: faust.TopicT, records: list[dict[str, Any]], key: str) -> None:
-        """One internal message per destination partition (see stages.group_by_partition)."""
-        name = topic.get_topic_name()
-        for partition, group in group_by_partition(records, lambda r: r[key],
-                                                   self.settings.partitions).items():
-            self.outbox.add(name, None, _dumps({"records": group}), partition)
-
-    def _score_and_emit(self, records: list[dict[str, Any]]) -> None:
+    def _score_and_emit(self, records: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+        """Score a batch and send the scores; returns ``(partition, snapshot)`` per record."""
         if not records:
-            return
+            return []
         scored = self._score([r["features"] for r in records])
         now = time.time()
         t_scores = self.settings.topics.scores
@@ -416,20 +263,20 @@ class WorkerApp:
                 m.score_fallbacks.labels(_fallback_class(fallback)).inc()
             if scored.shadow_version is not None:
                 value["shadow_version"] = scored.shadow_version
-            self.outbox.add(t_scores, rec["card_id"].encode("utf-8"), _dumps(value))
-            snapshots.append({
+            self.outbox.add(t_scores, rec["card_id"].encode("utf-8"), dumps(value))
+            snapshots.append((rec["partition"], {
                 "tx_id": rec["tx_id"], "card_id": rec["card_id"],
                 "terminal_id": rec["terminal_id"], "event_ts": rec["ts"],
                 "features": rec["features"], "score_online": per_model.get("online"),
-                "scores": per_model, "model_version": scored.model_version, "via": rec["via"],
+                "scores": per_model, "model_version": scored.model_version,
                 "shadow_version": scored.shadow_version,
-            })
+            }))
             m.latency.observe(max(0.0, now - rec["arrived"]))
             m.scores.observe(score)
             m.decisions.labels(scored.decisions[i]).inc()
-        self._send_grouped(self.snapshots, snapshots, "card_id")
         m.transactions_scored.inc(len(records))
         encode("scores", value)  # the shape is identical across a batch: validate one per batch
+        return snapshots
 
     def _score(self, features: list[dict[str, float]]) -> ScoredBatch:
         """The scorer's batch, or, if scoring itself raised, a fail-safe ``review`` for each row.
@@ -449,37 +296,9 @@ class WorkerApp:
                                fallbacks=[f"scoring failed ({type(exc).__name__}); review"] * n,
                                versions=[version] * n)
 
-    def _internal_batches(self, stream: faust.StreamT):
-        """Micro-batches of an internal topic, whose messages carry up to a batch of records each."""
-        s = self.settings
-        return stream.take_events(max(1, s.batch_max // 32), within=s.batch_within_s)
-
-    async def _fraud_agent(self, stream: faust.StreamT) -> None:
-        async for events in self._internal_batches(stream):
-            for e in events:
-                m = e.message
-                for i, fraud in enumerate(self._records(e, "terminal_fraud")):
-                    try:
-                        apply_fraud(m.partition, position(m.offset, i), fraud["terminal_id"],
-                                    float(fraud["tx_ts"]), self.terminals)
-                    except Exception as exc:
-                        self._internal_failure("terminal_fraud", fraud, exc)
-            await self.outbox.flush()
-
-    async def _snapshot_agent(self, stream: faust.StreamT) -> None:
-        async for events in self._internal_batches(stream):
-            joined: list[Joined] = []
-            for e in events:
-                for snap in self._records(e, "join"):
-                    try:
-                        joined.extend(self.joiner.on_snapshot(e.message.partition, snap))
-                    except Exception as exc:
-                        self._internal_failure("join", snap, exc)
-            self._learn(joined)
-            await self.outbox.flush()
-
     async def _label_agent(self, stream: faust.StreamT) -> None:
         s = self.settings
+        await self.feed.ready.wait()  # confirmed frauds go into the replica
         async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
             msgs = [_message(e) for e in events]
             self.metrics.messages_in.labels("labels").inc(len(msgs))
@@ -512,18 +331,18 @@ class WorkerApp:
 
     # -- learning ----------------------------------------------------------------------
     def _learn(self, joined: list[Joined]) -> None:
-        frauds: list[dict[str, Any]] = []
+        events = TerminalEvents()
         example = None
         for j in joined:
             try:
-                example = self._learn_one(j, frauds) or example
+                example = self._learn_one(j, events) or example
             except Exception as exc:
                 self._internal_failure("learn", j.snapshot, exc)
-        self._send_grouped(self.terminal_frauds, frauds, "terminal_id")
+        self._send_events(events)
         if example is not None:
             encode("training-examples", example)  # one per batch, as for scores
 
-    def _learn_one(self, j: Joined, frauds: list[dict[str, Any]]) -> dict[str, Any]:
+    def _learn_one(self, j: Joined, events: TerminalEvents) -> dict[str, Any]:
         m = self.metrics
         snap = j.snapshot
         if self.learner.learn_one(snap["features"], j.is_fraud) is False:
@@ -538,8 +357,10 @@ class WorkerApp:
         m.learned.labels("fraud" if j.is_fraud else "legit").inc()
         if j.source == "matured":
             m.labels.labels("matured").inc()
-        elif j.is_fraud:
-            frauds.append({"terminal_id": snap["terminal_id"], "tx_ts": snap["event_ts"]})
+        elif j.is_fraud:  # the terminal's fraud ratio counts it (once: by tx_id)
+            fraud = [snap["terminal_id"], float(snap["event_ts"]), snap["tx_id"]]
+            if self.view.add_fraud(*fraud):
+                events.frauds.append(fraud)
         example = {
             "tx_id": snap["tx_id"], "card_id": snap["card_id"],
             "event_ts": snap["event_ts"], "features": snap["features"],
@@ -548,7 +369,7 @@ class WorkerApp:
             "shadow_version": snap.get("shadow_version"),
         }
         self.outbox.add(self.settings.topics.training_examples,
-                        snap["card_id"].encode("utf-8"), _dumps(example))
+                        snap["card_id"].encode("utf-8"), dumps(example))
         return example
 
     # -- timers ------------------------------------------------------------------------
@@ -561,12 +382,28 @@ class WorkerApp:
 
     def _housekeep(self) -> None:
         assignment = frozenset(self.app.consumer.assignment()) if self.app.consumer else frozenset()
-        if assignment != self._assignment_seen:
-            self._assignment_seen = assignment
-            self.joiner.rebuild({tp.partition for tp in assignment
-                                 if tp.topic == self.settings.topics.labels})
         self._learn(self.joiner.expire())
         self._update_gauges(assignment)
+        self.feed.update_gauges()
+
+    async def _on_recovered(self) -> None:
+        """faust restored the tables for a new assignment: reload what is kept in memory.
+
+        Runs once per table after each rebalance, before the agents get records again.
+        """
+        consumer = self.app.consumer
+        active = {tp.partition for tp in consumer.assignment()
+                  if tp.topic == self.settings.topics.transactions} if consumer else set()
+        for table in self.tables:
+            table.on_recovered(active)
+        self.joiner.rebuild(active)
+
+    def _persist_offsets(self, delivered: dict[tuple[str, int], int]) -> None:
+        for table in self.tables:
+            table.persist_offsets(delivered)
+
+    async def _save_view(self) -> None:
+        self.feed.save()
 
     def _update_gauges(self, assignment: frozenset) -> None:
         m = self.metrics
@@ -581,8 +418,8 @@ class WorkerApp:
         for kind, n in self.joiner.dropped.items():  # the joiner counts, the metric follows
             m.join_dropped.labels(kind).inc(n - self._dropped_seen[kind])
             self._dropped_seen[kind] = n
-        m.snapshots_pending.set(len(self.joiner.pending.table.data))
-        m.labels_waiting.set(len(self.joiner.waiting.table.data))
+        m.snapshots_pending.set(len(self.joiner.pending))
+        m.labels_waiting.set(len(self.joiner.waiting))
         consumer = self.app.consumer
         read = getattr(consumer, "_read_offset", {})
         # A revoked partition's lag is the new owner's to report: drop ours, or it stays stale.
@@ -641,40 +478,6 @@ _FALLBACK_CLASSES = {FALLBACK_ONLINE: "champion_failed", FALLBACK_BATCH_FAILED: 
 def _fallback_class(fallback: str) -> str:
     """The metric label of a fallback reason (models/scorer.py's FALLBACK_* texts)."""
     return _FALLBACK_CLASSES.get(fallback, "scoring_error")
-
-
-def _dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON for the hot path (orjson: a card's state takes ~3 us, not ~75 us).
-
-    orjson would write a non-finite float as ``null``; none reaches here, because validation
-    rejects non-finite input and every feature is a finite function of it.
-    """
-    return orjson.dumps(value)
-
-
-def _ssl_context(s: Settings):
-    """TLS context for SSL and SASL_SSL: the CA and, when configured, the client certificate."""
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None)
-    if s.ssl_certfile:
-        context.load_cert_chain(str(s.ssl_certfile), str(s.ssl_keyfile) if s.ssl_keyfile else None,
-                                s.ssl_key_password.get_secret_value() if s.ssl_key_password else None)
-    return context
-
-
-def _credentials(s: Settings):
-    if s.security_protocol == "PLAINTEXT":
-        return None
-    context = _ssl_context(s) if s.security_protocol.endswith("SSL") else None
-    if s.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=s.sasl_username,
-            password=s.sasl_password.get_secret_value() if s.sasl_password else None,
-            mechanism=s.sasl_mechanism,
-            ssl_context=context,
-        )
-    return faust.SSLCredentials(context)
 
 
 def build_app(settings: Settings, registry: CollectorRegistry | None = None,

@@ -105,7 +105,22 @@ class Settings(BaseSettings):
 
     # --- Scoring worker ----------------------------------------------------------------
     app_id: str = Field("fraudstream", description="Consumer group / faust app id of the workers.")
-    worker_id: str = Field("worker-1", description="Names this worker's online-learner checkpoint.")
+    worker_id: str = Field(
+        "worker-1", description="Names this worker's online-learner checkpoint and state folder.")
+    state_dir: Path = Field(
+        Path("./var/state"),
+        description="Local state of the workers (RocksDB tables, terminal replica), one folder "
+                    "per app id and worker id; keep it across restarts: it is what makes "
+                    "them fast.")
+    standby_replicas: int = Field(
+        1, ge=0, le=3,
+        description="Standby copies of each table partition kept by other workers (faust).")
+    session_timeout_s: float = Field(
+        10.0, ge=6, le=300,
+        description="Kafka consumer-group session timeout: how long a crashed worker's "
+                    "partitions wait before another (or its restart) takes them.")
+    view_save_every_s: float = Field(
+        15.0, gt=0, description="How often the terminal replica is saved to the state folder.")
     batch_max: int = Field(500, ge=1, le=10_000, description="Largest scoring micro-batch.")
     batch_within_s: float = Field(0.01, gt=0, le=5, description="Longest wait to fill a micro-batch.")
     label_mode: Literal["all", "fraud_only"] = Field(
@@ -195,6 +210,11 @@ class Settings(BaseSettings):
     def maturity_s(self) -> float:
         days = self.label_delay_days if self.maturity_days is None else self.maturity_days
         return days * 86400.0
+
+    @property
+    def worker_state_dir(self) -> Path:
+        """This worker's own state folder (two workers must never share one: RocksDB locks it)."""
+        return Path(self.state_dir) / self.app_id / self.worker_id
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -39,11 +39,13 @@ Mode = Literal["all", "fraud_only"]
 
 
 class PartitionedStore(Protocol):
+    """stream/state.py's table, or a dict wrapper in tests."""
+
     def __len__(self) -> int: ...
-    def get(self, key: str) -> Any: ...
+    def get(self, partition: int, key: str) -> Any: ...
     def put(self, partition: int, key: str, value: Any) -> None: ...
     def delete(self, partition: int, key: str) -> None: ...
-    def items(self) -> Any: ...
+    def items(self, partitions: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,10 @@ class LabelJoiner:
         """
         self.active_partitions = set(active_partitions)
         self._snapshot_deadlines, self._label_deadlines = defaultdict(list), defaultdict(list)
-        for tx_id, snap in self.pending.items():
+        for tx_id, snap in self.pending.items(self.active_partitions):
             if snap["partition"] in self.active_partitions:
                 self._push_snapshot(tx_id, snap)
-        for tx_id, label in self.waiting.items():
+        for tx_id, label in self.waiting.items(self.active_partitions):
             if label["partition"] in self.active_partitions:
                 self._push_label(tx_id, label)
 
@@ -117,11 +119,11 @@ class LabelJoiner:
         marks = self._snapshot_marks.setdefault(partition, {})
         source = snap.get("via")  # the terminal partition that scored it
         marks[source] = max(marks.get(source, float("-inf")), snap["event_ts"])
-        label = self.waiting.get(tx_id)
+        label = self.waiting.get(partition, tx_id)
         if label is not None:
             self.waiting.delete(partition, tx_id)
             return [Joined(snap, bool(label["is_fraud"]), float(label["ts"]), "explicit")]
-        if self.pending.get(tx_id) is not None:
+        if self.pending.get(partition, tx_id) is not None:
             return []  # redelivered snapshot: already pending
         snap = {**snap, "partition": partition}
         self.pending.put(partition, tx_id, snap)
@@ -135,7 +137,7 @@ class LabelJoiner:
         """A label arrives: ``("joined", [...])`` or ``("waiting", [])``."""
         tx_id = label["tx_id"]
         self._label_marks[partition] = max(self.label_watermark(partition), label_ts)
-        snap = self.pending.get(tx_id)
+        snap = self.pending.get(partition, tx_id)
         if snap is not None:
             self.pending.delete(partition, tx_id)
             return "joined", [Joined(snap, bool(label["is_fraud"]), label_ts, "explicit")]
@@ -161,7 +163,7 @@ class LabelJoiner:
                 return
             _, p = min(live)
             _, tx_id, partition = heapq.heappop(heaps[p])
-            if store.get(tx_id) is not None and self._owns(partition):
+            if self._owns(partition) and store.get(partition, tx_id) is not None:
                 store.delete(partition, tx_id)
                 self.dropped[kind] += 1
                 return
@@ -176,8 +178,8 @@ class LabelJoiner:
             mark = self.label_watermark(p)
             while heap and heap[0][0] <= mark:
                 deadline, tx_id, partition = heapq.heappop(heap)
-                snap = self.pending.get(tx_id)
-                if snap is None or not self._owns(partition):
+                snap = self.pending.get(partition, tx_id) if self._owns(partition) else None
+                if snap is None:
                     continue  # joined meanwhile, or moved to another worker by a rebalance
                 self.pending.delete(partition, tx_id)
                 if self.mode == "fraud_only":
@@ -188,7 +190,7 @@ class LabelJoiner:
             mark = self.snapshot_watermark(p)
             while heap and heap[0][0] <= mark:
                 _, tx_id, partition = heapq.heappop(heap)
-                if self.waiting.get(tx_id) is not None and self._owns(partition):
+                if self._owns(partition) and self.waiting.get(partition, tx_id) is not None:
                     self.waiting.delete(partition, tx_id)
                     self.expired += 1
         return matured

@@ -147,6 +147,32 @@ class WorkerMetrics:
             "fraudstream_online_learn_refused_total",
             "Labelled examples the online learner refused (non-finite features or weights); "
             "it kept its previous weights.", registry=registry)
+        # Recovery and the terminal replica (stream/state.py, stream/terminal_view.py).
+        self.worker_ready = Gauge(
+            "fraudstream_worker_ready_seconds",
+            "Seconds from the worker's start until it could score (its terminal replica caught "
+            "up with the topic); set once per process.", registry=registry)
+        self.terminal_view_terminals = Gauge(
+            "fraudstream_terminal_view_terminals", "Terminals in this worker's replica.",
+            registry=registry)
+        self.terminal_view_lag = Gauge(
+            "fraudstream_terminal_view_lag_records",
+            "Terminal events not yet applied to this worker's replica (all partitions).",
+            registry=registry)
+        self.terminal_view_rejected = Gauge(
+            "fraudstream_terminal_view_rejected_events",
+            "Malformed terminal events skipped since start (the topic is internal: expect 0).",
+            registry=registry)
+        self.terminal_view_bytes = Gauge(
+            "fraudstream_terminal_view_saved_bytes", "Size of the last saved replica file.",
+            registry=registry)
+        self.terminal_view_save = Histogram(
+            "fraudstream_terminal_view_save_seconds", "Time to save the replica (blocks the loop).",
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.terminal_view_refused = Counter(
+            "fraudstream_terminal_view_refused_total",
+            "Saved replicas refused at start (unreadable, or another topic or label delay); the "
+            "replica was rebuilt from the topic.", registry=registry)
         self.checkpoint_refused = _counter_from_zero(
             "fraudstream_online_checkpoint_refused_total",
             "Online-learner checkpoints not loaded (digest mismatch, missing sidecar, "
@@ -165,7 +191,7 @@ SYNTHETIC_REFUSALS = ("disabled", "malformed", "feature_schema", "missing_featur
 TRAINER_REFUSALS = {"control": ("malformed", "error"),
                     "model-updates": ANNOUNCEMENT_REFUSALS}
 FALLBACK_REASONS = ("champion_failed", "no_finite_score", "scoring_error")
-PROCESSING_STAGES = ("card", "score", "join", "label", "learn", "terminal_fraud")
+PROCESSING_STAGES = ("score", "join", "label", "learn")
 CYCLE_OUTCOMES = ("promoted", "kept_champion", "skipped", "failed")
 SYNTHETIC_VERDICTS = ("accepted", "rejected", "none")
 TRIGGERS = ("schedule", "new_frauds", "request")

@@ -38,6 +38,7 @@ from .announce import (
     printable, safe_decode,
 )
 from .config import Settings
+from .kafka_clients import aiokafka_security
 from .metrics import WorkerMetrics
 
 __all__ = ["ModelFollower"]
@@ -113,7 +114,7 @@ class ModelFollower:
         synthetic = TopicPartition(s.topics.synthetic_frauds, 0)
         consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
                                     enable_auto_commit=False, client_id=f"{s.worker_id}-models",
-                                    **_aiokafka_security(s))
+                                    **aiokafka_security(s))
         await consumer.start()
         try:
             consumer.assign([updates, synthetic])
@@ -268,15 +269,3 @@ class ModelFollower:
             "online": self.scorer.online_version,
             "shadow": shadow.version if shadow is not None else "none",
         })
-
-
-def _aiokafka_security(s: Settings) -> dict[str, Any]:
-    from .app import _ssl_context
-
-    kwargs: dict[str, Any] = {"security_protocol": s.security_protocol}
-    if s.security_protocol.endswith("SSL"):
-        kwargs["ssl_context"] = _ssl_context(s)
-    if s.security_protocol.startswith("SASL"):
-        kwargs.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
-                      sasl_plain_password=s.sasl_password.get_secret_value() if s.sasl_password else None)
-    return kwargs

@@ -20,6 +20,7 @@ def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
     env["FRAUDSTREAM_BROKER_URL"] = settings.broker_url
     env["FRAUDSTREAM_PARTITIONS"] = str(settings.partitions)
     env["FRAUDSTREAM_MODEL_REGISTRY"] = str(settings.model_registry)
+    env["FRAUDSTREAM_STATE_DIR"] = str(settings.state_dir)
     for name, value in settings.topics.model_dump().items():
         env[f"FRAUDSTREAM_TOPICS__{name.upper()}"] = value
     # A secure broker: the same credentials (a subprocess must not fall back to PLAINTEXT).

@@ -1,61 +1,47 @@
 """The scoring path's stages as plain functions over plain inputs, testable without Kafka.
 
-The faust agents in :mod:`fraudstream.stream.app` are one-line loops around these: decode a
+The faust agents in :mod:`fraudstream.stream.app` are loops around these: decode a
 micro-batch, call a stage, send what it returns. Keyed state is reached through
-:class:`KeyedStore`, which a faust table implements in production and a dict in tests.
+:class:`KeyedStore` (a RocksDB-backed table in production, stream/state.py; a dict in tests).
 
 Stages (see DESIGN.md):
 
-1. :func:`card_stage` (partitioned by card): validate, card features, card state update.
-2. :func:`terminal_stage` (partitioned by terminal): terminal features and state, then the
-   micro-batch is scored in one vectorised call.
-3. the label join (partitioned by card): :class:`fraudstream.stream.joiner.LabelJoiner`.
+1. :func:`feature_stage` (partitioned by card): validate, card features from the card's
+   state, terminal features from this worker's replica of every terminal
+   (stream/terminal_view.py), then both states take the transaction. The records it returns
+   are scored in one vectorised call; the terminal events it returns go to the other workers.
+2. the label join (partitioned by card): :class:`fraudstream.stream.joiner.LabelJoiner`.
 
-Redelivery after a crash is harmless: each state remembers the last source offset it
-applied, so a message seen again is featurised from the same state without being added twice
-and gets the same ``tx_id`` in its (second) score. For the terminal state the source is the
-transaction's own (partition, offset), carried in the forwarded record: a transaction the card
-stage processes again reaches the terminal stage in a new by-terminal message.
+Redelivery after a crash is harmless: the card state remembers the last source offset it
+applied, and the terminal replica each transaction's source position, so a message seen again
+is featurised from the same state without being added twice and gets the same ``tx_id`` in
+its (second) score.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from kafka.partitioner.default import murmur2
 
-from ..models.features import CardState, TerminalState, calendar_features, extra_features
+from ..models.features import CardState, calendar_features, extra_features
 from .contract import DEFAULT_BOUNDS, REASONS, Bounds, dead_letter, decode, parse_ts
 from .event_time import EventTimeGuard
+from .terminal_view import TerminalEvents, TerminalView, source_uid
 
 __all__ = [
     "KeyedStore",
     "Message",
     "DeadLetter",
-    "CardStageResult",
-    "card_stage",
-    "terminal_stage",
-    "TerminalEntry",
-    "terminal_entry",
+    "FeatureStageResult",
+    "feature_stage",
     "triage",
     "dead_message",
     "processing_error",
     "partition_for",
-    "group_by_partition",
-    "position",
 ]
-
-#: Records per internal message are bounded by the micro-batch size; positions combine the
-#: message offset with the record's index in it, so redelivery checks stay exact.
-_MAX_RECORDS_PER_MESSAGE = 1 << 16
-
-
-def position(offset: int, index: int) -> int:
-    """A record's position in an internal topic partition: (message offset, index) as one int."""
-    return offset * _MAX_RECORDS_PER_MESSAGE + index
 
 
 @lru_cache(maxsize=1 << 17)
@@ -65,24 +51,10 @@ def partition_for(key: str, partitions: int) -> int:
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
-def group_by_partition(records: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], str],
-                       partitions: int) -> dict[int, list[dict[str, Any]]]:
-    """Split records by the partition of their key, keeping their order within each group.
-
-    Internal topics carry one message per (micro-batch, partition) instead of one per record:
-    every record in it hashes to that partition, so keyed state stays co-partitioned while the
-    per-message cost of the client stack is paid once per batch.
-    """
-    groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        groups[partition_for(key(rec), partitions)].append(rec)
-    return dict(groups)
-
-
 class KeyedStore(Protocol):
-    """Partition-aware key/value state (a faust table, or a dict wrapper in tests)."""
+    """Partitioned key/value state (stream/state.py's table, or a dict wrapper in tests)."""
 
-    def get(self, key: str) -> Any: ...
+    def get(self, partition: int, key: str) -> Any: ...
     def put(self, partition: int, key: str, value: Any) -> None: ...
 
 
@@ -106,9 +78,10 @@ class DeadLetter:
 
 
 @dataclass
-class CardStageResult:
-    forward: list[dict[str, Any]] = field(default_factory=list)
+class FeatureStageResult:
+    records: list[dict[str, Any]] = field(default_factory=list)  # complete features, to score
     dead: list[DeadLetter] = field(default_factory=list)
+    events: TerminalEvents = field(default_factory=TerminalEvents)  # for the other replicas
 
 
 REASON_CLASSES = REASONS
@@ -160,142 +133,51 @@ def triage(kind: str, messages: list[Message], max_bytes: int, now: float,
     return valid, dead
 
 
-def card_stage(messages: list[Message], cards: KeyedStore, max_bytes: int, now: float,
-               extra: tuple[str, ...] = (), bounds: Bounds = DEFAULT_BOUNDS,
-               clock: EventTimeGuard | None = None) -> CardStageResult:
-    """Validate transactions, take card features before each, update the card states.
+def feature_stage(messages: list[Message], cards: KeyedStore, terminals: TerminalView,
+                  max_bytes: int, now: float, extra: tuple[str, ...] = (),
+                  bounds: Bounds = DEFAULT_BOUNDS, clock: EventTimeGuard | None = None,
+                  ) -> FeatureStageResult:
+    """Validate transactions, take each one's features, then add it to its card and terminal.
 
-    Returns the records to forward to the terminal stage (partitioned by ``terminal_id``),
-    and the dead letters: invalid records, and any record whose processing raised (the rest
-    of the batch carries on).
+    Returns the records to score (in input order), the terminal events the other replicas
+    need (transactions this replica had not seen), and the dead letters: invalid records,
+    and any record whose processing raised (the rest of the batch carries on).
     """
     valid, dead = triage("transactions", messages, max_bytes, now, bounds, clock)
-    out = CardStageResult(dead=dead)
+    out = FeatureStageResult(dead=dead)
     for m, tx in valid:
         try:
-            out.forward.append(_card_step(m, tx, cards, extra))
+            out.records.append(_feature_step(m, tx, cards, terminals, extra, out.events))
         except Exception as exc:
             out.dead.append(dead_message(m, processing_error(exc), "processing_error", now))
     return out
 
 
-def _card_step(m: Message, tx: dict[str, Any], cards: KeyedStore,
-               extra: tuple[str, ...]) -> dict[str, Any]:
+def _feature_step(m: Message, tx: dict[str, Any], cards: KeyedStore, terminals: TerminalView,
+                  extra: tuple[str, ...], events: TerminalEvents) -> dict[str, Any]:
     ts = parse_ts(tx["ts"])
-    card_id = tx["card_id"]
-    state, last_offset = _card_entry(cards.get(card_id))
+    card_id, terminal_id = tx["card_id"], tx["terminal_id"]
+    state, last_offset = _card_entry(cards.get(m.partition, card_id))
     feats: dict[str, float] = {"amount": float(tx["amount"])}
     feats.update(calendar_features(ts))
     feats.update(state.features(ts))
+    feats.update(terminals.features(terminal_id, ts))
     feats.update(extra_features(tx, extra))
-    # "source" lets the terminal stage recognise a redelivered transaction, whatever message
-    # carries it there (see _terminal_step).
-    record = {"tx_id": tx["tx_id"], "card_id": card_id, "terminal_id": tx["terminal_id"],
-              "ts": ts, "arrived": m.timestamp, "features": feats,
-              "source": [m.partition, m.offset]}
     if m.offset > last_offset:  # a redelivered message was applied already
         state.add(ts, float(tx["amount"]))
         cards.put(m.partition, card_id, {"state": state, "offset": m.offset})
-    return record
+    uid = source_uid(m.partition, m.offset)
+    if terminals.add_transaction(terminal_id, ts, uid):  # False: the replica has it already
+        events.transactions.append([terminal_id, ts, uid])
+    return {"tx_id": tx["tx_id"], "card_id": card_id, "terminal_id": terminal_id,
+            "ts": ts, "arrived": m.timestamp, "features": feats, "partition": m.partition}
 
 
 def _card_entry(entry: Any) -> tuple[CardState, int]:
     if entry is None:
         return CardState(), -1
     state = entry["state"]
-    # After recovery from the changelog the state comes back as its JSON dict.
+    # Read back from RocksDB, the state is its JSON dict.
     if not isinstance(state, CardState):
         state = CardState.from_dict(state)
     return state, int(entry["offset"])
-
-
-@dataclass
-class TerminalEntry:
-    """A terminal's state and what has been applied to it, as kept in the terminal table.
-
-    ``sources`` maps each ``transactions`` partition to the highest offset of it whose
-    transaction was added: a transaction the card stage forwards again after a crash arrives
-    in a new by-terminal message at a new offset, so only its source position tells that it
-    was counted already. One entry per source partition, so it stays bounded.
-    ``tx_offset`` is the by-terminal position last applied, the check for records forwarded
-    without a source (by an older worker).
-    """
-
-    state: TerminalState = field(default_factory=TerminalState)
-    tx_offset: int = -1
-    fraud_offset: int = -1
-    sources: dict[str, int] = field(default_factory=dict)
-
-    def to_value(self) -> dict[str, Any]:
-        # JSON object keys are strings: the partitions are kept as strings in memory too, so
-        # a value recovered from the changelog reads the same as the one that was written.
-        return {"state": self.state, "tx_offset": self.tx_offset,
-                "fraud_offset": self.fraud_offset, "sources": self.sources}
-
-
-def terminal_entry(entry: Any) -> TerminalEntry:
-    """The table value as a :class:`TerminalEntry` (an object, or its JSON dict after recovery).
-
-    Values written before ``sources`` existed load with none: their transactions are then
-    deduplicated by ``tx_offset`` only.
-    """
-    if entry is None:
-        return TerminalEntry()
-    state = entry["state"]
-    sources = entry.get("sources") or {}
-    if not isinstance(state, TerminalState):  # recovered from the changelog: check its types
-        state = TerminalState.from_dict(state)
-        sources = {str(p): int(o) for p, o in sources.items()}
-    return TerminalEntry(state, int(entry["tx_offset"]), int(entry["fraud_offset"]), sources)
-
-
-def terminal_stage(records: list[tuple[int, int, dict[str, Any]]], terminals: KeyedStore,
-                   delay_s: float, failed: list[tuple[dict[str, Any], Exception]] | None = None,
-                   ) -> list[dict[str, Any]]:
-    """Add terminal features to card-enriched records ``(partition, position, record)``.
-
-    Returns the records with complete feature dicts, in input order, ready to be scored. With
-    a ``failed`` list, a record whose step raises is appended there with its exception and
-    the others carry on; without one, the exception propagates.
-    """
-    out = []
-    for partition, offset, rec in records:
-        try:
-            out.append(_terminal_step(partition, offset, rec, terminals, delay_s))
-        except Exception as exc:
-            if failed is None:
-                raise
-            failed.append((rec, exc))
-    return out
-
-
-def _terminal_step(partition: int, offset: int, rec: dict[str, Any], terminals: KeyedStore,
-                   delay_s: float) -> dict[str, Any]:
-    tid = rec["terminal_id"]
-    entry = terminal_entry(terminals.get(tid))
-    rec["features"].update(entry.state.features(rec["ts"], delay_s))
-    source = rec.get("source")
-    if source is not None:
-        src_partition, src_offset = str(int(source[0])), int(source[1])
-        fresh = src_offset > entry.sources.get(src_partition, -1)
-    else:
-        fresh = offset > entry.tx_offset
-    if fresh:
-        entry.state.add_transaction(rec["ts"])
-        if source is not None:
-            entry.sources[src_partition] = src_offset
-        entry.tx_offset = max(entry.tx_offset, offset)
-        terminals.put(partition, tid, entry.to_value())
-    return rec
-
-
-def apply_fraud(partition: int, offset: int, terminal_id: str, tx_ts: float,
-                terminals: KeyedStore) -> bool:
-    """Count a confirmed fraud at its terminal (once, even if redelivered)."""
-    entry = terminal_entry(terminals.get(terminal_id))
-    if offset <= entry.fraud_offset:
-        return False
-    entry.state.add_fraud(tx_ts)
-    entry.fraud_offset = offset
-    terminals.put(partition, terminal_id, entry.to_value())
-    return True

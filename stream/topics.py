@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from kafka import KafkaAdminClient
@@ -11,7 +12,9 @@ from kafka.errors import TopicAlreadyExistsError
 from .config import Settings
 
 __all__ = ["TopicSpec", "topic_specs", "create_topics", "admin_client", "internal_topics",
-           "changelog_topics", "TABLES"]
+           "changelog_topics", "TABLES", "CHANGELOG_CONFIG", "terminal_events_retention_ms"]
+
+log = logging.getLogger("fraudstream.topics")
 
 _HOUR_MS = 3_600_000
 
@@ -24,22 +27,34 @@ class TopicSpec:
 
 
 def internal_topics(settings: Settings) -> dict[str, str]:
-    """The workers' repartition topics (not part of the contract), named after the app id."""
-    app = settings.app_id
-    return {
-        "by_terminal": f"{app}-by-terminal",
-        "snapshots": f"{app}-snapshots",
-        "terminal_frauds": f"{app}-terminal-frauds",
-    }
+    """The workers' internal topics (not part of the contract), named after the app id."""
+    return {"terminal_events": f"{settings.app_id}-terminal-events"}
 
 
-TABLES = ("card-state", "terminal-state", "pending-snapshots", "waiting-labels")
+TABLES = ("card-state", "pending-snapshots", "waiting-labels")
 """The workers' faust tables (stream/app.py); each has a compacted changelog topic."""
+
+#: Changelog settings that let the broker really compact: the active segment is never
+#: compacted, so it rolls every 5 minutes (Kafka's default is 7 days, during which every
+#: write of a busy table stays), the cleaner starts at 10 % of superseded records (50 %), and
+#: a deleted key's tombstone (a joined snapshot) goes after an hour (a day).
+CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(5 * 60_000),
+    "segment.bytes": str(64 << 20),
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": str(_HOUR_MS),
+}
 
 
 def changelog_topics(settings: Settings) -> list[str]:
     """faust's changelog topic names of the workers' tables."""
     return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+
+
+def terminal_events_retention_ms(settings: Settings) -> int:
+    """The terminal replica's whole horizon (label delay + 30-day window) plus two days."""
+    return int((settings.label_delay_days + 30 + 2) * 24 * _HOUR_MS)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -64,14 +79,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Every worker reads these two whole (not as a group), so one partition each.
         TopicSpec(t.synthetic_frauds, 1, events),
         TopicSpec(t.control, 1, events),
+        # Every worker reads all of it into its terminal replica (stream/terminal_view.py);
+        # it holds the replica's horizon, so a worker without a saved replica rebuilds it here.
+        TopicSpec(internal_topics(settings)["terminal_events"], n,
+                  {"retention.ms": str(terminal_events_retention_ms(settings))}),
     ] + [
-        # Created up front: a consumer that subscribes before a new topic reaches its
-        # metadata ignores it until the next rebalance, so faust must find them existing.
-        TopicSpec(name, n, events) for name in internal_topics(settings).values()
-    ] + [
-        # Also up front: workers starting together each try to create them, and one that
+        # Created up front: workers starting together each try to create them, and one that
         # subscribed before a changelog existed never restored or wrote that table.
-        TopicSpec(name, n, {"cleanup.policy": "compact"}) for name in changelog_topics(settings)
+        TopicSpec(name, n, dict(CHANGELOG_CONFIG)) for name in changelog_topics(settings)
     ]
 
 
@@ -106,8 +121,34 @@ def create_topics(settings: Settings) -> dict[str, str]:
                 pass  # created concurrently by another process: that is the goal anyway
             for spec in missing:
                 outcome[spec.name] = "created"
+        _update_internal_configs(admin, settings, [s for s in specs if s.name in existing])
         described = admin.describe_topics([s.name for s in specs])
         partitions = {d.get("name", d.get("topic")): len(d["partitions"]) for d in described}
         return {name: f"{state} ({partitions.get(name, '?')} partitions)" for name, state in outcome.items()}
     finally:
         admin.close()
+
+
+def _update_internal_configs(admin: KafkaAdminClient, settings: Settings,
+                             existing: list[TopicSpec]) -> None:
+    """Bring the workers' own topics, made by an older version, to the current settings.
+
+    The contract's topics are the operators' (retention is theirs to change); the internal
+    ones are the workers', and a changelog created before compaction was configured would
+    keep growing with history.
+    """
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    ours = set(changelog_topics(settings)) | set(internal_topics(settings).values())
+    resources = [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.config)
+                 for spec in existing if spec.name in ours]
+    if not resources:
+        return
+    try:
+        response = admin.alter_configs(resources)
+        errors = [(r[3], r[1]) for r in getattr(response, "resources", []) if r[0]]
+    except Exception as exc:  # e.g. a principal without ALTER_CONFIGS: the topics still work
+        errors = [(type(exc).__name__, str(exc))]
+    if errors:
+        log.warning("could not update the settings of the workers' internal topics (%s); "
+                    "an operator with ALTER_CONFIGS can run `fraudstream topics create`", errors)

@@ -47,5 +47,6 @@ def settings(kafka_broker: str, topic_names: TopicNames, tmp_path: Path) -> Sett
         app_id=f"app-{topic_names.scores}",  # internal topics are per test too
         partitions=8,
         model_registry=tmp_path / "registry",
+        state_dir=tmp_path / "state",
         metrics_port=0,
     )

@@ -9,12 +9,22 @@
 #     /etc/kafka/secrets (volume kafka-secure-secrets; the clients mount it read-only and can
 #     read only ca.pem). The keystore password is random and written only to
 #     /mnt/shared/config/server.properties (volume kafka-secure-config, broker only).
-#  2. SASL: the SCRAM-SHA-512 user the fraudstream services log in as. KRaft keeps SCRAM
-#     credentials in its metadata log, so they are added when the storage is formatted
-#     (kafka-storage.sh format --add-scram, KIP-900), before any client could log in.
+#  2. The broker's own logins: its inter-broker (BROKER) and controller (CONTROLLER)
+#     listeners, on the broker container's loopback, are SASL_PLAINTEXT with PLAIN and one
+#     internal super user `broker`, whose random password is written only to server.properties
+#     and to internal-client.properties (0600, same volume: for the healthcheck and for
+#     kafka-configs.sh/kafka-acls.sh run inside the broker container). With the authorizer on,
+#     no listener lets an anonymous client in.
+#  3. SASL: one SCRAM-SHA-512 user per principal: `admin` (super user: topics-secure,
+#     kafka-secure-acls and the operator's tools), `worker` and `trainer` (only the ACLs of
+#     fraudstream.stream.kafka_local.role_acls, which deploy/secure/grant-acls.py creates once
+#     the broker is up). KRaft keeps SCRAM credentials in its metadata log, so they are added
+#     when the storage is formatted (kafka-storage.sh format --add-scram, KIP-900), before any
+#     client could log in.
 #
-# Environment: FRAUDSTREAM_KAFKA_USER, FRAUDSTREAM_KAFKA_PASSWORD (required), CLUSTER_ID,
-# KAFKA_CERT_SAN (keytool SAN list, e.g. dns:kafka-secure,dns:localhost,ip:127.0.0.1).
+# Environment: FRAUDSTREAM_KAFKA_ADMIN_PASSWORD, FRAUDSTREAM_KAFKA_WORKER_PASSWORD,
+# FRAUDSTREAM_KAFKA_TRAINER_PASSWORD (all required), CLUSTER_ID, KAFKA_CERT_SAN (keytool SAN
+# list, e.g. dns:kafka-secure,dns:localhost,ip:127.0.0.1).
 set -euo pipefail
 
 # The image's paths; overridable so that tests/deploy can run this script outside Docker.
@@ -23,16 +33,21 @@ CONFIG=${KAFKA_INIT_CONFIG_DIR:-/mnt/shared/config}
 DATA=${KAFKA_INIT_DATA_DIR:-/var/lib/kafka/data}
 KAFKA_HOME=${KAFKA_HOME:-/opt/kafka}
 KEYSTORE="$SECRETS/kafka.keystore.p12"
-user="${FRAUDSTREAM_KAFKA_USER:-fraudstream}"
-password="${FRAUDSTREAM_KAFKA_PASSWORD:-}"
+# The SCRAM principals; user U's password is in FRAUDSTREAM_KAFKA_<U>_PASSWORD.
+USERS=(admin worker trainer)
 
 die() { echo "kafka-init: $*" >&2; exit 1; }
+password_var() { echo "FRAUDSTREAM_KAFKA_${1^^}_PASSWORD"; }
 
-[ -n "$password" ] || die "set FRAUDSTREAM_KAFKA_PASSWORD (the SCRAM password of user $user)"
-[ "${#password}" -ge 12 ] || die "FRAUDSTREAM_KAFKA_PASSWORD: use at least 12 characters"
-case "$password$user" in
-    *[,\]\[\"\'\\\ =]*) die "FRAUDSTREAM_KAFKA_USER/PASSWORD must not contain , [ ] = quotes, backslashes or spaces" ;;
-esac
+for user in "${USERS[@]}"; do
+    var=$(password_var "$user")
+    password="${!var:-}"
+    [ -n "$password" ] || die "set $var (the SCRAM password of user $user)"
+    [ "${#password}" -ge 12 ] || die "$var: use at least 12 characters"
+    case "$password" in
+        *[,\]\[\"\'\\\ =]*) die "$var must not contain , [ ] = quotes, backslashes or spaces" ;;
+    esac
+done
 [ -n "${CLUSTER_ID:-}" ] || die "CLUSTER_ID is not set"
 umask 077
 
@@ -72,8 +87,28 @@ EOF
     rm -rf "$work"  # the CA's key: a new certificate means a new CA (delete the volumes)
 fi
 
+# Also added to a server.properties an older kafka-init.sh made (which had no authorizer).
+if ! grep -q '^listener.name.broker.plain.sasl.jaas.config=' "$CONFIG/server.properties"; then
+    echo "kafka-init: making the broker's internal PLAIN login (inter-broker and controller listeners)"
+    INTERNAL=$(head -c 36 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+    jaas="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"broker\" password=\"$INTERNAL\""
+    cat >> "$CONFIG/server.properties" <<EOF
+sasl.mechanism.inter.broker.protocol=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.broker.sasl.enabled.mechanisms=PLAIN
+listener.name.broker.plain.sasl.jaas.config=$jaas user_broker="$INTERNAL";
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=$jaas user_broker="$INTERNAL";
+EOF
+    cat > "$CONFIG/internal-client.properties" <<EOF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=PLAIN
+sasl.jaas.config=$jaas;
+EOF
+fi
+
 if [ ! -e "$DATA/meta.properties" ]; then
-    echo "kafka-init: formatting $DATA with SCRAM-SHA-512 user $user"
+    echo "kafka-init: formatting $DATA with SCRAM-SHA-512 users ${USERS[*]}"
     # Only what formatting reads; the broker's full configuration comes from KAFKA_*.
     work=$(mktemp -d)
     cat > "$work/format.properties" <<EOF
@@ -82,13 +117,17 @@ node.id=1
 controller.quorum.voters=1@127.0.0.1:29093
 controller.listener.names=CONTROLLER
 listeners=BROKER://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093
-listener.security.protocol.map=BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
 inter.broker.listener.name=BROKER
 log.dirs=$DATA
 EOF
-    "$KAFKA_HOME/bin/kafka-storage.sh" format --cluster-id "$CLUSTER_ID" -c "$work/format.properties" \
-        --add-scram "SCRAM-SHA-512=[name=$user,password=$password]"
+    scram=()
+    for user in "${USERS[@]}"; do
+        var=$(password_var "$user")
+        scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=${!var}]")
+    done
+    "$KAFKA_HOME/bin/kafka-storage.sh" format --cluster-id "$CLUSTER_ID" -c "$work/format.properties" "${scram[@]}"
     rm -rf "$work"
 else
-    echo "kafka-init: $DATA is formatted already; SCRAM users are kept (change a password with kafka-configs.sh, docs/operations.md)"
+    echo "kafka-init: $DATA is formatted already; SCRAM users are kept (add or change one with kafka-configs.sh, docs/security.md)"
 fi

@@ -25,20 +25,32 @@ import yaml
 
 from fraudstream.stream.cli import build_parser
 from fraudstream.stream.config import ENV_PREFIX, Settings, TopicNames, load_settings
-from fraudstream.stream.kafka_local import KAFKA_VERSION
+from fraudstream.stream.kafka_local import KAFKA_VERSION, ROLES
 
 from deploy_helpers import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
-SECURE_SERVICES = ("topics-secure", "worker-secure", "trainer-secure")
+ACLS = "kafka-secure-acls"  # runs deploy/secure/grant-acls.py, not the fraudstream CLI
+SECURE_SERVICES = ("topics-secure", ACLS, "worker-secure", "trainer-secure")
 FRAUDSTREAM_SERVICES = ("topics", "worker", "trainer", "trainer-gpu", "simulator", *SECURE_SERVICES)
 WORKERS = ("worker", "worker-secure")
 TRAINERS = ("trainer", "trainer-gpu", "trainer-secure")
-# The one variable compose must refuse to start without; the validator's model is built with
-# a stand-in value for it (see _testable_text).
-GRAFANA_PASSWORD = re.compile(r"\$\{GF_ADMIN_PASSWORD:\?[^}]+\}")
-STAND_IN_PASSWORD = "stand-in-for-the-test"
+# The variables compose must refuse to start without (no default: passwords); the
+# validator's model is built with a stand-in value for each (see _testable_text).
+REQUIRED = re.compile(r"\$\{(\w+):\?[^}]+\}")
+KAFKA_PASSWORDS = {user: f"FRAUDSTREAM_KAFKA_{user.upper()}_PASSWORD" for user in ("admin", *ROLES)}
+REQUIRED_VARIABLES = {"GF_ADMIN_PASSWORD", *KAFKA_PASSWORDS.values()}
+# The secure profile's services and the SCRAM principal each one logs in as.
+PRINCIPALS = {"topics-secure": "admin", ACLS: "admin", "worker-secure": "worker", "trainer-secure": "trainer"}
+
+
+def stand_in(var: str) -> str:
+    """The test's value of a required variable (valid for kafka-init.sh: 12+ plain characters)."""
+    return f"stand-in-for-{var.lower()}"
+
+
+STAND_IN_PASSWORD = stand_in("GF_ADMIN_PASSWORD")
 
 
 def _validate(tools: dict[str, Path], path: Path) -> subprocess.CompletedProcess:
@@ -51,11 +63,15 @@ def _validate(tools: dict[str, Path], path: Path) -> subprocess.CompletedProcess
                           env={"PATH": "/usr/bin:/bin"})
 
 
-def _testable_text() -> str:
-    """The compose file with a stand-in for the required Grafana password (and only that)."""
+def _testable_text(keep: str | None = None) -> str:
+    """The compose file with a stand-in for every required variable (and only those), but
+    ``keep``, which stays required."""
     text = COMPOSE.read_text()
-    assert len(GRAFANA_PASSWORD.findall(text)) == 1
-    return GRAFANA_PASSWORD.sub("${GF_ADMIN_PASSWORD:-%s}" % STAND_IN_PASSWORD, text)
+    found = REQUIRED.findall(text)
+    # Each once: services take a Kafka password through a YAML anchor (x-kafka-*-password).
+    assert sorted(found) == sorted(REQUIRED_VARIABLES), found
+    return REQUIRED.sub(lambda m: m.group(0) if m.group(1) == keep
+                        else "${%s:-%s}" % (m.group(1), stand_in(m.group(1))), text)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +88,17 @@ def test_compose_refuses_to_start_without_a_grafana_admin_password(tools):
     proc = _validate(tools, COMPOSE)
     assert proc.returncode != 0
     assert "required variable GF_ADMIN_PASSWORD is missing a value" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("var", sorted(REQUIRED_VARIABLES))
+def test_compose_refuses_to_start_without_each_password(tools, tmp_path, var):
+    """No password has a default: compose stops at each one missing, naming it."""
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(_testable_text(keep=var))
+    proc = _validate(tools, path)
+    assert proc.returncode != 0
+    missing = set(re.findall(r"required variable (\w+) is missing a value", proc.stderr))
+    assert missing == {var}, proc.stderr
 
 
 @pytest.mark.parametrize("breakage", [
@@ -95,6 +122,7 @@ def test_compose_file_passes_the_compose_specification(compose):
     assert set(compose["services"]) == {"kafka", "topics", "worker", "trainer", "trainer-gpu",
                                         "simulator", "prometheus", "grafana",
                                         "kafka-secure-init", "kafka-secure", *SECURE_SERVICES}
+    assert set(PRINCIPALS) == set(SECURE_SERVICES)
 
 
 def test_fraudstream_services_build_the_project_image(compose):
@@ -146,12 +174,14 @@ def test_fraudstream_services_are_configured_only_by_real_settings(compose, monk
             monkeypatch.delenv(key)
         for var, value in env.items():
             monkeypatch.setenv(var, value)
-        if name in SECURE_SERVICES:  # no default password: it comes from the environment
-            assert env["FRAUDSTREAM_SASL_PASSWORD"] == "", name
-            monkeypatch.setenv("FRAUDSTREAM_SASL_PASSWORD", "from-the-environment")
+        if name in SECURE_SERVICES:  # no default password: the stand-in for its required variable
+            assert env["FRAUDSTREAM_SASL_PASSWORD"] == stand_in(KAFKA_PASSWORDS[PRINCIPALS[name]]), name
         settings = load_settings()
-        args = build_parser(settings).parse_args(service["command"])
-        assert args.command == service["command"][0], name
+        if name == ACLS:
+            assert "command" not in service and service["entrypoint"][0] == "python", name
+        else:
+            args = build_parser(settings).parse_args(service["command"])
+            assert args.command == service["command"][0], name
         expected = ["kafka-secure:19093"] if name in SECURE_SERVICES else ["kafka:19092"]
         assert settings.bootstrap_servers == expected, name
         monkeypatch.undo()
@@ -172,9 +202,11 @@ def test_workers_reach_kafka_on_its_advertised_internal_listener(compose):
     for name in ("worker", "trainer", "trainer-gpu", "simulator"):
         assert compose["services"][name]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert compose["services"]["topics-secure"]["depends_on"]["kafka-secure"]["condition"] == "service_healthy"
-    for name in ("worker-secure", "trainer-secure"):
+    assert compose["services"][ACLS]["depends_on"]["kafka-secure"]["condition"] == "service_healthy"
+    for name in ("worker-secure", "trainer-secure"):  # topics made and ACLs granted first
         assert compose["services"][name]["depends_on"] == {
-            "topics-secure": {"condition": "service_completed_successfully", "required": True}}
+            "topics-secure": {"condition": "service_completed_successfully", "required": True},
+            ACLS: {"condition": "service_completed_successfully", "required": True}}
 
 
 def test_ports_scale_and_match_the_metrics_settings(compose):
@@ -324,7 +356,7 @@ def test_each_worker_replica_gets_its_own_checkpoint_name(compose, tmp_path):
         service = compose["services"][name]
         assert service["entrypoint"] == [Path(copied[1]).name], name  # on PATH in the image
         assert "FRAUDSTREAM_WORKER_ID" not in service["environment"], name
-    for name in set(FRAUDSTREAM_SERVICES) - set(WORKERS):
+    for name in set(FRAUDSTREAM_SERVICES) - set(WORKERS) - {ACLS}:
         assert "entrypoint" not in compose["services"][name], name
     stub = tmp_path / "bin"
     stub.mkdir()
@@ -408,7 +440,8 @@ def test_secure_profile_talks_to_kafka_only_over_sasl_ssl(compose):
         assert broker_mounts[target]["source"] == init_mounts[target], target
     assert broker_mounts["/etc/kafka/secrets"].get("read_only") and broker_mounts["/mnt/shared/config"].get("read_only")
     assert services["kafka-secure"]["depends_on"]["kafka-secure-init"]["condition"] == "service_completed_successfully"
-    assert services["kafka-secure-init"]["environment"]["FRAUDSTREAM_KAFKA_PASSWORD"] == ""  # no default
+    for var in KAFKA_PASSWORDS.values():  # no default: the stand-in for a required variable
+        assert services["kafka-secure-init"]["environment"][var] == stand_in(var), var
     assert "dns:kafka-secure" in services["kafka-secure-init"]["environment"]["KAFKA_CERT_SAN"].split(",")
 
     for name in SECURE_SERVICES:
@@ -422,7 +455,7 @@ def test_secure_profile_talks_to_kafka_only_over_sasl_ssl(compose):
         mount = next(m for m in services[name]["volumes"] if Path(env["FRAUDSTREAM_SSL_CAFILE"]).parent
                      == Path(m["target"]))
         assert mount["source"] == init_mounts["/etc/kafka/secrets"] and mount.get("read_only"), name
-        assert env["FRAUDSTREAM_SASL_USERNAME"] == services["kafka-secure-init"]["environment"]["FRAUDSTREAM_KAFKA_USER"]
+        assert env["FRAUDSTREAM_SASL_USERNAME"] == PRINCIPALS[name], name
     # The plaintext stack and the secure one never lean on each other.
     for name, service in services.items():
         deps = set(service.get("depends_on", {}))
@@ -431,12 +464,63 @@ def test_secure_profile_talks_to_kafka_only_over_sasl_ssl(compose):
         assert services[name]["environment"]["FRAUDSTREAM_BROKER_URL"] == "kafka://kafka:19092", name
 
 
+def _properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def test_each_secure_service_logs_in_as_its_own_principal_under_the_authorizer(compose):
+    """One SCRAM principal per role with its own required password; the broker authorizes
+    every request as `fraudstream kafka start --secure` does (stream/kafka_local.py)."""
+    from fraudstream.stream.kafka_local import _SECURE_LISTENERS
+
+    services = compose["services"]
+    init = services["kafka-secure-init"]["environment"]
+    assert {k for k in init if k.startswith("FRAUDSTREAM_")} == set(KAFKA_PASSWORDS.values())
+    for name, user in PRINCIPALS.items():
+        env = services[name]["environment"]
+        assert env["FRAUDSTREAM_SASL_USERNAME"] == user, name
+        # Its own variable, the one kafka-init.sh makes that user with.
+        assert env["FRAUDSTREAM_SASL_PASSWORD"] == init[KAFKA_PASSWORDS[user]] == stand_in(KAFKA_PASSWORDS[user]), name
+    assert {PRINCIPALS["worker-secure"], PRINCIPALS["trainer-secure"]} == set(ROLES)
+    assert len({stand_in(v) for v in KAFKA_PASSWORDS.values()}) == len(KAFKA_PASSWORDS)
+    # kafka-secure-acls computes role_acls from the same settings as the workers: the same
+    # topic names and app id, only the login differs.
+    login = {"FRAUDSTREAM_SASL_USERNAME", "FRAUDSTREAM_SASL_PASSWORD"}
+    shared = {k: v for k, v in services[ACLS]["environment"].items() if k not in login}
+    for name in ("worker-secure", "trainer-secure", "topics-secure"):
+        env = services[name]["environment"]
+        assert {k: env[k] for k in shared} == shared, name
+        topic_vars = {k for k in env if k.startswith(f"{ENV_PREFIX}TOPICS__") or k == f"{ENV_PREFIX}APP_ID"}
+        assert topic_vars <= set(shared), name
+    mounts = {m["target"]: m for m in services[ACLS]["volumes"]}
+    script = mounts[services[ACLS]["entrypoint"][1]]
+    assert Path(script["source"]) == ROOT / "deploy/secure/grant-acls.py" and script.get("read_only")
+
+    kafka = services["kafka-secure"]["environment"]
+    local = _properties(_SECURE_LISTENERS)
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == local["authorizer.class.name"]
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == local["allow.everyone.if.no.acl.found"] == "false"
+    supers = kafka["KAFKA_SUPER_USERS"].split(";")
+    assert local["super.users"] in supers and set(supers) == {"User:admin", "User:broker"}
+    assert not {f"User:{role}" for role in ROLES} & set(supers)
+    # No listener lets an unauthenticated client in (it would be User:ANONYMOUS).
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert all(p.startswith("SASL_") for p in protocols.values()), protocols
+    health = " ".join(services["kafka-secure"]["healthcheck"]["test"])
+    assert "--command-config /mnt/shared/config/internal-client.properties" in health
+
+
 # A stand-in for the image's kafka-storage.sh: records its arguments, writes meta.properties.
 RECORDING_STORAGE_TOOL = ('#!/bin/sh\nprintf "%s\\n" "$@" > "$KAFKA_INIT_DATA_DIR/format.args"\n'
                           'touch "$KAFKA_INIT_DATA_DIR/meta.properties"\n')
 
 
-def _run_init(tmp_path: Path, password: str, storage_tool: str = RECORDING_STORAGE_TOOL,
+def _passwords(**overrides: str) -> dict[str, str]:
+    """kafka-init.sh's password variables: the compose stand-ins, ``overrides`` (var=value) first."""
+    return {**{var: stand_in(var) for var in KAFKA_PASSWORDS.values()}, **overrides}
+
+
+def _run_init(tmp_path: Path, passwords: dict[str, str], storage_tool: str = RECORDING_STORAGE_TOOL,
               **extra: str) -> subprocess.CompletedProcess:
     kafka_home = tmp_path / "kafka"
     (kafka_home / "bin").mkdir(parents=True, exist_ok=True)
@@ -448,8 +532,7 @@ def _run_init(tmp_path: Path, password: str, storage_tool: str = RECORDING_STORA
         path.mkdir(exist_ok=True)
     env = {"PATH": os.environ["PATH"], "KAFKA_HOME": str(kafka_home), "CLUSTER_ID": "Vq6mIbQzQhGt1Yk5xtXfPw",
            "KAFKA_INIT_SECRETS_DIR": str(dirs["secrets"]), "KAFKA_INIT_CONFIG_DIR": str(dirs["config"]),
-           "KAFKA_INIT_DATA_DIR": str(dirs["data"]), "FRAUDSTREAM_KAFKA_USER": "fraudstream",
-           "FRAUDSTREAM_KAFKA_PASSWORD": password,
+           "KAFKA_INIT_DATA_DIR": str(dirs["data"]), **passwords,
            "KAFKA_CERT_SAN": "dns:kafka-secure,dns:localhost,ip:127.0.0.1", **extra}
     return subprocess.run(["bash", str(ROOT / "deploy/secure/kafka-init.sh")], env=env,
                           capture_output=True, text=True, timeout=300)
@@ -482,27 +565,40 @@ def _handshake(server_pem: tuple[Path, Path], cafile: Path, hostname: str) -> No
         thread.join(timeout=10)
 
 
-def test_kafka_secure_init_makes_the_certificates_and_the_scram_user_once(tmp_path):
+def test_kafka_secure_init_makes_the_certificates_and_the_scram_users_once(tmp_path):
     """deploy/secure/kafka-init.sh with the JDK's keytool, the image's storage tool stubbed."""
-    refused = _run_init(tmp_path / "empty", "")
-    assert refused.returncode != 0 and "set FRAUDSTREAM_KAFKA_PASSWORD" in refused.stderr
-    assert _run_init(tmp_path / "bad", "has,a,comma-and-more").returncode != 0
+    for var in KAFKA_PASSWORDS.values():  # each password is required, and checked
+        refused = _run_init(tmp_path / f"empty-{var}", _passwords(**{var: ""}))
+        assert refused.returncode != 0 and f"set {var}" in refused.stderr, refused.stderr
+        assert not (tmp_path / f"empty-{var}" / "secrets" / "ca.pem").exists()
+        bad = _run_init(tmp_path / f"bad-{var}", _passwords(**{var: "has,a,comma-and-more"}))
+        assert bad.returncode != 0 and var in bad.stderr, bad.stderr
 
-    proc = _run_init(tmp_path, "correct-horse-battery")
+    proc = _run_init(tmp_path, _passwords())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     secrets, config, data = tmp_path / "secrets", tmp_path / "config", tmp_path / "data"
     assert sorted(p.name for p in secrets.iterdir()) == ["ca.pem", "kafka.keystore.p12"]  # no CA key
     assert (secrets / "ca.pem").stat().st_mode & 0o777 == 0o644
     assert (secrets / "kafka.keystore.p12").stat().st_mode & 0o777 == 0o600
-    assert (config / "server.properties").stat().st_mode & 0o777 == 0o600
-    props = dict(line.split("=", 1) for line in (config / "server.properties").read_text().splitlines())
+    for name in ("server.properties", "internal-client.properties"):
+        assert (config / name).stat().st_mode & 0o777 == 0o600, name
+    props = _properties((config / "server.properties").read_text())
     assert props["ssl.keystore.location"] == str(secrets / "kafka.keystore.p12")
     assert props["ssl.keystore.password"] == props["ssl.key.password"] and len(props["ssl.keystore.password"]) >= 24
     for listener in ("secure", "external"):
         assert "ScramLoginModule required" in props[f"listener.name.{listener}.scram-sha-512.sasl.jaas.config"]
+    # The broker's own login on its loopback listeners: PLAIN, user `broker`, a random password
+    # shared only with internal-client.properties (the healthcheck's).
+    internal = _properties((config / "internal-client.properties").read_text())
+    password = re.search(r'password="(\w{24,})"', internal["sasl.jaas.config"]).group(1)
+    for listener in ("broker", "controller"):
+        jaas = props[f"listener.name.{listener}.plain.sasl.jaas.config"]
+        assert 'username="broker"' in jaas and f'user_broker="{password}"' in jaas, listener
+    assert props["sasl.mechanism.inter.broker.protocol"] == props["sasl.mechanism.controller.protocol"] == "PLAIN"
     args = (data / "format.args").read_text().splitlines()
     assert args[:3] == ["format", "--cluster-id", "Vq6mIbQzQhGt1Yk5xtXfPw"]
-    assert args[-2:] == ["--add-scram", "SCRAM-SHA-512=[name=fraudstream,password=correct-horse-battery]"]
+    scram = [args[i + 1] for i, a in enumerate(args) if a == "--add-scram"]
+    assert scram == [f"SCRAM-SHA-512=[name={user},password={stand_in(var)}]" for user, var in KAFKA_PASSWORDS.items()]
 
     # The broker's certificate is signed by ca.pem for the names clients connect to.
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
@@ -519,27 +615,50 @@ def test_kafka_secure_init_makes_the_certificates_and_the_scram_user_once(tmp_pa
     # Idempotent: a second run keeps the keystore and does not format again.
     before = (secrets / "kafka.keystore.p12").read_bytes()
     (data / "format.args").unlink()
-    again = _run_init(tmp_path, "correct-horse-battery")
+    server_properties = (config / "server.properties").read_text()
+    again = _run_init(tmp_path, _passwords())
     assert again.returncode == 0, again.stderr
     assert (secrets / "kafka.keystore.p12").read_bytes() == before and not (data / "format.args").exists()
+    assert (config / "server.properties").read_text() == server_properties
 
 
-def test_secure_profile_broker_runs_on_the_real_kafka_with_the_images_own_setup(compose, tmp_path):
+def _client_env(compose: dict[str, Any], name: str, bootstrap: str, cafile: Path) -> dict[str, str]:
+    """A secure service's FRAUDSTREAM_* environment, pointed at the test's broker and CA."""
+    env = dict(compose["services"][name]["environment"])
+    env.update(FRAUDSTREAM_BROKER_URL=f"kafka://{bootstrap}", FRAUDSTREAM_SSL_CAFILE=str(cafile))
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}, **env}
+
+
+def _settings(env: dict[str, str], monkeypatch) -> Settings:
+    with monkeypatch.context() as m:
+        for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+            m.delenv(key)
+        for key, value in env.items():
+            if key.startswith(ENV_PREFIX):
+                m.setenv(key, value)
+        return load_settings()
+
+
+def test_secure_profile_broker_runs_on_the_real_kafka_with_the_images_own_setup(compose, tmp_path, monkeypatch):
     """kafka-secure's environment from the compose model, turned into server.properties by
     the image's own KafkaDockerWrapper (it is in Kafka's jars), on storage formatted by
-    kafka-init.sh with the real StorageTool, then the real broker: the SCRAM user gets in
-    over TLS, a wrong password and plaintext do not. Only the ports are moved (free ones)."""
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-    from kafka.errors import KafkaError
+    kafka-init.sh with the real StorageTool, then the real broker: topics-secure and
+    kafka-secure-acls run as compose runs them (as `admin`), the ACLs on the broker are exactly
+    role_acls(settings, role) for each role, and each role may do only that; a wrong password
+    and plaintext are refused. Only the ports are moved (free ones)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             ResourcePatternFilter, ResourceType)
+    from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
-    from fraudstream.stream.kafka_local import ensure_jars, free_port
+    from fraudstream.stream.kafka_local import ensure_jars, free_port, role_acls
 
     libs = ensure_jars(Settings().kafka_home, progress=lambda *_: None)
     java = ["java", "-Xmx512m", "-cp", str(libs / "*")]
     storage_tool = "#!/bin/sh\nexec " + " ".join(f"'{a}'" for a in java) + ' kafka.tools.StorageTool "$@"\n'
     init_env = compose["services"]["kafka-secure-init"]["environment"]
-    proc = _run_init(tmp_path, "correct-horse-battery", storage_tool, CLUSTER_ID=init_env["CLUSTER_ID"],
-                     KAFKA_CERT_SAN=init_env["KAFKA_CERT_SAN"])
+    proc = _run_init(tmp_path, {var: init_env[var] for var in KAFKA_PASSWORDS.values()}, storage_tool,
+                     CLUSTER_ID=init_env["CLUSTER_ID"], KAFKA_CERT_SAN=init_env["KAFKA_CERT_SAN"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "data" / "meta.properties").exists()
 
@@ -568,9 +687,13 @@ def test_secure_profile_broker_runs_on_the_real_kafka_with_the_images_own_setup(
     assert (final / "log4j.properties").read_text().rstrip().endswith("log4j.rootLogger=INFO, stdout")
 
     external = f"localhost:{ports['9093']}"
+    cafile = tmp_path / "secrets/ca.pem"
     client = dict(bootstrap_servers=external, security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
-                  sasl_plain_username=init_env["FRAUDSTREAM_KAFKA_USER"], ssl_cafile=str(tmp_path / "secrets/ca.pem"),
-                  request_timeout_ms=10_000)
+                  ssl_cafile=str(cafile), request_timeout_ms=10_000)
+    services = {name: _client_env(compose, name, external, cafile) for name in SECURE_SERVICES}
+    logins = {PRINCIPALS[name]: dict(client, sasl_plain_username=PRINCIPALS[name],
+                                     sasl_plain_password=services[name]["FRAUDSTREAM_SASL_PASSWORD"])
+              for name in SECURE_SERVICES}
     broker = subprocess.Popen(java + [f"-Dlog4j.configuration=file:{defaults / 'log4j.properties'}",
                                       "kafka.Kafka", str(final / "server.properties")],
                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "broker.err", "w"))
@@ -578,21 +701,65 @@ def test_secure_profile_broker_runs_on_the_real_kafka_with_the_images_own_setup(
         deadline = time.monotonic() + 90
         while True:
             try:
-                admin = KafkaAdminClient(**client, sasl_plain_password="correct-horse-battery")
+                admin = KafkaAdminClient(**logins["admin"])
                 break
             except Exception:
                 assert broker.poll() is None, (tmp_path / "broker.err").read_text()[-3000:]
                 assert time.monotonic() < deadline, "the secure broker never answered"
                 time.sleep(1)
+        # The healthcheck's command, on the internal listener with the internal login.
+        health = subprocess.run(java + ["kafka.admin.BrokerApiVersionsCommand", "--bootstrap-server",
+                                        f"127.0.0.1:{ports['29092']}", "--command-config",
+                                        str(tmp_path / "config/internal-client.properties")],
+                                capture_output=True, text=True, timeout=120)
+        assert health.returncode == 0 and "ApiVersion" in health.stdout, health.stdout + health.stderr
+
+        # topics-secure, then kafka-secure-acls, each with its compose environment.
+        for name, cmd in (("topics-secure", [sys.executable, "-c", "import sys; from fraudstream.stream.cli "
+                                             "import main; sys.exit(main(sys.argv[1:]))",
+                                             *compose["services"]["topics-secure"]["command"]]),
+                          (ACLS, [sys.executable, str(ROOT / "deploy/secure/grant-acls.py")])):
+            done = subprocess.run(cmd, env=services[name], capture_output=True, text=True, timeout=180)
+            assert done.returncode == 0, (name, done.stdout, done.stderr[-3000:])
+
+        key = lambda a: (a.principal, a.host, a.operation, a.permission_type,  # noqa: E731
+                         a.resource_pattern.resource_type, a.resource_pattern.resource_name,
+                         a.resource_pattern.pattern_type)
+        found, error = admin.describe_acls(ACLFilter(
+            None, None, ACLOperation.ANY, ACLPermissionType.ANY,
+            ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY)))
+        assert error is KafkaError or not getattr(error, "errno", 0), error
+        for role, name in (("worker", "worker-secure"), ("trainer", "trainer-secure")):
+            wanted = role_acls(_settings(services[name], monkeypatch), role)
+            assert sorted(key(a) for a in found if a.principal == f"User:{role}") == sorted(map(key, wanted)), role
+        assert {a.principal for a in found} == {f"User:{role}" for role in ROLES}  # nothing for anyone else
+        # Granting again changes nothing (the one-shot service may run at every `up`).
+        again = subprocess.run([sys.executable, str(ROOT / "deploy/secure/grant-acls.py")], env=services[ACLS],
+                               capture_output=True, text=True, timeout=180)
+        assert again.returncode == 0, again.stderr
         admin.close()
-        producer = KafkaProducer(**client, sasl_plain_password="correct-horse-battery", acks="all")
-        producer.send("transactions", b"{}").get(timeout=30)
+
+        # Each role can do its job and no more.
+        topics = _settings(services["worker-secure"], monkeypatch).topics
+        producer = KafkaProducer(**logins["worker"], acks="all")
+        producer.send(topics.scores, b"{}").get(timeout=30)
         producer.close()
-        consumer = KafkaConsumer("transactions", **client, sasl_plain_password="correct-horse-battery",
-                                 group_id="compose-test", auto_offset_reset="earliest", consumer_timeout_ms=20_000)
-        assert next(iter(consumer)).value == b"{}"
-        consumer.close()
-        refused = [dict(client, sasl_plain_password="not-the-password"),
+        producer = KafkaProducer(**logins["trainer"], acks="all")
+        producer.send(topics.model_updates, b"{}", key=b"compose-test").get(timeout=30)  # compacted
+        with pytest.raises(KafkaError):
+            producer.send(topics.scores, b"{}").get(timeout=30)
+        producer.close()
+        consumer = KafkaConsumer(**logins["worker"], enable_auto_commit=False)
+        try:
+            consumer.assign([TopicPartition(topics.training_examples, 0)])
+            consumer.seek_to_beginning()
+            with pytest.raises(TopicAuthorizationFailedError):
+                for _ in range(20):
+                    consumer.poll(timeout_ms=500)
+        finally:
+            consumer.close()
+
+        refused = [dict(logins["worker"], sasl_plain_password=logins["trainer"]["sasl_plain_password"]),
                    dict(bootstrap_servers=external, request_timeout_ms=5000)]  # plaintext
         for settings in refused:
             with pytest.raises(KafkaError):

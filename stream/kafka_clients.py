@@ -1,0 +1,54 @@
+"""Kafka client security in one place: faust, aiokafka and kafka-python take the same settings.
+
+Every client the project opens (faust's consumer and producer, the aiokafka readers of the
+model follower and the terminal view, kafka-python's admin, producers and consumers in the
+trainer and the CLI) gets its TLS context and SASL credentials from here or from
+:meth:`Settings.kafka_python_security`, so a secure deployment cannot leave one client on
+PLAINTEXT.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from .config import Settings
+
+__all__ = ["ssl_context", "faust_credentials", "aiokafka_security"]
+
+
+def ssl_context(s: Settings) -> ssl.SSLContext:
+    """TLS context for SSL and SASL_SSL: the CA and, when configured, the client certificate."""
+    context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None)
+    if s.ssl_certfile:
+        context.load_cert_chain(str(s.ssl_certfile), str(s.ssl_keyfile) if s.ssl_keyfile else None,
+                                s.ssl_key_password.get_secret_value() if s.ssl_key_password else None)
+    return context
+
+
+def faust_credentials(s: Settings) -> Any:
+    """faust's broker credentials for the configured security protocol (None: PLAINTEXT)."""
+    if s.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(s) if s.security_protocol.endswith("SSL") else None
+    if s.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=s.sasl_username,
+            password=s.sasl_password.get_secret_value() if s.sasl_password else None,
+            mechanism=s.sasl_mechanism,
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
+
+
+def aiokafka_security(s: Settings) -> dict[str, Any]:
+    """aiokafka client keyword arguments for the configured security protocol."""
+    kwargs: dict[str, Any] = {"security_protocol": s.security_protocol}
+    if s.security_protocol.endswith("SSL"):
+        kwargs["ssl_context"] = ssl_context(s)
+    if s.security_protocol.startswith("SASL"):
+        kwargs.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
+                      sasl_plain_password=s.sasl_password.get_secret_value() if s.sasl_password else None)
+    return kwargs

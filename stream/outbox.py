@@ -1,0 +1,159 @@
+"""Records the synchronous stages produce, sent and checked before any input offset is committed.
+
+:class:`Outbox` is the worker's one way out to Kafka; :class:`SettledApp` is the faust app
+that commits offsets only once everything the Outbox sent is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, Callable, NoReturn
+
+import faust
+
+__all__ = ["Outbox", "SettledApp", "Delivered"]
+
+log = logging.getLogger("fraudstream.worker")
+
+Delivered = dict[tuple[str, int], int]
+"""The highest acknowledged offset per (topic, partition) of the tracked topics."""
+
+
+class Outbox:
+    """Records produced by the synchronous stages, sent by the agent before its next batch.
+
+    faust's ``send_soon`` buffer is drained by commits with a loop that only ends when the
+    buffer is empty, which under sustained load it never is: commits stalled for seconds and
+    a rebalance re-scored most of the stream. Awaiting the send (an enqueue into aiokafka's
+    accumulator, not a broker round trip) per batch keeps that buffer empty, so a commit's
+    flush waits only for what is in flight.
+
+    Records go straight to faust's aiokafka producer, already serialised: faust's
+    ``Topic.send`` layers (channel, future message, serializer registry, sensors) cost several
+    times aiokafka's own ~10 us per record, and the pipeline sends four or more records per
+    transaction (score, card and terminal changelogs, pending snapshot).
+
+    Every send's delivery future is kept and :meth:`settle` awaits them all before offsets
+    are committed (see :class:`SettledApp`): a record aiokafka gave up on (after its own retries) stops
+    the worker before it commits past the lost output, and the records are processed again
+    by whoever owns the partitions next. ``producer.flush()`` alone would not do: it waits
+    for the sends but does not look at their results.
+    """
+
+    #: Exit status of a worker stopped by an undeliverable record (EX_TEMPFAIL: try again).
+    EXIT_UNDELIVERABLE = 75
+    _HARVEST_AT = 100_000
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+        self._pending: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self._inflight: list[tuple[str, asyncio.Future]] = []
+        # Topics whose acknowledged offsets matter (the tables' changelogs: stream/state.py),
+        # and who hears about them once everything sent before a commit is acknowledged.
+        self.tracked: set[str] = set()
+        self.delivered: Delivered = {}
+        self.on_settled: list[Callable[[Delivered], None]] = []
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None,
+            partition: int | None = None) -> None:
+        """Queue one record; ``partition=None`` partitions by ``key`` (murmur2, as faust does)."""
+        self._pending.append((topic, key, value, partition))
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        send = self._app.producer._ensure_producer().send  # faust's aiokafka AIOKafkaProducer
+        inflight = self._inflight
+        for topic, key, value, partition in pending:
+            try:
+                inflight.append((topic, await send(topic, value, key=key, partition=partition)))
+            except Exception as exc:  # not even queued (buffer full past its timeout, closed...)
+                self.undeliverable(topic, exc)
+        if len(inflight) > self._HARVEST_AT:
+            self._harvest()
+
+    def _harvest(self) -> None:
+        """Drop delivered futures between commits (a long stretch without one grows the list)."""
+        still = []
+        for topic, fut in self._inflight:
+            if not fut.done():
+                still.append((topic, fut))
+            elif fut.cancelled() or fut.exception() is not None:
+                self.undeliverable(topic, fut.exception() or asyncio.CancelledError())
+            elif topic in self.tracked:
+                self._note(fut.result())
+        self._inflight = still
+
+    def _note(self, metadata: Any) -> None:
+        tp = (metadata.topic, metadata.partition)
+        if metadata.offset > self.delivered.get(tp, -1):
+            self.delivered[tp] = metadata.offset
+
+    async def settle(self) -> None:
+        """Wait until everything sent so far is acknowledged; stop the worker if it is not."""
+        inflight, self._inflight = self._inflight, []
+        tracked = self.tracked
+        for topic, fut in inflight:
+            try:
+                metadata = await fut
+            except Exception as exc:
+                self.undeliverable(topic, exc)
+            if topic in tracked:
+                self._note(metadata)
+        if self.delivered:
+            delivered, self.delivered = self.delivered, {}
+            for hook in self.on_settled:
+                try:
+                    hook(delivered)
+                except Exception:  # bookkeeping: a failure costs recovery time, not the commit
+                    log.exception("recording delivered offsets failed")
+
+    def undeliverable(self, topic: str, exc: BaseException) -> NoReturn:
+        log.critical(
+            "a record for topic %s could not be delivered (%s: %s) after the producer's "
+            "retries; stopping this worker with status %d before any offset past it is "
+            "committed, so its input is processed again after a restart. Check the broker "
+            "and the topic (exists, writable, max.message.bytes, ACLs).",
+            topic, type(exc).__name__, exc, self.EXIT_UNDELIVERABLE)
+        logging.shutdown()
+        os._exit(self.EXIT_UNDELIVERABLE)  # not faust's crash path: nothing may commit after this
+
+
+class SettledApp(faust.App):
+    """A faust app whose consumer delivers no record while it seeks back to committed offsets.
+
+    After a rebalance, faust's table recovery resumes the stream partitions and then seeks them
+    to their committed offsets with the fetcher running (faust-streaming issue 596). Records
+    fetched meanwhile reach the streams while the seek rewinds the consumer's read offsets under
+    them: some are dropped as already read, a jump past others counts as a gap in the partition
+    (acknowledged), and resuming flow control right after the seek clears the queued ones. Such
+    a record is never processed, its offset is committed all the same, and the refetch skips it:
+    its transactions never got a score. With the flow stopped for the seek nothing is delivered
+    until faust resumes it, after clearing the queues, from the committed offsets.
+
+    It also commits offsets only after the :class:`Outbox` has settled: every record produced
+    so far is acknowledged by the broker, or the worker stops (see :meth:`Outbox.settle`).
+    """
+
+    outbox: "Outbox | None" = None
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        seek = consumer.perform_seek
+        commit_offsets = consumer._commit_offsets
+
+        async def perform_seek() -> None:
+            consumer.stop_flow()  # a no-op for the fetch loop's own seek, which runs stopped
+            await seek()
+
+        async def settled_commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+            if self.outbox is not None:
+                await self.outbox.settle()
+            return await commit_offsets(offsets, start_new_transaction=start_new_transaction)
+
+        consumer.perform_seek = perform_seek
+        consumer._commit_offsets = settled_commit_offsets
+        return consumer

@@ -1,0 +1,190 @@
+"""Every terminal's recent history, held whole by every worker: the terminal half of the features.
+
+Terminal features only look at transactions older than the label delay ``D`` (their windows
+end at ``ts - D``, models/features.py), so they need not be computed where the transaction
+is routed. Each worker keeps a replica of every terminal's history and scoring reads it in
+place: a transaction crosses one Kafka hop, ``transactions`` (by card) to ``scores``.
+
+The replica is fed by the ``<app>-terminal-events`` topic (:class:`TerminalEvents` below):
+
+* a scored transaction, ``[terminal, ts, uid]`` with ``uid`` its source position (partition
+  and offset in ``transactions``), sent by the worker that scored it;
+* a confirmed fraud, ``[terminal, tx_ts, tx_id]``, sent by the worker that joined the label.
+
+The sending worker applies its own events at once (so the rest of a micro-batch sees them, as
+a sequential pass would) and every worker applies every event it reads from the topic. Each
+event carries an identity and a duplicate is not counted (``TerminalState``), so replicas
+converge whatever order events reach them in: the local copy first, a redelivered
+transaction re-scored after a crash, a label joined twice.
+
+Exactness: a query at ``ts`` needs every transaction with a time before ``ts - D``. A replica
+lags the topic by milliseconds; a live feature differs from the offline definition only if a
+transaction reaches it more than ``D`` (days) of event time after a later one was scored.
+
+Recovery: :meth:`TerminalView.save` writes the replica with the topic offsets it reflects
+(atomically, every few seconds); a restarted worker loads it and reads only the events after
+it. Without a usable file it reads the topic from the start, whose retention keeps
+``D + 30 days`` plus a margin: the live state itself, never the service's history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..models.durable import fsync_dir
+from ..models.features import TerminalState
+
+__all__ = ["TerminalView", "TerminalEvents", "source_uid", "SnapshotError"]
+
+log = logging.getLogger("fraudstream.worker")
+
+_SNAPSHOT_VERSION = 1
+_MAX_ID = 128  # the contract's id bound (stream/contract.py)
+
+
+class SnapshotError(ValueError):
+    """A terminal-view file that cannot be used (unreadable, another topic or delay)."""
+
+
+def source_uid(partition: int, offset: int) -> int:
+    """A transaction's identity in the replica: its source position as one JSON-safe int."""
+    return (int(partition) << 40) | int(offset)
+
+
+class TerminalEvents:
+    """The events one micro-batch sends, grouped by destination partition of the topic."""
+
+    def __init__(self) -> None:
+        self.transactions: list[list[Any]] = []
+        self.frauds: list[list[Any]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.transactions or self.frauds)
+
+    def messages(self, partition_of: Any) -> dict[int, bytes]:
+        """``{partition: value}``: one message per destination partition (key: terminal)."""
+        groups: dict[int, dict[str, list[list[Any]]]] = {}
+        for kind, events in (("tx", self.transactions), ("fraud", self.frauds)):
+            for event in events:
+                group = groups.setdefault(partition_of(event[0]), {"tx": [], "fraud": []})
+                group[kind].append(event)
+        return {p: orjson.dumps(g) for p, g in groups.items()}
+
+
+class TerminalView:
+    """The replica: ``terminal_id -> TerminalState`` and the topic offsets it reflects."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = float(delay_s)
+        self.terminals: dict[str, TerminalState] = {}
+        self.offsets: dict[int, int] = {}  # topic partition -> next offset to read
+        self.rejected = 0  # malformed events skipped (the topic is internal: none expected)
+
+    def __len__(self) -> int:
+        return len(self.terminals)
+
+    def _state(self, terminal_id: str) -> TerminalState:
+        state = self.terminals.get(terminal_id)
+        if state is None:
+            state = self.terminals[terminal_id] = TerminalState(self.delay_s)
+        return state
+
+    def features(self, terminal_id: str, ts: float) -> dict[str, float]:
+        state = self.terminals.get(terminal_id)
+        return (state or TerminalState(self.delay_s)).features(ts, self.delay_s)
+
+    def add_transaction(self, terminal_id: str, ts: float, uid: int) -> bool:
+        return self._state(terminal_id).add_transaction(ts, uid)
+
+    def add_fraud(self, terminal_id: str, tx_ts: float, tx_id: str) -> bool:
+        return self._state(terminal_id).add_fraud(tx_ts, tx_id)
+
+    def apply(self, partition: int, offset: int, value: bytes | None) -> int:
+        """Apply one topic message; returns how many events were applied (duplicates too)."""
+        self.offsets[partition] = offset + 1
+        try:
+            message = orjson.loads(value) if value is not None else None
+            tx, frauds = message["tx"], message["fraud"]
+            if not isinstance(tx, list) or not isinstance(frauds, list):
+                raise TypeError("tx and fraud must be lists")
+        except Exception:
+            self.rejected += 1
+            return 0
+        applied = 0
+        for event in tx:
+            if _valid(event, int):
+                self._state(event[0]).add_transaction(float(event[1]), event[2])
+                applied += 1
+            else:
+                self.rejected += 1
+        for event in frauds:
+            if _valid(event, str):
+                self._state(event[0]).add_fraud(float(event[1]), event[2])
+                applied += 1
+            else:
+                self.rejected += 1
+        return applied
+
+    def prune(self) -> int:
+        """Drop terminals whose history is empty (their events all aged out); returns how many."""
+        empty = [t for t, s in self.terminals.items() if not len(s) and not s.n_frauds]
+        for t in empty:
+            del self.terminals[t]
+        return len(empty)
+
+    def events(self) -> int:
+        """Transactions and frauds held, all terminals."""
+        return sum(len(s) + s.n_frauds for s in self.terminals.values())
+
+    # -- snapshot file -------------------------------------------------------------------
+    def save(self, path: Path, topic: str) -> int:
+        """Write the replica and its offsets atomically; returns the file's size in bytes."""
+        data = orjson.dumps({
+            "v": _SNAPSHOT_VERSION, "topic": topic, "delay_s": self.delay_s,
+            "offsets": {str(p): o for p, o in self.offsets.items()},
+            "terminals": {t: s.to_dict() for t, s in self.terminals.items()},
+        })
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        return len(data)
+
+    @classmethod
+    def load(cls, path: Path, topic: str, delay_s: float) -> TerminalView:
+        """The replica saved at ``path``; :class:`SnapshotError` if it cannot be used."""
+        try:
+            data = orjson.loads(path.read_bytes())
+            if data.get("v") != _SNAPSHOT_VERSION:
+                raise SnapshotError(f"version {data.get('v')!r}, expected {_SNAPSHOT_VERSION}")
+            if data.get("topic") != topic:
+                raise SnapshotError(f"it is of topic {data.get('topic')!r}, not {topic!r}")
+            if float(data["delay_s"]) != float(delay_s):
+                raise SnapshotError(f"label delay {data['delay_s']} s, now {delay_s} s")
+            view = cls(delay_s)
+            view.offsets = {int(p): int(o) for p, o in data["offsets"].items()}
+            view.terminals = {str(t): TerminalState.from_dict(s)
+                              for t, s in data["terminals"].items()}
+        except SnapshotError:
+            raise
+        except Exception as exc:  # torn, truncated or edited by hand
+            raise SnapshotError(f"{type(exc).__name__}: {exc}") from exc
+        return view
+
+
+def _valid(event: Any, uid_type: type) -> bool:
+    return (isinstance(event, list) and len(event) == 3 and isinstance(event[0], str)
+            and 0 < len(event[0]) <= _MAX_ID and isinstance(event[1], (int, float))
+            and not isinstance(event[1], bool) and math.isfinite(event[1])
+            and isinstance(event[2], uid_type) and not isinstance(event[2], bool))
+
