@@ -109,6 +109,7 @@ class WorkerApp:
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         self.transactions = app.topic(t.transactions, **raw)
         self.labels_topic = app.topic(t.labels, **raw)
+        app.stream_topics = frozenset({t.transactions, t.labels})
         # Output topics are written through the Outbox by name; only consumed ones are faust topics.
         self.terminal_events = internal_topics(s)["terminal_events"]
 

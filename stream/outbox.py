@@ -139,6 +139,8 @@ class SettledApp(faust.App):
     """
 
     outbox: "Outbox | None" = None
+    #: The topics the agents consume (the worker sets them).
+    stream_topics: frozenset[str] = frozenset()
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
@@ -148,6 +150,7 @@ class SettledApp(faust.App):
         async def perform_seek() -> None:
             consumer.stop_flow()  # a no-op for the fetch loop's own seek, which runs stopped
             await seek()
+            await self._rewind_uncommitted(consumer)
 
         async def settled_commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
             if self.outbox is not None:
@@ -157,3 +160,23 @@ class SettledApp(faust.App):
         consumer.perform_seek = perform_seek
         consumer._commit_offsets = settled_commit_offsets
         return consumer
+
+    async def _rewind_uncommitted(self, consumer: Any) -> None:
+        """Send partitions with no committed offset back to their start.
+
+        The seek to committed offsets leaves a partition without one (nothing committed yet)
+        where its fetch got to, past records fetched during recovery and dropped with the
+        queues: the first label sent while a restarted worker recovered was never processed
+        (measured). With no commit, ``auto_offset_reset=earliest`` means the start: go there.
+        """
+        committed = consumer._committed_offset
+        uncommitted = [tp for tp in consumer.assignment()
+                       if tp.topic in self.stream_topics and committed.get(tp) is None]
+        if uncommitted:
+            from aiokafka import TopicPartition
+
+            # faust's consumer delegates to aiokafka's in its own thread (consumer._thread).
+            await consumer._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition)
+                                                       for tp in uncommitted))
+            for tp in uncommitted:
+                consumer._read_offset[tp] = None

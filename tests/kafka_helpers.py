@@ -45,3 +45,20 @@ def read_topic(settings: Settings, topic: str, until: Callable[[list], bool],
 
 def json_values(records: list) -> list[dict]:
     return [json.loads(r.value) for r in records]
+
+
+def live_features(settings: Settings, probes: list[dict], timeout: float = 180) -> dict[str, dict]:
+    """The scoring-time features of transactions already sent, as the worker took them.
+
+    Labels the probes (legitimate, an hour after each) and reads the training examples the
+    label join forwards: each carries the snapshot taken when the transaction was scored.
+    """
+    labels = [(p["card_id"].encode(), json.dumps({"tx_id": p["tx_id"], "card_id": p["card_id"],
+                                                  "is_fraud": False, "ts": p["ts"] + 3600.0}).encode())
+              for p in probes]
+    produce_raw(settings, settings.topics.labels, labels)
+    wanted = {p["tx_id"] for p in probes}
+    examples = read_topic(settings, settings.topics.training_examples,
+                          lambda r: wanted <= {json.loads(x.value)["tx_id"] for x in r},
+                          timeout=timeout)
+    return {e["tx_id"]: e["features"] for e in json_values(examples) if e["tx_id"] in wanted}

@@ -1,6 +1,9 @@
-"""The worker's consumer around a rebalance, without Kafka (see WorkerApp's _App)."""
+"""The worker's consumer around a rebalance, without Kafka (stream/outbox.py's SettledApp)."""
 
 import asyncio
+from types import SimpleNamespace
+
+from faust.types import TP
 
 from fraudstream.stream.app import build_app
 from fraudstream.stream.config import load_settings
@@ -11,15 +14,27 @@ def test_no_record_is_delivered_while_the_consumer_seeks_back_to_committed_offse
     # running: records delivered during that seek could be lost (issue 3). The fetch loop only
     # delivers while the flow is active, so the seek must find it stopped; faust resumes it.
     settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path,
-                             metrics_port=0)
+                             state_dir=tmp_path / "state", metrics_port=0)
     consumer = build_app(settings).app.consumer
     flow_during_seek = []
+    rewound = []
+    labels, transactions = TP(settings.topics.labels, 3), TP(settings.topics.transactions, 3)
 
     async def seek_to_committed():
         flow_during_seek.append(consumer.flow_active)
-        return {}
+        return {transactions: 120}  # nothing committed for the labels partition yet
+
+    async def seek_to_beginning(*tps):
+        rewound.extend(tps)
 
     consumer.seek_to_committed = seek_to_committed
+    consumer.assignment = lambda: {labels, transactions, TP("some-changelog", 3)}
+    consumer._thread = SimpleNamespace(seek_to_beginning=seek_to_beginning)
+    consumer._read_offset[labels] = 7  # fetched during recovery, then dropped with the queues
     consumer.resume_flow()  # as recovery leaves it after reading the changelogs
     asyncio.run(consumer.perform_seek())
     assert flow_during_seek == [False]
+    # The partition without a committed offset goes back to its start (auto_offset_reset
+    # earliest), or the records fetched during recovery would never be processed.
+    assert [(tp.topic, tp.partition) for tp in rewound] == [(labels.topic, 3)]
+    assert consumer._read_offset[labels] is None

@@ -6,6 +6,12 @@ DAY = 86400.0
 class DictStore(dict):
     """The partition-aware store protocol over a dict (partition recorded for the checks)."""
 
+    def get(self, partition, key, default=None):
+        return super().get(key, default)
+
+    def items(self, partitions=None):
+        return list(super().items())
+
     def put(self, partition, key, value):
         self[key] = value
 
@@ -98,14 +104,14 @@ def test_a_waiting_label_outlives_a_fast_source_until_the_slowest_one_passes():
     j.on_snapshot(0, {**snap("slow-1", 1 * DAY), "via": 1})
     j.on_snapshot(0, {**snap("fast-1", 30 * DAY), "via": 2})  # far past 10 d + 7 d maturity
     j.expire()
-    assert j.waiting.get("late") is not None  # source 1 may still send its snapshot
+    assert j.waiting.get(0, "late") is not None  # source 1 may still send its snapshot
     joined = j.on_snapshot(0, {**snap("late", 9 * DAY), "via": 1})
     assert [x.snapshot["tx_id"] for x in joined] == ["late"]
     # A label that never gets a snapshot expires once every source has moved past it.
     j.on_label(0, label("orphan", False, 11 * DAY), 11 * DAY)
     j.on_snapshot(0, {**snap("slow-2", 19 * DAY), "via": 1})
     j.expire()
-    assert j.waiting.get("orphan") is None and j.expired == 1
+    assert j.waiting.get(0, "orphan") is None and j.expired == 1
 
 
 def test_watermarks_are_per_partition():
@@ -113,7 +119,7 @@ def test_watermarks_are_per_partition():
     j.on_snapshot(3, snap("quiet", 1 * DAY))
     j.on_label(5, label("elsewhere", True, 30 * DAY), 30 * DAY)  # another partition's labels
     assert j.expire() == []  # partition 3's labels have not moved: nothing matures there
-    assert j.pending.get("quiet") is not None
+    assert j.pending.get(0, "quiet") is not None
 
 
 def test_a_stalled_label_feed_keeps_pending_snapshots_at_their_cap_oldest_dropped_first():
@@ -125,8 +131,8 @@ def test_a_stalled_label_feed_keeps_pending_snapshots_at_their_cap_oldest_droppe
             sizes.append(len(j.pending))
     assert sizes == [1000] * 20  # flat once at the cap
     assert j.dropped["snapshot"] == 19_000
-    assert j.pending.get("tx0") is None and j.pending.get("tx19999") is not None
-    assert j.pending.get("tx19000") is not None and j.pending.get("tx18999") is None
+    assert j.pending.get(0, "tx0") is None and j.pending.get(0, "tx19999") is not None
+    assert j.pending.get(0, "tx19000") is not None and j.pending.get(0, "tx18999") is None
 
 
 def test_a_flood_of_labels_for_unknown_transactions_is_capped():
@@ -135,7 +141,7 @@ def test_a_flood_of_labels_for_unknown_transactions_is_capped():
         outcome, _ = j.on_label(i % 4, label(f"ghost{i}", True, 1767225600.0 + i), 1767225600.0 + i)
         assert outcome == "waiting"
     assert len(j.waiting) == 500 and j.dropped["label"] == 4500
-    assert j.waiting.get("ghost4999") is not None and j.waiting.get("ghost0") is None
+    assert j.waiting.get(0, "ghost4999") is not None and j.waiting.get(0, "ghost0") is None
     # a real pair still joins at the cap
     j.on_label(0, label("real", False, 1767300000.0), 1767300000.0)
     assert j.on_snapshot(0, snap("real", 1767299000.0))[0].snapshot["tx_id"] == "real"

@@ -22,19 +22,14 @@ from fraudstream.stream import simulator as sim
 from fraudstream.stream.config import Settings, load_settings
 from fraudstream.stream.kafka_local import LocalBroker, free_port
 from fraudstream.stream.processes import TrainerProcess, WorkerProcess, settings_env
-from fraudstream.stream.topics import create_topics, internal_topics
-from kafka_helpers import json_values, produce_raw, read_topic
+from fraudstream.stream.topics import create_topics
+from kafka_helpers import json_values, live_features, produce_raw, read_topic
 from trainer_helpers import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 DAY = 86400.0
 OUTAGE_S = 20.0
-
-
-def _records(messages: list) -> list[dict]:
-    """Internal topics carry {"records": [...]} per (micro-batch, partition)."""
-    return [rec for value in json_values(messages) for rec in value["records"]]
 
 
 def _scored_ids(settings: Settings, n: int, timeout: float) -> Counter:
@@ -136,7 +131,6 @@ def test_sigkill_while_busy_counts_no_redelivered_transaction_twice(settings, tm
     df = sim.simulate(sim.SimulationConfig(n_customers=300, n_terminals=150, n_days=8, seed=13))
     n = len(df)
     topics = {"transaction": settings.topics.transactions, "label": settings.topics.labels}
-    snapshots_topic = internal_topics(settings.model_copy(update={"app_id": app_id}))["snapshots"]
     producer = threading.Thread(
         target=sim.produce_to_kafka, daemon=True,
         args=((e for e in sim.events(df, 1.0) if e[0] == "transaction"),
@@ -175,9 +169,7 @@ def test_sigkill_while_busy_counts_no_redelivered_transaction_twice(settings, tm
         ]
         produce_raw(settings, settings.topics.transactions,
                     [(p["card_id"].encode(), json.dumps(p).encode()) for p in probes])
-        wanted = {p["tx_id"] for p in probes}
-        snaps = read_topic(settings, snapshots_topic,
-                           lambda r: wanted <= {s["tx_id"] for s in _records(r)}, timeout=90)
+        live = live_features(settings, probes, timeout=90)
         _alive(restarted)
     finally:
         worker.stop()
@@ -194,7 +186,6 @@ def test_sigkill_while_busy_counts_no_redelivered_transaction_twice(settings, tm
     history["is_fraud"] = False  # no labels were sent: the live fraud ratios are 0
     offline = compute_features(history, 1 * DAY)
     offline.index = history["tx_id"].to_numpy()
-    live = {s["tx_id"]: s["features"] for s in _records(snaps) if s["tx_id"] in wanted}
     assert live["probe-card"]["card_count_30d"] > 0
     assert live["probe-terminal"]["terminal_count_30d"] > 0
     for tx_id, feats in live.items():  # card and terminal state, each counted once

@@ -1,21 +1,32 @@
-"""The scoring stages without Kafka: validation, card/terminal state, redelivery."""
+"""The scoring stage without Kafka: validation, card state, the terminal replica, redelivery."""
 
 import json
 
 import pandas as pd
 
 from fraudstream.models.features import compute_features, feature_names
-from fraudstream.stream.stages import (
-    Message, apply_fraud, card_stage, group_by_partition, partition_for, terminal_entry,
-    terminal_stage, triage,
-)
+from fraudstream.stream.stages import Message, feature_stage, partition_for, triage
+from fraudstream.stream.terminal_view import TerminalView
 
 DAY = 86400.0
 
 
 class DictStore(dict):
+    """A partitioned store as the stages see it (stream/state.py), in a dict."""
+
+    def get(self, partition, key, default=None):
+        return super().get(key, default)
+
     def put(self, partition, key, value):
         self[key] = value
+
+    def delete(self, partition, key):
+        self.pop(key, None)
+
+
+def card_stage(batch, cards, max_bytes, now, view=None, **kw):
+    return feature_stage(batch, cards, view if view is not None else TerminalView(7 * DAY),
+                         max_bytes, now, **kw)
 
 
 def msg(value, offset, key=None, partition=0):
@@ -43,11 +54,11 @@ def test_card_stage_features_use_only_earlier_events_and_redelivery_is_idempoten
     cards = DictStore()
     batch = [msg(tx(i, ts=1767225600.0 + i * 3600, amount=10.0 * (i + 1)), i) for i in range(3)]
     first = card_stage(batch, cards, 65536, now=0.0)
-    assert [r["features"]["card_count_1d"] for r in first.forward] == [0.0, 1.0, 2.0]
-    assert first.forward[2]["features"]["card_mean_amount_1d"] == 15.0
+    assert [r["features"]["card_count_1d"] for r in first.records] == [0.0, 1.0, 2.0]
+    assert first.records[2]["features"]["card_mean_amount_1d"] == 15.0
     # the same messages again (a crash before the offset commit): same features, no double count
     again = card_stage(batch, cards, 65536, now=0.0)
-    assert [r["features"] for r in again.forward] == [r["features"] for r in first.forward]
+    assert [r["features"] for r in again.records] == [r["features"] for r in first.records]
     assert len(cards["c1"]["state"]) == 3
 
 
@@ -56,27 +67,52 @@ def test_live_stages_match_offline_features():
                amount=float(i % 17)) for i in range(300)]
     frauds = {5, 40, 41, 120}
     delay = 2 * DAY
-    cards, terminals = DictStore(), DictStore()
+    cards, view = DictStore(), TerminalView(delay)
     out = []
-    fraud_offset = 0
     for i, row in enumerate(rows):
         # labels of frauds arrive `delay` after their transaction, before later transactions
         for j in frauds:
-            if rows[j]["ts"] + delay <= row["ts"] and not rows[j].get("_applied"):
-                rows[j]["_applied"] = True
-                apply_fraud(0, fraud_offset, rows[j]["terminal_id"], rows[j]["ts"], terminals)
-                fraud_offset += 1
-        stage = card_stage([msg({k: v for k, v in row.items() if k != "_applied"}, i)], cards,
-                           65536, now=0.0)
-        [rec] = stage.forward
-        [done] = terminal_stage([(0, i, rec)], terminals, delay)
-        out.append(done["features"])
-    df = pd.DataFrame([{k: v for k, v in r.items() if k != "_applied"} for r in rows])
+            if rows[j]["ts"] + delay <= row["ts"]:
+                view.add_fraud(rows[j]["terminal_id"], rows[j]["ts"], rows[j]["tx_id"])  # once
+        [rec] = feature_stage([msg(row, i)], cards, view, 65536, now=0.0).records
+        out.append(rec["features"])
+    df = pd.DataFrame(rows)
     df["is_fraud"] = [i in frauds for i in range(len(rows))]
     offline = compute_features(df, delay)
     for name in feature_names():
         live = [f[name] for f in out]
         assert offline[name].tolist() == pytest_approx(live), name
+
+
+def test_replicas_fed_the_same_events_in_any_order_and_twice_agree():
+    """The scoring worker applies its own events at once; another worker reads them from the
+    topic, possibly after a redelivered copy, in another order: both end with the same state."""
+    delay = DAY
+    rows = [tx(i, card=f"c{i % 4}", terminal=f"t{i % 3}", ts=1767225600.0 + i * 900.0)
+            for i in range(200)]
+    mine = TerminalView(delay)
+    out = feature_stage([msg(r, i, partition=2) for i, r in enumerate(rows)], DictStore(), mine,
+                        65536, now=0.0)
+    messages = out.events.messages(lambda t: partition_for(t, 4))
+    assert sum(len(orjson_loads(v)["tx"]) for v in messages.values()) == 200
+
+    other = TerminalView(delay)
+    for offset, (p, value) in enumerate(sorted(messages.items(), reverse=True)):
+        other.apply(p, offset, value)
+        other.apply(p, offset + 100, value)  # redelivered copy
+    assert other.offsets  # it knows where to resume
+    for t in ("t0", "t1", "t2"):
+        assert other.terminals[t] == mine.terminals[t]
+        probe = 1767225600.0 + 5 * DAY
+        assert other.features(t, probe) == mine.features(t, probe)
+        assert other.features(t, probe)["terminal_count_7d"] == len([r for r in rows
+                                                                     if r["terminal_id"] == t])
+
+
+def orjson_loads(value):
+    import orjson
+
+    return orjson.loads(value)
 
 
 def pytest_approx(values):
@@ -108,7 +144,7 @@ _payloads = (st.binary(max_size=200)
 def test_card_stage_never_raises_and_accounts_for_every_message(payloads):
     msgs = [Message("transactions", 0, i, b"c1", p, 0.0) for i, p in enumerate(payloads)]
     out = card_stage(msgs, DictStore(), 65536, now=0.0)
-    assert len(out.forward) + len(out.dead) == len(msgs)
+    assert len(out.records) + len(out.dead) == len(msgs)
     for d in out.dead:
         assert d.record["error"] and d.record["source"]["offset"] in range(len(msgs))
 
@@ -131,15 +167,6 @@ def test_partition_for_matches_the_kafka_client_partitioner():
         assert partition_for(key, 8) == kafka.partition("t", raw, raw, None, None, Cluster())
 
 
-def test_group_by_partition_keeps_order_and_co_partitioning():
-    records = [{"terminal_id": f"t{i % 5}", "i": i} for i in range(40)]
-    groups = group_by_partition(records, lambda r: r["terminal_id"], 8)
-    assert sum(len(g) for g in groups.values()) == 40
-    for p, group in groups.items():
-        assert all(partition_for(r["terminal_id"], 8) == p for r in group)
-        assert [r["i"] for r in group] == sorted(r["i"] for r in group)
-
-
 class FlakyStore(DictStore):
     """A store whose read of one key raises, as a bug or a corrupt recovered value would."""
 
@@ -147,10 +174,10 @@ class FlakyStore(DictStore):
         super().__init__()
         self.bad_key = bad_key
 
-    def get(self, key, default=None):
+    def get(self, partition, key, default=None):
         if key == self.bad_key:
             raise RuntimeError("corrupt state for " + key)
-        return super().get(key, default)
+        return super().get(partition, key, default)
 
 
 def test_a_record_whose_processing_raises_is_dead_lettered_and_the_batch_carries_on():
@@ -158,19 +185,13 @@ def test_a_record_whose_processing_raises_is_dead_lettered_and_the_batch_carries
     batch = [msg(tx(0, ts=1767225600.0), 0), msg(tx(1, card="c-bad", ts=1767225601.0), 1),
              msg(tx(2, ts=1767225602.0), 2)]
     out = card_stage(batch, cards, 65536, now=9.0)
-    assert [r["tx_id"] for r in out.forward] == ["tx0", "tx2"]
+    assert [r["tx_id"] for r in out.records] == ["tx0", "tx2"]
     [dead] = out.dead
     assert dead.reason == "processing_error"
     assert dead.record["error"].startswith("processing_error: RuntimeError: corrupt state")
     assert dead.record["source"]["offset"] == 1
 
-    terminals = FlakyStore("t-bad")
-    records = [(0, i, {"tx_id": f"tx{i}", "terminal_id": t, "ts": 1767225600.0 + i,
-                       "features": {}}) for i, t in enumerate(["t1", "t-bad", "t1"])]
-    failed = []
-    done = terminal_stage(records, terminals, 7 * DAY, failed)
-    assert [r["tx_id"] for r in done] == ["tx0", "tx2"]
-    assert [(r["tx_id"], type(e).__name__) for r, e in failed] == [("tx1", "RuntimeError")]
+    assert [r[0] for r in out.events.transactions] == ["t1", "t1"]  # the dead one is not sent
 
 
 def test_the_event_time_guard_dead_letters_a_far_future_transaction_without_moving_state():
@@ -185,7 +206,7 @@ def test_the_event_time_guard_dead_letters_a_far_future_transaction_without_movi
     out = card_stage(batch, cards, 65536, now=1_790_000_000.0, clock=clock)
     [dead] = out.dead
     assert dead.reason == "ts_skew" and "FRAUDSTREAM_MAX_FUTURE_SKEW_S" in dead.record["error"]
-    assert out.forward[-1]["features"]["card_count_1d"] == 25.0  # the card's history survived
+    assert out.records[-1]["features"]["card_count_1d"] == 25.0  # the card's history survived
     assert len(cards["c1"]["state"]) == 26
 
 
@@ -219,9 +240,9 @@ def test_card_stage_survives_surrogates_huge_numbers_and_deep_nesting(records):
     msgs = [Message("transactions", 0, i, b"c1", _wire(r), 0.0) for i, r in enumerate(records)]
     out = card_stage(msgs, DictStore(), 65536, now=1_790_000_000.0,
                      clock=EventTimeGuard(86400.0, 40 * 86400.0))
-    assert len(out.forward) + len(out.dead) == len(msgs)
+    assert len(out.records) + len(out.dead) == len(msgs)
     assert all(d.reason != "processing_error" for d in out.dead), [d.record["error"] for d in out.dead]
-    for rec in out.forward:  # whatever passes is finite and encodable
+    for rec in out.records:  # whatever passes is finite and encodable
         assert all(abs(v) <= 1e9 for v in rec["features"].values())
         rec["card_id"].encode("utf-8"), rec["terminal_id"].encode("utf-8")
 
@@ -234,10 +255,7 @@ def test_the_label_handler_survives_surrogates_huge_numbers_and_deep_nesting(rec
     from fraudstream.stream.event_time import EventTimeGuard
     from fraudstream.stream.joiner import LabelJoiner
 
-    class Store(DictStore):
-        def delete(self, partition, key):
-            self.pop(key, None)
-
+    Store = DictStore
     msgs = [Message("labels", 0, i, b"c1", _wire(r), 0.0) for i, r in enumerate(records)]
     valid, dead = triage("labels", msgs, 65536, 1_790_000_000.0,
                          clock=EventTimeGuard(86400.0, 40 * 86400.0))
@@ -249,47 +267,44 @@ def test_the_label_handler_survives_surrogates_huge_numbers_and_deep_nesting(rec
     joiner.expire()
 
 
-def test_a_transaction_redelivered_through_a_new_by_terminal_message_is_counted_once():
-    """After a crash the card stage forwards a transaction again, in a new by-terminal message
-    at a new offset: the terminal state recognises it by its transactions (partition, offset)."""
-    cards, terminals = DictStore(), DictStore()
-    batch = [msg(tx(i, card=f"c{i}", ts=1767225600.0 + i * 60), i, partition=3) for i in range(4)]
-    first = card_stage(batch, cards, 65536, now=0.0)
-    done = terminal_stage([(5, 100 + i, r) for i, r in enumerate(first.forward)], terminals, DAY)
-    assert len(terminals["t1"]["state"]) == 4
-    assert [r["source"] for r in done] == [[3, i] for i in range(4)]
+def test_a_redelivered_transaction_is_counted_once_by_card_and_terminal():
+    """After a crash the new owner scores the uncommitted transactions again: the card state
+    knows their offsets, the replica their source positions (read back from the topic)."""
+    cards, view = DictStore(), TerminalView(DAY)
+    batch = [msg(tx(i, card=f"c{i % 2}", ts=1767225600.0 + i * 60), i, partition=3)
+             for i in range(4)]
+    first = feature_stage(batch, cards, view, 65536, now=0.0)
+    assert len(view.terminals["t1"]) == 4 and len(first.events.transactions) == 4
 
-    # the card stage's offsets were not committed: offsets 2.. come again, plus a new one
-    again = card_stage(batch[2:] + [msg(tx(4, card="c4", ts=1767225600.0 + 240), 4, partition=3)],
-                       cards, 65536, now=0.0)
-    terminal_stage([(5, 200 + i, r) for i, r in enumerate(again.forward)], terminals, DAY)
-    assert len(terminals["t1"]["state"]) == 5  # tx2 and tx3 not again; tx4 added
-    assert terminals["t1"]["sources"] == {"3": 4}
-    # later transactions still count day-window features from the exact state
-    [probe] = terminal_stage([(5, 300, {"terminal_id": "t1", "ts": 1767225600.0 + 2 * DAY,
-                                        "features": {}, "source": [3, 5]})], terminals, DAY)
-    assert probe["features"]["terminal_count_1d"] == 5.0
-
-    # a fraud leaves the sources as they were; a recovered (JSON) value loads the same
-    apply_fraud(5, 0, "t1", 1767225600.0, terminals)
-    assert terminals["t1"]["sources"] == {"3": 5}
-    recovered = json.loads(json.dumps({**terminals["t1"],
-                                       "state": terminals["t1"]["state"].to_dict()}))
-    entry = terminal_entry(recovered)
-    assert entry.sources == {"3": 5} and entry.state == terminals["t1"]["state"]
+    # a restarted worker: its card state came back from RocksDB, its replica from the topic
+    replica = TerminalView(DAY)
+    for p, value in first.events.messages(lambda t: 0).items():
+        replica.apply(p, 0, value)
+    again = feature_stage(batch[2:] + [msg(tx(4, card="c0", ts=1767225600.0 + 240), 4,
+                                           partition=3)], cards, replica, 65536, now=0.0)
+    assert [r["features"] for r in again.records[:2]] == [r["features"] for r in first.records[2:]]
+    assert len(replica.terminals["t1"]) == 5  # tx2 and tx3 not again; tx4 added
+    assert [e[2] for e in again.events.transactions] == [(3 << 40) | 4]  # only the new one sent
+    assert len(cards["c0"]["state"]) == 3
+    probe = feature_stage([msg(tx(5, card="c9", ts=1767225600.0 + 2 * DAY), 5, partition=3)],
+                          cards, replica, 65536, now=0.0)
+    assert probe.records[0]["features"]["terminal_count_1d"] == 5.0
 
 
-def test_a_terminal_entry_written_before_sources_existed_still_loads_and_dedupes():
-    from fraudstream.models.features import TerminalState
+def test_a_fraud_label_joined_twice_counts_once():
+    view = TerminalView(DAY)
+    assert view.add_fraud("t1", 1767225600.0, "tx1")
+    assert not view.add_fraud("t1", 1767225600.0, "tx1")
+    assert view.terminals["t1"].n_frauds == 1
 
-    state = TerminalState()
-    state.add_transaction(1767225600.0)
-    old = {"state": state.to_dict(), "tx_offset": 7, "fraud_offset": -1}  # no "sources"
-    terminals = DictStore(t1=json.loads(json.dumps(old)))
-    assert terminal_entry(terminals["t1"]).sources == {}
-    rec = {"terminal_id": "t1", "ts": 1767225700.0, "features": {}}
-    terminal_stage([(0, 7, dict(rec, features={}))], terminals, DAY)  # redelivered, no source
-    assert len(terminal_entry(terminals["t1"]).state) == 1
-    terminal_stage([(0, 8, dict(rec, features={}, source=[0, 12]))], terminals, DAY)
-    entry = terminal_entry(terminals["t1"])
-    assert len(entry.state) == 2 and entry.sources == {"0": 12} and entry.tx_offset == 8
+
+def test_malformed_terminal_events_are_skipped_and_counted():
+    view = TerminalView(DAY)
+    good = b'{"tx":[["t1",1767225600.0,7]],"fraud":[["t1",1767225600.0,"tx9"]]}'
+    bad = [None, b"{", b'{"tx":3,"fraud":[]}',
+           b'{"tx":[["t1","x",1],["",1.0,2],["t1",1.0,true]],"fraud":[["t1",1.0,5]]}']
+    for i, value in enumerate(bad + [good]):
+        view.apply(0, i, value)
+    assert view.rejected == 3 + 4  # three whole messages, four events of the fourth
+    assert len(view.terminals["t1"]) == 1 and view.terminals["t1"].n_frauds == 1
+    assert view.offsets == {0: 5}

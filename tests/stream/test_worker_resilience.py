@@ -13,17 +13,12 @@ import pytest
 
 from fraudstream.models.features import compute_features
 from fraudstream.stream import simulator as sim
-from fraudstream.stream.topics import create_topics, internal_topics
+from fraudstream.stream.topics import create_topics
 
 from fraudstream.stream.processes import WorkerProcess, settings_env
-from kafka_helpers import json_values, produce_raw, read_topic
+from kafka_helpers import json_values, live_features, produce_raw, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def _records(messages: list) -> list[dict]:
-    """Internal topics carry {"records": [...]} per (micro-batch, partition)."""
-    return [rec for value in json_values(messages) for rec in value["records"]]
 
 
 def _wait_metric(worker: WorkerProcess, name: str, at_least: float, timeout: float) -> float:
@@ -76,13 +71,14 @@ def test_second_worker_joins_and_first_leaves_mid_stream_without_losing_a_score(
 
 
 def test_sigkilled_worker_recovers_feature_state_from_changelog(settings, tmp_path):
+    # The restarted worker has another id, so another state folder: it rebuilds its card
+    # state from the changelog and its terminal replica from the topic, as on a new host.
     create_topics(settings)
     app_id = f"crash-{settings.topics.scores}"
     env = settings_env(settings, app_id=app_id, label_delay_days=7)
     df = sim.simulate(sim.SimulationConfig(n_customers=200, n_terminals=400, n_days=10, seed=5))
     busiest = df["card_id"].value_counts().index[0]
     topics = {"transaction": settings.topics.transactions, "label": settings.topics.labels}
-    snapshots_topic = internal_topics(settings.model_copy(update={"app_id": app_id}))["snapshots"]
 
     worker = WorkerProcess(env, tmp_path / "before.log", "w1")
     try:
@@ -101,12 +97,15 @@ def test_sigkilled_worker_recovers_feature_state_from_changelog(settings, tmp_pa
     try:
         produce_raw(settings, settings.topics.transactions,
                     [(busiest.encode(), json.dumps(probe).encode())])
-        snaps = read_topic(settings, snapshots_topic,
-                           lambda r: any(s["tx_id"] == probe["tx_id"] for s in _records(r)),
-                           timeout=180)
+        got = live_features(settings, [probe])
+        assert probe["tx_id"] in got, "\n".join(
+            f"{name} {restarted.metric(name)}" for name in (
+                "fraudstream_transactions_scored_total", "fraudstream_labels_total",
+                "fraudstream_dead_letters_total", "fraudstream_processing_errors_total",
+                "fraudstream_messages_in_total", "fraudstream_snapshots_pending"))
+        live = got[probe["tx_id"]]
     finally:
         restarted.stop()
-    live = next(s for s in _records(snaps) if s["tx_id"] == probe["tx_id"])["features"]
     history = pd.concat([df, pd.DataFrame([{**probe, "is_fraud": False, "fraud_scenario": 0}])],
                         ignore_index=True)
     # no labels were sent, so the live terminal fraud ratios are 0: compare without them
