@@ -128,6 +128,18 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    if args.recovery:
+        from .recovery_bench import run_recovery_bench, table
+
+        histories = tuple(int(x) for x in args.histories.split(","))
+        result = run_recovery_bench(settings, histories=histories)
+        text = json.dumps(result, indent=2)
+        print(text)
+        print(table(result))
+        if args.json:
+            Path(args.json).write_text(text + "\n")
+        return 0
+
     from .bench import run_bench
 
     result = run_bench(settings, n_tx=args.transactions, offered_tps=args.offered_tps,
@@ -210,6 +222,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     bench.add_argument("--latency-seconds", type=float, default=30.0)
     bench.add_argument("--use-broker", action="store_true",
                        help=f"use the broker at {settings.broker_url} instead of starting a fresh one")
+    bench.add_argument("--recovery", action="store_true",
+                       help="instead: restart time of a worker against history length "
+                            "(SIGTERM, SIGKILL, new host), on a broker of its own")
+    bench.add_argument("--histories", default="100000,300000",
+                       help="--recovery: history lengths in transactions, comma separated")
     bench.set_defaults(handler=cmd_bench)
     soak = sub.add_parser("soak", help="run worker + trainer at a fixed rate for N minutes; "
                                        "print memory, lag and state sizes over time")
