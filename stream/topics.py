@@ -35,12 +35,13 @@ TABLES = ("card-state", "pending-snapshots", "waiting-labels")
 """The workers' faust tables (stream/app.py); each has a compacted changelog topic."""
 
 #: Changelog settings that let the broker really compact: the active segment is never
-#: compacted, so it rolls every 5 minutes (Kafka's default is 7 days, during which every
-#: write of a busy table stays), the cleaner starts at 10 % of superseded records (50 %), and
-#: a deleted key's tombstone (a joined snapshot) goes after an hour (a day).
+#: compacted, so it rolls every minute (Kafka's default is 7 days, during which every write
+#: of a busy table stays and a new owner reads them all), the cleaner starts at 10 % of
+#: superseded records (50 %), and a deleted key's tombstone (a joined snapshot) goes after an
+#: hour (a day).
 CHANGELOG_CONFIG = {
     "cleanup.policy": "compact",
-    "segment.ms": str(5 * 60_000),
+    "segment.ms": str(60_000),
     "segment.bytes": str(64 << 20),
     "min.cleanable.dirty.ratio": "0.1",
     "delete.retention.ms": str(_HOUR_MS),
