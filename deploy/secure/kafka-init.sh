@@ -23,8 +23,10 @@
 #     client could log in.
 #
 # Environment: FRAUDSTREAM_KAFKA_ADMIN_PASSWORD, FRAUDSTREAM_KAFKA_WORKER_PASSWORD,
-# FRAUDSTREAM_KAFKA_TRAINER_PASSWORD (all required), CLUSTER_ID, KAFKA_CERT_SAN (keytool SAN
-# list, e.g. dns:kafka-secure,dns:localhost,ip:127.0.0.1).
+# FRAUDSTREAM_KAFKA_TRAINER_PASSWORD (all required, checked at every run: compose passes an
+# unset one as empty, because it cannot require them without stopping the plaintext stack
+# too), CLUSTER_ID, KAFKA_CERT_SAN (keytool SAN list, e.g.
+# dns:kafka-secure,dns:localhost,ip:127.0.0.1).
 set -euo pipefail
 
 # The image's paths; overridable so that tests/deploy can run this script outside Docker.
@@ -42,7 +44,7 @@ password_var() { echo "FRAUDSTREAM_KAFKA_${1^^}_PASSWORD"; }
 for user in "${USERS[@]}"; do
     var=$(password_var "$user")
     password="${!var:-}"
-    [ -n "$password" ] || die "set $var (the SCRAM password of user $user)"
+    [ -n "$password" ] || die "set $var (the SCRAM password of user $user, 12+ characters; in the environment or in .env next to docker-compose.yml)"
     [ "${#password}" -ge 12 ] || die "$var: use at least 12 characters"
     case "$password" in
         *[,\]\[\"\'\\\ =]*) die "$var must not contain , [ ] = quotes, backslashes or spaces" ;;

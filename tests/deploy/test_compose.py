@@ -5,8 +5,10 @@ library `docker compose` loads files with: its JSON schema, interpolation, merge
 anchors, normalisation), and its normalised output is then checked against the project:
 every service it depends on, image, build context, port, environment variable and mounted
 path; and the locked-down defaults (loopback ports, no default passwords, read-only
-containers without capabilities, one checkpoint per worker replica) and the `secure`
-profile, whose broker set-up runs here through the Kafka image's own code on the real broker.
+containers without capabilities, one checkpoint and one state folder per worker replica, on
+named volumes) and the `secure` profile, whose broker set-up runs here through the Kafka
+image's own code on the real broker, and whose services refuse to start without their
+passwords (the plain stack needs none of them).
 """
 
 from __future__ import annotations
@@ -39,8 +41,15 @@ TRAINERS = ("trainer", "trainer-gpu", "trainer-secure")
 # The variables compose must refuse to start without (no default: passwords); the
 # validator's model is built with a stand-in value for each (see _testable_text).
 REQUIRED = re.compile(r"\$\{(\w+):\?[^}]+\}")
+REQUIRED_VARIABLES = {"GF_ADMIN_PASSWORD"}  # Grafana runs in the plain stack
+# The secure profile's SCRAM passwords: no default either, but `${VAR:-}` (empty when unset),
+# since compose interpolates every profile's variables before it applies profiles, and a
+# required one would stop the plain stack too. The secure services refuse an empty one at
+# start instead (kafka-init.sh; deploy/secure/require-password.sh, the clients' entrypoint).
 KAFKA_PASSWORDS = {user: f"FRAUDSTREAM_KAFKA_{user.upper()}_PASSWORD" for user in ("admin", *ROLES)}
-REQUIRED_VARIABLES = {"GF_ADMIN_PASSWORD", *KAFKA_PASSWORDS.values()}
+KAFKA_PASSWORD = re.compile(r"\$\{(FRAUDSTREAM_KAFKA_\w+_PASSWORD)\b([^}]*)\}")
+# The secure services' entrypoint wrapper: it refuses to start without the service's password.
+REQUIRE_PASSWORD = ROOT / "deploy" / "secure" / "require-password.sh"
 # The secure profile's services and the SCRAM principal each one logs in as.
 PRINCIPALS = {"topics-secure": "admin", ACLS: "admin", "worker-secure": "worker", "trainer-secure": "trainer"}
 
@@ -63,15 +72,21 @@ def _validate(tools: dict[str, Path], path: Path) -> subprocess.CompletedProcess
                           env={"PATH": "/usr/bin:/bin"})
 
 
-def _testable_text(keep: str | None = None) -> str:
-    """The compose file with a stand-in for every required variable (and only those), but
-    ``keep``, which stays required."""
+def _testable_text(keep: str | None = None, unset: tuple[str, ...] = ()) -> str:
+    """The compose file with a stand-in for every required variable but ``keep``, which stays
+    required, and for every Kafka password but those in ``unset``, which stay as a user who
+    sets nothing gets them: empty."""
     text = COMPOSE.read_text()
     found = REQUIRED.findall(text)
-    # Each once: services take a Kafka password through a YAML anchor (x-kafka-*-password).
     assert sorted(found) == sorted(REQUIRED_VARIABLES), found
-    return REQUIRED.sub(lambda m: m.group(0) if m.group(1) == keep
+    # Each once, with an empty default: services take a Kafka password through a YAML anchor
+    # (x-kafka-*-password); no default password, and nothing compose would require.
+    passwords = KAFKA_PASSWORD.findall(text)
+    assert sorted(passwords) == sorted((var, ":-") for var in KAFKA_PASSWORDS.values()), passwords
+    text = REQUIRED.sub(lambda m: m.group(0) if m.group(1) == keep
                         else "${%s:-%s}" % (m.group(1), stand_in(m.group(1))), text)
+    return KAFKA_PASSWORD.sub(lambda m: m.group(0) if m.group(1) in unset
+                              else "${%s:-%s}" % (m.group(1), stand_in(m.group(1))), text)
 
 
 @pytest.fixture(scope="module")
@@ -85,20 +100,29 @@ def compose(tools, tmp_path_factory) -> dict[str, Any]:
 
 
 def test_compose_refuses_to_start_without_a_grafana_admin_password(tools):
+    """The file as it is, no environment: compose stops at GF_ADMIN_PASSWORD, and only there."""
     proc = _validate(tools, COMPOSE)
     assert proc.returncode != 0
-    assert "required variable GF_ADMIN_PASSWORD is missing a value" in proc.stderr, proc.stderr
-
-
-@pytest.mark.parametrize("var", sorted(REQUIRED_VARIABLES))
-def test_compose_refuses_to_start_without_each_password(tools, tmp_path, var):
-    """No password has a default: compose stops at each one missing, naming it."""
-    path = tmp_path / "docker-compose.yml"
-    path.write_text(_testable_text(keep=var))
-    proc = _validate(tools, path)
-    assert proc.returncode != 0
     missing = set(re.findall(r"required variable (\w+) is missing a value", proc.stderr))
-    assert missing == {var}, proc.stderr
+    assert missing == {"GF_ADMIN_PASSWORD"}, proc.stderr
+
+
+def test_the_plain_stack_needs_only_the_grafana_password(tools, tmp_path):
+    """GF_ADMIN_PASSWORD set, no Kafka password: compose loads the file (`docker compose up`
+    works); the secure services get empty passwords, which they refuse at start (below)."""
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(_testable_text(unset=tuple(KAFKA_PASSWORDS.values())))
+    proc = _validate(tools, path)
+    assert proc.returncode == 0, proc.stderr
+    services = json.loads(proc.stdout)["services"]
+    for var in KAFKA_PASSWORDS.values():
+        assert services["kafka-secure-init"]["environment"][var] == "", var
+    for name in SECURE_SERVICES:
+        assert services[name]["environment"]["FRAUDSTREAM_SASL_PASSWORD"] == "", name
+    for name, service in services.items():  # nothing outside the secure profile sees them
+        if "secure" not in service.get("profiles", []):
+            env = service.get("environment") or {}
+            assert not {"FRAUDSTREAM_SASL_PASSWORD", *KAFKA_PASSWORDS.values()} & set(env), name
 
 
 @pytest.mark.parametrize("breakage", [
@@ -149,6 +173,18 @@ def test_third_party_images_are_pinned_to_the_versions_the_tests_run(compose, to
     assert images["prometheus"] == f"prom/prometheus:v{promtool}"
 
 
+def _wrapped(service: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """A service's entrypoint as (the password variable deploy/secure/require-password.sh
+    checks first, None without it; the entrypoint that runs then)."""
+    entrypoint = list(service.get("entrypoint") or [])
+    mounts = {m["target"]: m for m in service.get("volumes", [])}
+    if entrypoint[:1] == ["sh"] and len(entrypoint) > 3 and entrypoint[1] in mounts \
+            and Path(mounts[entrypoint[1]]["source"]) == REQUIRE_PASSWORD:
+        assert mounts[entrypoint[1]].get("read_only"), entrypoint
+        return entrypoint[2], entrypoint[3:]
+    return None, entrypoint
+
+
 def _fraudstream_env(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
@@ -178,7 +214,7 @@ def test_fraudstream_services_are_configured_only_by_real_settings(compose, monk
             assert env["FRAUDSTREAM_SASL_PASSWORD"] == stand_in(KAFKA_PASSWORDS[PRINCIPALS[name]]), name
         settings = load_settings()
         if name == ACLS:
-            assert "command" not in service and service["entrypoint"][0] == "python", name
+            assert "command" not in service and _wrapped(service)[1][0] == "python", name
         else:
             args = build_parser(settings).parse_args(service["command"])
             assert args.command == service["command"][0], name
@@ -277,7 +313,8 @@ def test_mounts_exist_and_the_registry_is_one_named_volume(compose):
 
 # --- locked down by default ------------------------------------------------------------
 # What each image writes outside its volumes, so a read-only root filesystem needs a tmpfs:
-#   our image (uid 10001): /tmp (trainer cycles) and its working directory (faust's data dir);
+#   our image (uid 10001): /tmp (trainer cycles) and its working directory; the workers also
+#     FRAUDSTREAM_STATE_DIR, on a named volume (test_workers_keep_their_state_...);
 #   apache/kafka (appuser): /opt/kafka/config (generated at every start by the image's
 #     KafkaDockerWrapper), /opt/kafka/logs (log4j files, GC log), /tmp (JVM perf data and the
 #     native compression libraries it unpacks and loads);
@@ -309,6 +346,40 @@ def test_every_container_runs_read_only_without_capabilities(compose):
         home = next(e for e in compose["services"][name]["tmpfs"] if e.startswith("/home/"))
         assert "uid=10001" in home and "mode=0700" in home, (name, home)
     assert compose["services"]["grafana"]["environment"]["GF_LOG_MODE"] == "console"
+
+
+def test_workers_keep_their_state_on_a_named_volume_of_their_own(compose):
+    """FRAUDSTREAM_STATE_DIR (default ./var/state, in the container's tmpfs home) is on a
+    writable named volume: the RocksDB tables and the saved terminal replica outlive the
+    container, so a restarted worker catches up instead of restoring every table from Kafka."""
+    services = compose["services"]
+    declared = set(compose.get("volumes", {}))
+    runs = [arg for kind, arg in _instructions() if kind == "RUN"]
+    volumes = {}
+    for name in WORKERS:
+        service = services[name]
+        state = Path(service["environment"]["FRAUDSTREAM_STATE_DIR"])
+        assert state.is_absolute(), (name, state)  # not relative to the working directory
+        under = [m for m in service["volumes"] if Path(m["target"]) == state or Path(m["target"]) in state.parents]
+        assert under, f"{name}: FRAUDSTREAM_STATE_DIR={state} is on no volume"
+        mount = max(under, key=lambda m: len(Path(m["target"]).parts))  # the one it is written to
+        assert mount["type"] == "volume" and mount["source"] in declared, (name, mount)
+        assert not mount.get("read_only"), (name, mount)
+        tmpfs = [Path(entry.split(":", 1)[0]) for entry in service.get("tmpfs", [])]
+        assert not [p for p in tmpfs if p == state or state in p.parents], (name, tmpfs)  # nothing hides it
+        volumes[name] = mount["source"]
+        # The image makes the mount point, owned by its user: a new named volume takes its owner.
+        target = mount["target"]
+        owners = "|".join(re.escape(str(p)) for p in (Path(target), *Path(target).parents) if p != Path("/"))
+        assert any(re.search(rf"mkdir -p [^&]*{re.escape(target)}(\s|$)", run)
+                   and re.search(rf"chown -R fraudstream:fraudstream ({owners})(\s|$)", run) for run in runs), target
+    # Not the registry (every replica and the trainer share it), and a volume per worker
+    # service: the plaintext and the secure workers' tables come from different brokers.
+    assert "registry" not in volumes.values()
+    assert len(set(volumes.values())) == len(volumes), volumes
+    for name, service in services.items():
+        if name not in WORKERS:
+            assert not {m.get("source") for m in service.get("volumes", [])} & set(volumes.values()), name
 
 
 def test_host_ports_are_published_on_loopback_unless_the_user_opts_in(compose):
@@ -347,17 +418,17 @@ def test_metrics_listen_on_all_interfaces_only_inside_containers(compose):
         assert "FRAUDSTREAM_METRICS_BIND" not in compose["services"][name]["environment"], name
 
 
-def test_each_worker_replica_gets_its_own_checkpoint_name(compose, tmp_path):
+def test_each_worker_replica_gets_its_own_checkpoint_and_state_folder(compose, tmp_path, monkeypatch):
     """The workers' entrypoint, run as compose runs it on --scale replicas sharing a volume."""
     (copied,) = [arg.split() for kind, arg in _instructions()
                  if kind == "COPY" and arg.split()[0] == "deploy/worker-entrypoint.sh"]
     script = ROOT / copied[0]
     for name in WORKERS:
         service = compose["services"][name]
-        assert service["entrypoint"] == [Path(copied[1]).name], name  # on PATH in the image
+        assert _wrapped(service)[1] == [Path(copied[1]).name], name  # on PATH in the image
         assert "FRAUDSTREAM_WORKER_ID" not in service["environment"], name
     for name in set(FRAUDSTREAM_SERVICES) - set(WORKERS) - {ACLS}:
-        assert "entrypoint" not in compose["services"][name], name
+        assert _wrapped(compose["services"][name])[1] in ([], ["fraudstream"]), name  # the image's own
     stub = tmp_path / "bin"
     stub.mkdir()
     (stub / "fraudstream").write_text('#!/bin/sh\necho "$FRAUDSTREAM_WORKER_ID $*" > "$OUT"\n'
@@ -393,6 +464,13 @@ def test_each_worker_replica_gets_its_own_checkpoint_name(compose, tmp_path):
         assert worker_id(3) == "compose-worker-2"
         procs.append(start(4, FRAUDSTREAM_WORKER_ID="pinned"))  # an explicit id wins
         assert worker_id(4) == "pinned"
+        # The same id names each replica's state folder: live replicas never share one.
+        live = [ids[i] for i in range(3) if i != gone] + [worker_id(3)]
+        for name in WORKERS:
+            env = compose["services"][name]["environment"]
+            folders = {_settings({**env, "FRAUDSTREAM_WORKER_ID": wid}, monkeypatch).worker_state_dir for wid in live}
+            assert len(folders) == len(live), (name, folders)
+            assert all(Path(env["FRAUDSTREAM_STATE_DIR"]) in f.parents for f in folders), (name, folders)
     finally:
         for i in range(len(procs)):
             (tmp_path / f"stop{i}").touch()
@@ -493,8 +571,11 @@ def test_each_secure_service_logs_in_as_its_own_principal_under_the_authorizer(c
         topic_vars = {k for k in env if k.startswith(f"{ENV_PREFIX}TOPICS__") or k == f"{ENV_PREFIX}APP_ID"}
         assert topic_vars <= set(shared), name
     mounts = {m["target"]: m for m in services[ACLS]["volumes"]}
-    script = mounts[services[ACLS]["entrypoint"][1]]
+    script = mounts[_wrapped(services[ACLS])[1][1]]
     assert Path(script["source"]) == ROOT / "deploy/secure/grant-acls.py" and script.get("read_only")
+    # Each starts through require-password.sh with its own password's compose variable.
+    for name, user in PRINCIPALS.items():
+        assert _wrapped(services[name])[0] == KAFKA_PASSWORDS[user], name
 
     kafka = services["kafka-secure"]["environment"]
     local = _properties(_SECURE_LISTENERS)
@@ -620,6 +701,53 @@ def test_kafka_secure_init_makes_the_certificates_and_the_scram_users_once(tmp_p
     assert again.returncode == 0, again.stderr
     assert (secrets / "kafka.keystore.p12").read_bytes() == before and not (data / "format.args").exists()
     assert (config / "server.properties").read_text() == server_properties
+
+
+@pytest.mark.parametrize("user", list(KAFKA_PASSWORDS))
+def test_the_secure_profile_refuses_to_start_without_each_password(tools, tmp_path, user):
+    """One Kafka password unset: compose loads the file (it cannot require it, see
+    _testable_text), then kafka-secure-init and every service that logs in as that user stop,
+    naming the variable, before they do anything; the others pass the check and run their
+    command. Each runs as compose runs it: kafka-init.sh and the services' entrypoints with
+    the compose model's environment (the fraudstream commands stubbed)."""
+    var = KAFKA_PASSWORDS[user]
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(_testable_text(unset=(var,)))
+    proc = _validate(tools, path)
+    assert proc.returncode == 0, proc.stderr
+    services = json.loads(proc.stdout)["services"]
+
+    init = services["kafka-secure-init"]["environment"]
+    assert init[var] == ""
+    refused = _run_init(tmp_path / "init", {v: init[v] for v in KAFKA_PASSWORDS.values()},
+                        CLUSTER_ID=init["CLUSTER_ID"], KAFKA_CERT_SAN=init["KAFKA_CERT_SAN"])
+    assert refused.returncode != 0 and f"kafka-init: set {var} " in refused.stderr, refused.stderr
+    for folder in ("secrets", "config", "data"):
+        assert not list((tmp_path / "init" / folder).iterdir()), folder
+
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    for command in ("fraudstream", "fraudstream-worker-entrypoint", "python"):
+        (stub / command).write_text('#!/bin/sh\necho "$(basename "$0") $*" > "$OUT"\n')
+        (stub / command).chmod(0o755)
+    for name in SECURE_SERVICES:
+        service = services[name]
+        checked, then = _wrapped(service)
+        assert checked == KAFKA_PASSWORDS[PRINCIPALS[name]], name
+        mounts = {m["target"]: m for m in service["volumes"]}
+        script = Path(mounts[service["entrypoint"][1]]["source"])
+        out = tmp_path / f"{name}.out"
+        command = service.get("command") or []
+        run = subprocess.run(["sh", str(script), *service["entrypoint"][2:], *command],
+                             env={"PATH": f"{stub}:/usr/bin:/bin", "OUT": str(out), **service["environment"]},
+                             capture_output=True, text=True, timeout=30)
+        if PRINCIPALS[name] == user:
+            assert service["environment"]["FRAUDSTREAM_SASL_PASSWORD"] == "", name
+            assert run.returncode != 0 and f"require-password: set {var} " in run.stderr, (name, run.stderr)
+            assert not out.exists(), f"{name} ran its command without a password"
+        else:
+            assert run.returncode == 0, (name, run.stderr)
+            assert out.read_text().split() == [Path(then[0]).name, *then[1:], *command], name
 
 
 def _client_env(compose: dict[str, Any], name: str, bootstrap: str, cafile: Path) -> dict[str, str]:
