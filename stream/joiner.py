@@ -20,10 +20,10 @@ state without bound: both stores are also capped (``max_pending``, ``max_waiting
 a cap the entry with the oldest event time is dropped first and counted (``dropped``).
 
 Watermarks are per partition, and the snapshot watermark of a partition is the slowest of
-its sources: snapshots of one card partition come from every terminal partition, scored by
-different workers at different speeds. A single maximum let the fastest worker's event time
-expire labels whose snapshots a slower worker had not yet sent (measured: 463 of 11,134
-labels lost with two workers).
+its sources (``via``: whatever scored the snapshot). Since scoring takes one hop, a card
+partition's snapshots come from that partition alone; the per-source marks remain for
+snapshots that carry a ``via`` (a two-hop deployment measured 463 of 11,134 labels lost with
+two workers when a single maximum let the fastest source expire labels early).
 """
 
 from __future__ import annotations
