@@ -9,11 +9,18 @@ does), one worker scoring them all; then three restarts, each followed by a new 
   waits ``FRAUDSTREAM_SESSION_TIMEOUT_S`` for the dead member first;
 * ``new_host``: killed, and a worker with an empty state folder takes over: a lost disk or a
   move to another machine; it restores from the changelogs and the terminal-events topic.
+  Right after a fast load nothing is compacted yet (the history is minutes old), so this
+  reads it all;
+* ``new_host_compacted``: the same after the broker has compacted the changelogs, as in a
+  service that has run for longer than a segment: a trickle of traffic rolls every
+  changelog segment (``segment.ms``), then the cleaner runs. What remains is the live state
+  plus tombstones younger than ``delete.retention.ms``.
 
 Each time is from the start of the new process until the new transaction's score is written
 (read back from ``scores``); ``ready_s`` is the worker's own
 ``fraudstream_worker_ready_seconds``. The sizes of the state it restores from are printed
-too: changelog records (after the broker's compaction) and terminal events.
+too: changelog records written, the changelog data the broker holds (its segment files,
+before and after compaction) and terminal-event messages.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from .topics import changelog_topics, create_topics, internal_topics
 
 __all__ = ["run_recovery_bench", "SCENARIOS"]
 
-SCENARIOS = ("sigterm", "sigkill", "new_host")
+SCENARIOS = ("sigterm", "sigkill", "new_host", "new_host_compacted")
 
 
 def _say(msg: str) -> None:
@@ -57,6 +64,11 @@ def _records(settings: Settings, topics: list[str]) -> int:
         return sum(ends[tp] - starts[tp] for tp in parts)
     finally:
         consumer.close()
+
+
+def _log_bytes(log_dir: Path, topics: list[str]) -> int:
+    """Bytes of record data the broker holds for ``topics`` (its ``*.log`` segment files)."""
+    return sum(f.stat().st_size for t in topics for f in log_dir.glob(f"{t}-*/*.log"))
 
 
 def _wait_scored(worker: WorkerProcess, n: int, timeout: float) -> None:
@@ -119,7 +131,7 @@ def _probe(settings: Settings, tx_id: str, ts: float) -> None:
 
 def _restart(settings: Settings, env: dict[str, str], workdir: Path, worker: WorkerProcess,
              scenario: str, ts: float, timeout: float) -> tuple[WorkerProcess, dict[str, Any]]:
-    worker_id = "bench-w1" if scenario != "new_host" else f"bench-{uuid.uuid4().hex[:6]}"
+    worker_id = f"bench-{uuid.uuid4().hex[:6]}" if scenario.startswith("new_host") else "bench-w1"
     watch = _ScoreWatch(settings)
     try:
         worker.stop(signal.SIGTERM if scenario == "sigterm" else signal.SIGKILL)
@@ -135,7 +147,7 @@ def _restart(settings: Settings, env: dict[str, str], workdir: Path, worker: Wor
                  "ready_s": None if ready is None else round(ready, 1)}
 
 
-def _one_history(settings: Settings, n_tx: int, workdir: Path, seed: int,
+def _one_history(settings: Settings, n_tx: int, workdir: Path, log_dir: Path, seed: int,
                  timeout: float) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     topics = TopicNames(**{k: f"rec-{tag}-{v}" for k, v in TopicNames().model_dump().items()})
@@ -159,13 +171,17 @@ def _one_history(settings: Settings, n_tx: int, workdir: Path, seed: int,
         time.sleep(3)  # the last commits and changelog writes
         out: dict[str, Any] = {
             "transactions": len(df),
-            "changelog_records": _records(s, changelog_topics(s)),
+            "changelog_records_written": _records(s, changelog_topics(s)),
+            "changelog_bytes": _log_bytes(log_dir, changelog_topics(s)),
             "terminal_events": _records(s, [internal_topics(s)["terminal_events"]]),
         }
-        _say(f"  state to restore from: {out['changelog_records']:,} changelog records, "
+        _say(f"  state to restore from: {out['changelog_records_written']:,} changelog records "
+             f"written ({out['changelog_bytes'] / 2**20:,.1f} MiB held), "
              f"{out['terminal_events']:,} terminal-event messages")
         ts = float(df["ts"].max()) + 60.0
         for i, scenario in enumerate(SCENARIOS):
+            if scenario == "new_host_compacted":
+                out["changelog_bytes_compacted"] = _compact(s, log_dir, ts + i)
             worker, result = _restart(s, env, workdir, worker, scenario, ts + i, timeout)
             out[scenario] = result
             _say(f"  {scenario}: scoring again {result['restart_s']} s after the restart "
@@ -173,6 +189,42 @@ def _one_history(settings: Settings, n_tx: int, workdir: Path, seed: int,
     finally:
         worker.stop()
     return out
+
+
+def _compact(settings: Settings, log_dir: Path, ts: float) -> int:
+    """Trickle transactions past a segment's age, then wait for the log cleaner; returns the
+    bytes of changelog data left."""
+    from kafka import KafkaProducer
+
+    from .topics import CHANGELOG_CONFIG
+
+    roll_s = int(CHANGELOG_CONFIG["segment.ms"]) / 1000.0 + 15.0
+    _say(f"  trickling transactions for {roll_s:.0f} s so every changelog segment rolls ...")
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers,
+                             **settings.kafka_python_security())
+    started = time.monotonic()
+    i = 0
+    while time.monotonic() - started < roll_s:
+        for _ in range(20):  # 20 cards a second: every partition gets writes
+            card = f"trickle-{i % 400}"
+            value = {"tx_id": f"trickle-{i}", "ts": ts, "card_id": card,
+                     "terminal_id": "t-trickle", "amount": 1.0}
+            producer.send(settings.topics.transactions, key=card.encode(),
+                          value=json.dumps(value).encode())
+            i += 1
+        time.sleep(1.0)
+    producer.flush()
+    producer.close()
+    topics = changelog_topics(settings)
+    before = _log_bytes(log_dir, topics)
+    last, stable_since = before, time.monotonic()
+    while time.monotonic() - stable_since < 45:  # the cleaner wakes every 15 s
+        time.sleep(5)
+        now = _log_bytes(log_dir, topics)
+        if now != last:
+            last, stable_since = now, time.monotonic()
+    _say(f"  compacted: changelog data {before / 2**20:,.1f} -> {last / 2**20:,.1f} MiB")
+    return last
 
 
 def run_recovery_bench(settings: Settings, histories: tuple[int, ...] = (100_000, 300_000),
@@ -184,7 +236,9 @@ def run_recovery_bench(settings: Settings, histories: tuple[int, ...] = (100_000
     s = settings.model_copy(update={"broker_url": f"kafka://{status.bootstrap}"})
     _say(f"recovery benchmark broker at {status.bootstrap} (data in {workdir})")
     try:
-        runs = [_one_history(s, n, workdir, seed + i, timeout) for i, n in enumerate(histories)]
+        log_dir = workdir / "kafka" / "kraft-logs"  # the broker's log.dirs (kafka_local.py)
+        runs = [_one_history(s, n, workdir, log_dir, seed + i, timeout)
+                for i, n in enumerate(histories)]
     finally:
         broker.stop()
     return {"histories": runs, "session_timeout_s": settings.session_timeout_s,
@@ -193,11 +247,14 @@ def run_recovery_bench(settings: Settings, histories: tuple[int, ...] = (100_000
 
 def table(result: dict[str, Any]) -> str:
     """The result as a Markdown table (for the README and notes)."""
-    rows = ["| history (tx) | changelog records | terminal events | "
+    rows = ["| history (tx) | changelog records written | changelog MiB held (compacted) | "
+            "terminal events | "
             + " | ".join(f"{s} restart s (ready s)" for s in SCENARIOS) + " |",
-            "|---:|---:|---:|" + "---:|" * len(SCENARIOS)]
+            "|---:|---:|---:|---:|" + "---:|" * len(SCENARIOS)]
     for r in result["histories"]:
-        rows.append(f"| {r['transactions']:,} | {r['changelog_records']:,} | "
+        rows.append(f"| {r['transactions']:,} | {r['changelog_records_written']:,} | "
+                    f"{r['changelog_bytes'] / 2**20:,.1f} "
+                    f"({r.get('changelog_bytes_compacted', 0) / 2**20:,.1f}) | "
                     f"{r['terminal_events']:,} | "
                     + " | ".join(f"{r[s]['restart_s']} ({r[s]['ready_s']})" for s in SCENARIOS)
                     + " |")
