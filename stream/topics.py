@@ -100,8 +100,13 @@ def admin_client(settings: Settings, **kwargs: object) -> KafkaAdminClient:
     )
 
 
-def create_topics(settings: Settings) -> dict[str, str]:
-    """Create missing topics; returns ``{name: "created" | "exists (N partitions)"}``."""
+def create_topics(settings: Settings, update_configs: bool = False) -> dict[str, str]:
+    """Create missing topics; returns ``{name: "created" | "exists (N partitions)"}``.
+
+    ``update_configs`` also brings existing internal topics to the current settings (needs
+    ALTER_CONFIGS: the operator's ``fraudstream topics create`` does it, the services,
+    which hold only their minimal ACLs, do not).
+    """
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
@@ -122,7 +127,8 @@ def create_topics(settings: Settings) -> dict[str, str]:
                 pass  # created concurrently by another process: that is the goal anyway
             for spec in missing:
                 outcome[spec.name] = "created"
-        _update_internal_configs(admin, settings, [s for s in specs if s.name in existing])
+        if update_configs:
+            _update_internal_configs(admin, settings, [s for s in specs if s.name in existing])
         described = admin.describe_topics([s.name for s in specs])
         partitions = {d.get("name", d.get("topic")): len(d["partitions"]) for d in described}
         return {name: f"{state} ({partitions.get(name, '?')} partitions)" for name, state in outcome.items()}
@@ -146,10 +152,20 @@ def _update_internal_configs(admin: KafkaAdminClient, settings: Settings,
     if not resources:
         return
     try:
+        # {resource type: {topic: result}}; a result that is an error class or instance failed
         response = admin.alter_configs(resources)
-        errors = [(r[3], r[1]) for r in getattr(response, "resources", []) if r[0]]
+        errors = [(name, str(result)) for by_name in response.values()
+                  for name, result in by_name.items() if _is_error(result)]
     except Exception as exc:  # e.g. a principal without ALTER_CONFIGS: the topics still work
         errors = [(type(exc).__name__, str(exc))]
     if errors:
         log.warning("could not update the settings of the workers' internal topics (%s); "
-                    "an operator with ALTER_CONFIGS can run `fraudstream topics create`", errors)
+                    "it needs ALTER_CONFIGS on them", errors)
+
+
+def _is_error(result: object) -> bool:
+    from kafka.errors import KafkaError, NoError
+
+    if isinstance(result, type):
+        return issubclass(result, KafkaError) and result is not NoError
+    return isinstance(result, KafkaError) and not isinstance(result, NoError)
