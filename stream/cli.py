@@ -74,7 +74,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from .topics import create_topics, topic_specs
 
     if args.action == "create":
-        for name, state in create_topics(settings, update_configs=True).items():
+        for name, state in create_topics(settings).items():
             print(f"{name:24s} {state}")
     else:
         for spec in topic_specs(settings):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from kafka import KafkaAdminClient
@@ -13,8 +12,6 @@ from .config import Settings
 
 __all__ = ["TopicSpec", "topic_specs", "create_topics", "admin_client", "internal_topics",
            "changelog_topics", "TABLES", "CHANGELOG_CONFIG", "terminal_events_retention_ms"]
-
-log = logging.getLogger("fraudstream.topics")
 
 _HOUR_MS = 3_600_000
 
@@ -100,12 +97,11 @@ def admin_client(settings: Settings, **kwargs: object) -> KafkaAdminClient:
     )
 
 
-def create_topics(settings: Settings, update_configs: bool = False) -> dict[str, str]:
+def create_topics(settings: Settings) -> dict[str, str]:
     """Create missing topics; returns ``{name: "created" | "exists (N partitions)"}``.
 
-    ``update_configs`` also brings existing internal topics to the current settings (needs
-    ALTER_CONFIGS: the operator's ``fraudstream topics create`` does it, the services,
-    which hold only their minimal ACLs, do not).
+    Existing topics keep their settings: a changelog made before ``CHANGELOG_CONFIG`` existed
+    is brought to it by hand (docs/operations.md, "Restarts and local state").
     """
     admin = admin_client(settings)
     try:
@@ -127,45 +123,9 @@ def create_topics(settings: Settings, update_configs: bool = False) -> dict[str,
                 pass  # created concurrently by another process: that is the goal anyway
             for spec in missing:
                 outcome[spec.name] = "created"
-        if update_configs:
-            _update_internal_configs(admin, settings, [s for s in specs if s.name in existing])
         described = admin.describe_topics([s.name for s in specs])
         partitions = {d.get("name", d.get("topic")): len(d["partitions"]) for d in described}
         return {name: f"{state} ({partitions.get(name, '?')} partitions)" for name, state in outcome.items()}
     finally:
         admin.close()
 
-
-def _update_internal_configs(admin: KafkaAdminClient, settings: Settings,
-                             existing: list[TopicSpec]) -> None:
-    """Bring the workers' own topics, made by an older version, to the current settings.
-
-    The contract's topics are the operators' (retention is theirs to change); the internal
-    ones are the workers', and a changelog created before compaction was configured would
-    keep growing with history.
-    """
-    from kafka.admin import ConfigResource, ConfigResourceType
-
-    ours = set(changelog_topics(settings)) | set(internal_topics(settings).values())
-    resources = [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.config)
-                 for spec in existing if spec.name in ours]
-    if not resources:
-        return
-    try:
-        # {resource type: {topic: result}}; a result that is an error class or instance failed
-        response = admin.alter_configs(resources)
-        errors = [(name, str(result)) for by_name in response.values()
-                  for name, result in by_name.items() if _is_error(result)]
-    except Exception as exc:  # e.g. a principal without ALTER_CONFIGS: the topics still work
-        errors = [(type(exc).__name__, str(exc))]
-    if errors:
-        log.warning("could not update the settings of the workers' internal topics (%s); "
-                    "it needs ALTER_CONFIGS on them", errors)
-
-
-def _is_error(result: object) -> bool:
-    from kafka.errors import KafkaError, NoError
-
-    if isinstance(result, type):
-        return issubclass(result, KafkaError) and result is not NoError
-    return isinstance(result, KafkaError) and not isinstance(result, NoError)

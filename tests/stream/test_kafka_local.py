@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import subprocess
 import sys
 import uuid
@@ -73,32 +72,6 @@ def test_topics_create_is_idempotent_and_partitioned(settings):
     finally:
         admin.close()
     assert {s.name for s in topic_specs(settings)} <= names
-
-
-def test_topics_create_brings_an_old_changelog_to_the_compaction_settings(settings):
-    """A changelog made by an older version (Kafka's 7-day segments: never compacted while
-    active) gets the current settings from the operator's `topics create`, not from a worker."""
-    from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-
-    from fraudstream.stream.topics import CHANGELOG_CONFIG, changelog_topics
-
-    name = changelog_topics(settings)[0]
-    admin = admin_client(settings)
-    try:
-        admin.create_topics([NewTopic(name, 8, 1, topic_configs={"cleanup.policy": "compact"})])
-        create_topics(settings)  # a worker's start: leaves it alone
-        create_topics(settings, update_configs=True)
-        deadline = time.monotonic() + 30  # KRaft applies config changes asynchronously
-        while True:
-            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
-            [configs] = [by_name[name] for by_name in described.values()]
-            got = {key: configs.get(key, {}).get("value") for key in CHANGELOG_CONFIG}
-            if got == CHANGELOG_CONFIG or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    finally:
-        admin.close()
-    assert got == CHANGELOG_CONFIG
 
 
 def test_cli_start_status_stop_leaves_no_java(tmp_path):
