@@ -32,14 +32,14 @@ class Outbox:
 
     Records go straight to faust's aiokafka producer, already serialised: faust's
     ``Topic.send`` layers (channel, future message, serializer registry, sensors) cost several
-    times aiokafka's own ~10 us per record, and the pipeline sends four or more records per
-    transaction (score, card and terminal changelogs, pending snapshot).
+    times aiokafka's own ~10 us per record, and the pipeline sends three or more records per
+    transaction (score, card-state changelog, pending snapshot, terminal event).
 
     Every send's delivery future is kept and :meth:`settle` awaits them all before offsets
-    are committed (see :class:`SettledApp`): a record aiokafka gave up on (after its own retries) stops
-    the worker before it commits past the lost output, and the records are processed again
-    by whoever owns the partitions next. ``producer.flush()`` alone would not do: it waits
-    for the sends but does not look at their results.
+    are committed (see :class:`SettledApp`): a record aiokafka gave up on (after its own
+    retries) stops the worker before it commits past the lost output, and the records are
+    processed again by whoever owns the partitions next. ``producer.flush()`` alone would
+    not do: it waits for the sends but does not look at their results.
     """
 
     #: Exit status of a worker stopped by an undeliverable record (EX_TEMPFAIL: try again).
