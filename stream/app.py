@@ -130,6 +130,9 @@ class WorkerApp:
             max_pending=s.max_pending_snapshots, max_waiting=s.max_waiting_labels,
         )
         self.tables = [self.cards, self.joiner.pending, self.joiner.waiting]
+        # faust runs every table's recovery callbacks once the whole restore is done, so one
+        # callback serves all three tables (one per table reloaded everything three times).
+        self.cards.table.on_recover(self._on_recovered)
         self.outbox.on_settled.append(self._persist_offsets)
         self.feed = TerminalFeed(s, self.terminal_events,
                                  s.worker_state_dir / "terminal-view.json", self.metrics,
@@ -145,7 +148,6 @@ class WorkerApp:
     def _table(self, table: faust.Table, counted: bool = False) -> PartitionedTable:
         state = PartitionedTable(table, self.outbox.add, counted=counted)
         self.outbox.tracked.add(state.changelog)
-        table.on_recover(self._on_recovered)
         return state
 
     # -- set-up ------------------------------------------------------------------------
@@ -390,7 +392,7 @@ class WorkerApp:
     async def _on_recovered(self) -> None:
         """faust restored the tables for a new assignment: reload what is kept in memory.
 
-        Runs once per table after each rebalance, before the agents get records again.
+        Runs after each rebalance's restore, before the agents get records again.
         """
         consumer = self.app.consumer
         active = {tp.partition for tp in consumer.assignment()

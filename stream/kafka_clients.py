@@ -9,14 +9,16 @@ PLAINTEXT.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import faust
 
 from .config import Settings
 
-__all__ = ["ssl_context", "faust_credentials", "aiokafka_security"]
+__all__ = ["ssl_context", "faust_credentials", "aiokafka_security", "follow_forever"]
 
 
 def ssl_context(s: Settings) -> ssl.SSLContext:
@@ -52,3 +54,20 @@ def aiokafka_security(s: Settings) -> dict[str, Any]:
         kwargs.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
                       sasl_plain_password=s.sasl_password.get_secret_value() if s.sasl_password else None)
     return kwargs
+
+
+async def follow_forever(follow: Callable[[], Awaitable[None]], what: str,
+                         log: logging.Logger, retry_s: float = 2.0) -> None:
+    """Run a topic reader (``follow``) until cancelled, starting it again after any error.
+
+    The worker's own readers (the model follower, the terminal replica's feed) resume where
+    they stopped: a broker outage or a bad record costs a retry, never the task.
+    """
+    while True:
+        try:
+            await follow()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("following %s failed; retrying in %.0f s", what, retry_s)
+            await asyncio.sleep(retry_s)

@@ -38,7 +38,7 @@ from .announce import (
     printable, safe_decode,
 )
 from .config import Settings
-from .kafka_clients import aiokafka_security
+from .kafka_clients import aiokafka_security, follow_forever
 from .metrics import WorkerMetrics
 
 __all__ = ["ModelFollower"]
@@ -98,15 +98,7 @@ class ModelFollower:
     # -- following -----------------------------------------------------------------------
     async def run(self) -> None:
         """Follow both topics until cancelled; reconnects after errors."""
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("following %s failed; retrying in %.0f s",
-                              self.settings.topics.model_updates, _RETRY_S)
-                await asyncio.sleep(_RETRY_S)
+        await follow_forever(self._follow, self.settings.topics.model_updates, log, _RETRY_S)
 
     async def _follow(self) -> None:
         s = self.settings

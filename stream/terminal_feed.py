@@ -16,7 +16,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .config import Settings
-from .kafka_clients import aiokafka_security
+from .kafka_clients import aiokafka_security, follow_forever
 from .metrics import WorkerMetrics
 from .terminal_view import SnapshotError, TerminalView
 
@@ -61,15 +61,7 @@ class TerminalFeed:
 
     async def run(self) -> None:
         """Follow the topic until cancelled; reconnects after errors."""
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("terminal view: following %s failed; retrying in %.0f s",
-                              self.topic, _RETRY_S)
-                await asyncio.sleep(_RETRY_S)
+        await follow_forever(self._follow, self.topic, log, _RETRY_S)
 
     async def _follow(self) -> None:
         s = self.settings

@@ -117,18 +117,15 @@ class TerminalView:
             self.rejected += 1
             return 0
         applied = 0
-        for event in tx:
-            if _valid(event, int):
-                self._state(event[0]).add_transaction(float(event[1]), event[2])
-                applied += 1
-            else:
-                self.rejected += 1
-        for event in frauds:
-            if _valid(event, str):
-                self._state(event[0]).add_fraud(float(event[1]), event[2])
-                applied += 1
-            else:
-                self.rejected += 1
+        # A transaction's identity is its source position (int), a fraud's its tx_id (str).
+        for events, uid_type, add in ((tx, int, TerminalState.add_transaction),
+                                      (frauds, str, TerminalState.add_fraud)):
+            for event in events:
+                if _valid(event, uid_type):
+                    add(self._state(event[0]), float(event[1]), event[2])
+                    applied += 1
+                else:
+                    self.rejected += 1
         return applied
 
     def prune(self) -> int:

@@ -62,3 +62,20 @@ def live_features(settings: Settings, probes: list[dict], timeout: float = 180) 
                           lambda r: wanted <= {json.loads(x.value)["tx_id"] for x in r},
                           timeout=timeout)
     return {e["tx_id"]: e["features"] for e in json_values(examples) if e["tx_id"] in wanted}
+
+
+def assert_read_refused(topic: str, **consumer_kwargs: object) -> None:
+    """A consumer built from ``consumer_kwargs`` (bootstrap and login) may not read ``topic``."""
+    import pytest
+    from kafka.errors import TopicAuthorizationFailedError
+
+    consumer = KafkaConsumer(enable_auto_commit=False, **consumer_kwargs)
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        consumer.seek_to_beginning()
+        with pytest.raises(TopicAuthorizationFailedError):
+            for _ in range(20):
+                consumer.poll(timeout_ms=500)
+    finally:
+        consumer.close()
+

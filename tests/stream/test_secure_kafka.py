@@ -18,7 +18,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ResourcePatternFilter, ResourceType
 from kafka.admin import ACLResourcePatternType
-from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.errors import KafkaTimeoutError
 
 from fraudstream.stream import simulator as sim
 from fraudstream.stream.config import Settings, TopicNames, load_settings
@@ -26,6 +26,7 @@ from fraudstream.stream.kafka_local import ROLES, LocalBroker, free_port, role_a
 from fraudstream.stream.processes import TrainerProcess, WorkerProcess, settings_env
 from fraudstream.stream.topics import topic_specs
 
+from kafka_helpers import assert_read_refused
 from trainer_helpers import cli, model_version, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -197,13 +198,6 @@ def test_worker_trainer_and_cli_tools_over_sasl_ssl_with_minimal_acls(
     assert refused == []
 
     # ... and a principal without a grant is refused: the worker may not read the trainer's input.
-    consumer = KafkaConsumer(bootstrap_servers=worker_s.bootstrap_servers, enable_auto_commit=False,
-                             **worker_s.kafka_python_security())
-    try:
-        consumer.assign([TopicPartition(operator.topics.training_examples, 0)])
-        consumer.seek_to_beginning()
-        with pytest.raises(TopicAuthorizationFailedError):
-            for _ in range(20):
-                consumer.poll(timeout_ms=500)
-    finally:
-        consumer.close()
+    assert_read_refused(operator.topics.training_examples,
+                        bootstrap_servers=worker_s.bootstrap_servers,
+                        **worker_s.kafka_python_security())
