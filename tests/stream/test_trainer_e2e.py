@@ -24,6 +24,10 @@ TRAINER = dict(
     trainer_holdout_days=5, trainer_gap_days=DELAY_DAYS, trainer_min_frauds=20,
     trainer_diffusion_steps=300, trainer_xgb_estimators=100, trainer_publish_synthetic="true",
     trainer_synthetic_publish_cap=200,
+    # The test is about the swap, not about which model wins on one small holdout (the
+    # decision has unit tests): in one CI run the online learner's scoring-time AP (0.713)
+    # beat the challenger's (0.709), and the cycle rightly kept it. Every challenger is promoted.
+    trainer_promote_margin=-1.0,
 )
 
 
