@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real tools the deployment tests run, into a cache outside the repository
+# Installs the real tools the deployment tests and the benchmark run, into a cache outside the repository
 # (default ~/.cache/fraudstream/tools, or $FRAUDSTREAM_TOOLS_DIR). Idempotent: a second run
 # only checks the binaries answer. Prints one line per tool: NAME PATH.
 #
@@ -7,6 +7,8 @@
 #                         (apt-get download + dpkg-deb -x): no root, no service started.
 #                         When apt has no package lists yet, runs `apt-get update` as root
 #                         (or through passwordless sudo).
+#   kcat, pv              Debian's `kcat` (with librdkafka1, libyajl2) and `pv`, unpacked the
+#                         same way: the benchmark's low-CPU producer and its pacer.
 #   compose-spec          the Compose Specification's own validator (the compose-go
 #                         library docker compose uses: schema, interpolation, consistency),
 #                         built with `go install` from the Go module proxy.
@@ -27,26 +29,40 @@ as_root() {
     fi
 }
 
-install_prometheus() {
-    local dest="$TOOLS/prometheus"
-    if [ -x "$dest/usr/bin/promtool" ] && "$dest/usr/bin/promtool" --version >/dev/null 2>&1; then
+# Debian packages unpacked (apt-get download + dpkg-deb -x) into $TOOLS/NAME: no root, no
+# service started. Usage: unpack_debs NAME CHECK PACKAGE...; CHECK is a binary under
+# usr/bin that must answer --version (-V for kcat) afterwards.
+unpack_debs() {
+    local name=$1 check=$2; shift 2
+    local dest="$TOOLS/$name"
+    if [ -x "$dest/usr/bin/$check" ] && tool_answers "$dest" "$check"; then
         return
     fi
-    command -v apt-get >/dev/null || die "apt-get not found: install Prometheus 2.x yourself and put promtool and prometheus in $dest/usr/bin"
+    command -v apt-get >/dev/null || die "apt-get not found: install $* yourself and put $check in $dest/usr/bin"
     local tmp
-    tmp=$(mktemp -d "$TOOLS/.prometheus.XXXXXX")
+    tmp=$(mktemp -d "$TOOLS/.$name.XXXXXX")
     # apt's download sandbox user cannot write to a root-owned temp dir; that is only a warning.
-    if ! (cd "$tmp" && apt-get download -q prometheus >&2 2>"$tmp/apt.err"); then
+    if ! (cd "$tmp" && apt-get download -q "$@" >&2 2>"$tmp/apt.err"); then
         as_root apt-get update -q >&2 \
-            || die "apt-get download prometheus failed and apt-get update needs root: $(cat "$tmp/apt.err")"
-        (cd "$tmp" && apt-get download -q prometheus >&2 2>"$tmp/apt.err") \
-            || die "apt-get download prometheus failed: $(cat "$tmp/apt.err")"
+            || die "apt-get download $* failed and apt-get update needs root: $(cat "$tmp/apt.err")"
+        (cd "$tmp" && apt-get download -q "$@" >&2 2>"$tmp/apt.err") \
+            || die "apt-get download $* failed: $(cat "$tmp/apt.err")"
     fi
-    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root" || die "dpkg-deb could not unpack $(ls "$tmp"/*.deb)"
-    "$tmp/root/usr/bin/promtool" --version >/dev/null || die "the unpacked promtool does not run"
+    for deb in "$tmp"/*.deb; do
+        dpkg-deb -x "$deb" "$tmp/root" || die "dpkg-deb could not unpack $deb"
+    done
+    tool_answers "$tmp/root" "$check" || die "the unpacked $check does not run"
     rm -rf "$dest"
     mv "$tmp/root" "$dest"
     rm -rf "$tmp"
+}
+
+# Unpacked libraries (librdkafka for kcat) are found through LD_LIBRARY_PATH.
+tool_answers() {
+    local root=$1 bin=$2 flag=--version
+    [ "$bin" = kcat ] && flag=-V
+    LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+        "$root/usr/bin/$bin" $flag >/dev/null 2>&1
 }
 
 install_compose_spec() {
@@ -62,8 +78,14 @@ install_compose_spec() {
     mv "$dest/cmd" "$dest/compose-spec"
 }
 
-install_prometheus
+unpack_debs prometheus promtool prometheus
+# The benchmark's load generator: kcat produces, pv paces it (lines per second), both in C,
+# so the machine's cores go to the service under test (fraudstream bench).
+unpack_debs kcat kcat kcat librdkafka1 libyajl2
+unpack_debs pv pv pv
 install_compose_spec
 echo "prometheus $TOOLS/prometheus/usr/bin/prometheus"
 echo "promtool $TOOLS/prometheus/usr/bin/promtool"
+echo "kcat $TOOLS/kcat/usr/bin/kcat"
+echo "pv $TOOLS/pv/usr/bin/pv"
 echo "compose-spec $TOOLS/compose-spec/$COMPOSE_GO_VERSION/compose-spec"

@@ -1,18 +1,23 @@
-"""``fraudstream bench``: throughput and latency of one worker process against a real broker.
+"""``fraudstream bench``: what one worker process gives a user, against a real broker.
 
-In one run, on the same pre-loaded topic of simulated transactions:
+Two measurements, each on the pipeline and on its ceiling (a passthrough worker: the same
+faust/aiokafka stack, one record out per transaction in, no decoding or scoring):
 
-(a) the ceiling: a passthrough worker (same faust/aiokafka stack, one record out per record
-    in, no decoding or scoring);
-(b) the full scoring pipeline (validate, card stage, repartition, terminal stage, score,
-    snapshot);
+(a) **throughput**: a pre-loaded topic of simulated transactions, and with ``--labels all``
+    (the default, as ``make demo`` runs) a label for every one of them in the labels topic
+    (``fraud_only``: for the frauds; ``none``: no labels). The pipeline's rate runs from its
+    first score to its last output (score or training example), so the label path is paid
+    for; start-up and group join are not counted against either side.
+(b) **latency at steady offered loads** (500, 1,000 and 2,000 tx/s by default), transactions
+    and their labels produced at the same rate by ``pv | kcat`` (stream/load.py: a few
+    percent of one core, so the cores go to the worker and the broker). The labels of a
+    window's transactions follow them ``label_lag_s`` later. Latency is each score's broker
+    timestamp minus its transaction's (both stamped on this machine's clock), and also read
+    from the worker's own end-to-end histogram (bucket upper bounds).
 
-then (c) end-to-end latency of the pipeline at a fixed offered load: transactions are
-produced at ``--offered-tps`` and each score's broker timestamp is matched with its
-transaction's broker timestamp (both stamped by clients on this machine's clock).
-
-Throughput is measured on the output topic's record timestamps (first to last record), so
-worker start-up and group join are not counted against either side.
+Both sides see the same load: the passthrough worker ignores the labels, but the broker
+carries them. Keys ``pipeline_tps``, ``passthrough_tps``, ``ratio``, ``offered_tps`` and
+``latency_ms`` (the pipeline's at the highest offered load) keep their meaning.
 """
 
 from __future__ import annotations
@@ -25,18 +30,24 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 
 from . import simulator as sim
 from .config import Settings, TopicNames
+from .contract import encode
 from .kafka_local import LocalBroker, free_port, metadata_ok
-from .processes import WorkerProcess, settings_env
+from .load import LoadTools, PacedProducer, write_lines
+from .processes import WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
 
-__all__ = ["run_bench"]
+__all__ = ["run_bench", "LabelMode", "DEFAULT_RATES"]
+
+LabelMode = Literal["all", "fraud_only", "none"]
+DEFAULT_RATES = (500.0, 1000.0, 2000.0)
+SIDES = ("passthrough", "pipeline")
 
 
 def _say(msg: str) -> None:
@@ -91,80 +102,148 @@ def _read_all(settings: Settings, topic: str) -> list:
         consumer.close()
 
 
-def _timestamps_tps(records: list) -> float:
-    ts = np.array([r.timestamp for r in records], dtype=np.float64) / 1000.0
-    span = ts.max() - ts.min()
-    return float(len(records) / span) if span > 0 else float("nan")
+# -- the load -----------------------------------------------------------------------------
+def _lines(df, labels: LabelMode, delay_days: float) -> tuple[list, list]:
+    """``(transactions, labels)`` as kcat lines, labels in their transactions' order."""
+    tx = [(str(r.card_id).encode(), encode("transactions", {
+        "tx_id": r.tx_id, "ts": float(r.ts), "card_id": r.card_id, "terminal_id": r.terminal_id,
+        "amount": float(r.amount)})) for r in df.itertuples()]
+    if labels == "none":
+        return tx, []
+    rows = df[df["is_fraud"] == 1] if labels == "fraud_only" else df
+    lab = [(str(r.card_id).encode(), encode("labels", {
+        "tx_id": r.tx_id, "card_id": r.card_id, "is_fraud": bool(r.is_fraud),
+        "ts": float(r.ts) + delay_days * sim.DAY_S})) for r in rows.itertuples()]
+    return tx, lab
 
 
-def _preload(settings: Settings, n_tx: int, seed: int) -> int:
-    days = max(3, int(np.ceil(n_tx / 9700)))  # ~9.7k tx/day with 5000 customers
-    df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed)).head(n_tx)
-    _say(f"pre-loading {len(df):,} simulated transactions ...")
-    counts = sim.produce_to_kafka(
-        (e for e in sim.events(df, 7.0) if e[0] == "transaction"),
-        bootstrap_servers=settings.bootstrap_servers,
-        topics={"transaction": settings.topics.transactions, "label": settings.topics.labels},
-        security_kwargs=settings.kafka_python_security(),
-        progress=lambda c: _say(f"  produced {c['transactions']:,}"),
-    )
-    return counts["transactions"]
+def _produce(tools: LoadTools, settings: Settings, topic: str, lines: list, path: Path,
+             rate: float | None = None) -> PacedProducer | None:
+    if not lines:
+        return None
+    write_lines(path, lines)
+    return PacedProducer(tools, settings, topic, path, rate)
 
 
-def _throughput(settings: Settings, env: dict, n: int, passthrough: bool, workdir: Path,
-                timeout: float) -> float:
-    name = "passthrough" if passthrough else "pipeline"
-    worker = WorkerProcess(env, workdir / f"{name}.log", f"bench-{name}", passthrough=passthrough)
+def _wait_metric(worker: WorkerProcess, name: str, labels: dict, n: float, timeout: float,
+                 what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = worker.metric(name, labels) or 0
+        if got >= n:
+            return
+        if worker.proc.poll() is not None:
+            raise RuntimeError(f"the worker exited ({worker.proc.returncode}); see {worker.log_path}")
+        time.sleep(1.0)
+    raise RuntimeError(f"{what}: {got:,.0f} of {n:,.0f} after {timeout:.0f} s; see {worker.log_path}")
+
+
+def _side_settings(base: Settings, side: str) -> Settings:
+    """Same input topics, this side's own output topics and consumer group."""
+    out = base.topics.model_copy(update={
+        k: f"{v}-{side}" for k, v in base.topics.model_dump().items()
+        if k not in ("transactions", "labels")})
+    return base.model_copy(update={"topics": out,
+                                   "state_dir": Path(base.state_dir) / side})
+
+
+# -- (a) throughput -----------------------------------------------------------------------
+def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
+                workdir: Path, timeout: float) -> float:
+    s = _side_settings(base, side)
+    create_topics(s)
+    worker = WorkerProcess(settings_env(s, app_id=f"bench-{tag}-{side}"),
+                           workdir / f"{side}.log", f"bench-{side}", passthrough=side == "passthrough")
     try:
-        got = _wait_count(settings, settings.topics.scores, n, timeout,
-                          lambda c: _say(f"  {name}: {c:,}/{n:,} out"))
-        if got < n:
-            raise RuntimeError(f"{name} produced {got} of {n} records in {timeout:.0f}s; "
+        got = _wait_count(s, s.topics.scores, n_tx, timeout,
+                          lambda c: _say(f"  {side}: {c:,}/{n_tx:,} out"))
+        if got < n_tx:
+            raise RuntimeError(f"{side} produced {got} of {n_tx} records in {timeout:.0f}s; "
                                f"see {worker.log_path}")
+        if side == "pipeline" and n_labels:
+            _wait_metric(worker, "fraudstream_messages_in_total", {"topic": "labels"}, n_labels,
+                         timeout, "labels read")
+            # every label read has been joined and learned once the examples stop growing
+            last = -1
+            while (now := _count(s, s.topics.training_examples)) != last:
+                last = now
+                time.sleep(2.0)
     finally:
         worker.stop()
-    return _timestamps_tps(_read_all(settings, settings.topics.scores))
+    out = _read_all(s, s.topics.scores)
+    if side == "pipeline" and n_labels:
+        out += _read_all(s, s.topics.training_examples)
+    first = min(r.timestamp for r in out if r.topic == s.topics.scores) / 1000.0
+    last = max(r.timestamp for r in out) / 1000.0
+    return n_tx / (last - first) if last > first else float("nan")
 
 
-def _latency(settings: Settings, env: dict, offered_tps: float, seconds: float, workdir: Path,
-             seed: int) -> dict:
-    worker = WorkerProcess(env, workdir / "latency.log", "bench-latency")
+# -- (b) latency at offered loads ---------------------------------------------------------
+def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTools,
+             workdir: Path, label_lag_s: float) -> dict:
+    """One worker, the offered loads one after the other; per load, its latency figures."""
+    s = _side_settings(base, side)
+    create_topics(s)
+    worker = WorkerProcess(settings_env(s, app_id=f"bench-{tag}-lat-{side}"),
+                           workdir / f"latency-{side}.log", f"bench-lat-{side}",
+                           passthrough=side == "passthrough")
+    t = base.topics
+    sent = 0
+    histograms = []
     try:
-        days = 10
-        df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed + 1))
-        warm, timed = df.iloc[:500], df.iloc[500:500 + int(offered_tps * seconds)]
-        topics = {"transaction": settings.topics.transactions, "label": settings.topics.labels}
-        security = settings.kafka_python_security()
-        sim.produce_to_kafka((e for e in sim.events(warm, 7.0) if e[0] == "transaction"),
-                             settings.bootstrap_servers, topics, security_kwargs=security)
-        # wait until the worker has joined and scored the warm-up, so the timed part is steady
-        _wait_count(settings, settings.topics.scores, len(warm), 180,
-                    lambda c: _say(f"  latency warm-up: {c}/{len(warm)} scored"))
-        _say(f"offering {offered_tps:,.0f} tx/s for {seconds:.0f}s ...")
-        sim.produce_to_kafka((e for e in sim.events(timed, 7.0) if e[0] == "transaction"),
-                             settings.bootstrap_servers, topics, rate=offered_tps,
-                             security_kwargs=security)
-        total = len(warm) + len(timed)
-        _wait_count(settings, settings.topics.scores, total, 120,
-                    lambda c: _say(f"  latency: {c:,}/{total:,} scored"))
+        for rate, tx, lab in windows:
+            before = worker.buckets()
+            what = "warm-up" if rate is None else f"{rate:,.0f} tx/s"
+            _say(f"  {side}: offering {what}: {len(tx):,} transactions, {len(lab):,} labels")
+            started = time.monotonic()
+            producers = [_produce(tools, s, t.transactions, tx, workdir / f"tx-{side}.txt", rate)]
+            if lab:
+                time.sleep(label_lag_s if rate is not None else 0.0)
+                producers.append(_produce(tools, s, t.labels, lab, workdir / f"lab-{side}.txt", rate))
+            for p in producers:
+                if p is not None:
+                    p.wait(timeout=600)
+            sent += len(tx)
+            got = _wait_count(s, s.topics.scores, sent, 300, lambda c: None)
+            if got < sent:
+                raise RuntimeError(f"{side}: {got:,} of {sent:,} scored 300 s after the load; "
+                                   f"see {worker.log_path}")
+            time.sleep(2.0)  # let the label path finish before the next load
+            histograms.append((rate, before, worker.buckets(), time.monotonic() - started))
     finally:
         worker.stop()
-    sent = {json.loads(r.value)["tx_id"]: r.timestamp for r in _read_all(settings, settings.topics.transactions)}
-    timed_ids = set(timed["tx_id"])
-    lat = np.array([r.timestamp - sent[v["tx_id"]]
-                    for r in _read_all(settings, settings.topics.scores)
-                    if (v := json.loads(r.value))["tx_id"] in timed_ids], dtype=np.float64)
-    achieved = len(timed) / seconds
-    return {
-        "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-        "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "n": int(lat.size),
-        "achieved_offered_tps": round(achieved, 1),
-    }
+    # Pass-through copies the transaction, so both sides' outputs carry the tx_id.
+    sent_at = {json.loads(r.value)["tx_id"]: r.timestamp for r in _read_all(s, t.transactions)}
+    out_at = {json.loads(r.value)["tx_id"]: r.timestamp for r in _read_all(s, s.topics.scores)}
+    result = {}
+    for (rate, tx, _), (_, before, after, _) in zip(windows, histograms):
+        if rate is None:  # the warm-up includes the group join: not measured
+            continue
+        ids = [json.loads(v)["tx_id"] for _, v in tx]
+        lat = np.array([out_at[i] - sent_at[i] for i in ids], dtype=np.float64)
+        stamps = np.array([sent_at[i] for i in ids], dtype=np.float64) / 1000.0
+        span = stamps.max() - stamps.min()
+        result[f"{rate:g}"] = {
+            "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "n": int(lat.size),
+            "achieved_tps": round(len(ids) / span, 1) if span > 0 else None,
+            # the worker's own histogram over the same window (upper bucket bounds, ms)
+            "histogram_p50_le": _ms(quantile_between(before, after, 0.5)),
+            "histogram_p99_le": _ms(quantile_between(before, after, 0.99)),
+        }
+    return result
 
 
-def run_bench(settings: Settings, *, n_tx: int = 200_000, offered_tps: float = 2000.0,
-              latency_seconds: float = 30.0, seed: int = 0, own_broker: bool = True) -> dict:
-    """Run the three measurements and return the JSON-able result."""
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ...] = DEFAULT_RATES,
+              latency_seconds: float = 30.0, labels: LabelMode = "all", label_lag_s: float = 2.0,
+              seed: int = 0, own_broker: bool = True,
+              only: Literal["throughput", "latency"] | None = None) -> dict:
+    """Run both measurements (or ``only`` one) on both sides and return the JSON-able result."""
+    tools = LoadTools.find()
     workdir = Path(tempfile.mkdtemp(prefix="fraudstream-bench-"))
     broker = None
     if own_broker:
@@ -175,44 +254,94 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, offered_tps: float = 2
     elif not metadata_ok(settings.bootstrap_servers[0],
                          security=settings.kafka_python_security()):
         raise RuntimeError(f"no broker answers at {settings.broker_url}")
+    delay = settings.label_delay_days
     try:
         tag = uuid.uuid4().hex[:6]
-        base = settings.model_copy(update={"topics": _fresh_topics(tag),
-                                           "model_registry": workdir / "registry"})
+        common = {"model_registry": workdir / "registry", "state_dir": workdir / "state"}
+        # (a) throughput on one pre-loaded topic pair
+        base = settings.model_copy(update={"topics": _fresh_topics(tag), **common})
         create_topics(base)
-        n = _preload(base, n_tx, seed)
+        days = max(3, int(np.ceil(n_tx / 9700)))  # ~9.7k tx/day with 5,000 customers
+        df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed)).head(n_tx)
+        tx, lab = _lines(df, labels, delay) if only != "latency" else ([], [])
+        _say(f"pre-loading {len(tx):,} transactions and {len(lab):,} labels with kcat ...")
+        for p in (_produce(tools, base, base.topics.transactions, tx, workdir / "tx.txt"),
+                  _produce(tools, base, base.topics.labels, lab, workdir / "labels.txt")):
+            if p is not None:
+                p.wait(timeout=600)
+        tps = {side: float("nan") for side in SIDES}
+        for side in SIDES if only != "latency" else ():
+            _say(f"throughput, {side} ...")
+            tps[side] = _throughput(base, tag, side, len(tx), len(lab), workdir, timeout=1200)
+            _say(f"  {side}: {tps[side]:,.0f} tx/s")
 
-        results: dict[str, float] = {}
-        for name, passthrough in (("passthrough", True), ("pipeline", False)):
-            # same input topic, fresh output topics and consumer group for each run
-            out = base.topics.model_copy(update={
-                k: f"{v}-{name}" for k, v in base.topics.model_dump().items() if k != "transactions"})
-            run_settings = base.model_copy(update={"topics": out})
-            create_topics(run_settings)
-            env = settings_env(run_settings, app_id=f"bench-{tag}-{name}")
-            _say(f"measuring {name} over {n:,} transactions ...")
-            results[name] = _throughput(run_settings, env, n, passthrough, workdir, timeout=1200)
-            _say(f"  {name}: {results[name]:,.0f} tx/s")
-
-        lat_settings = settings.model_copy(update={"topics": _fresh_topics(tag + "-lat"),
-                                                   "model_registry": workdir / "registry-lat"})
-        create_topics(lat_settings)
-        latency = _latency(lat_settings, settings_env(lat_settings, app_id=f"bench-{tag}-lat"),
-                           offered_tps, latency_seconds, workdir, seed)
+        # (b) latency: fresh topics per side, the same windows of a new simulated stream
+        need = 1000 + int(sum(rates) * latency_seconds)
+        days = max(3, int(np.ceil(need / 9700)) + 1)
+        df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed + 1)).head(need)
+        cuts = np.cumsum([0, 1000] + [int(r * latency_seconds) for r in rates])
+        windows = []
+        for rate, lo, hi in zip((None, *rates), cuts[:-1], cuts[1:]):
+            tx, lab = _lines(df.iloc[lo:hi], labels, delay)
+            windows.append((rate, tx, lab))
+        latency: dict = {side: {} for side in SIDES}
+        for side in SIDES if only != "throughput" else ():
+            lat_base = settings.model_copy(update={"topics": _fresh_topics(f"{tag}-lat-{side}"),
+                                                   **common})
+            create_topics(lat_base)
+            _say(f"latency, {side} ...")
+            latency[side] = _latency(lat_base, tag, side, windows, tools, workdir, label_lag_s)
     finally:
         if broker is not None:
             broker.stop()
+    top = f"{max(rates):g}"
+    by_rate = {}
+    for r in rates if only != "throughput" else ():
+        key = f"{r:g}"
+        pipe, thru = latency["pipeline"][key], latency["passthrough"][key]
+        by_rate[key] = {"pipeline": _rounded(pipe), "passthrough": _rounded(thru),
+                        "p99_ratio": round(pipe["p99"] / thru["p99"], 2) if thru["p99"] > 0 else None}
     return {
-        "passthrough_tps": round(results["passthrough"], 1),
-        "pipeline_tps": round(results["pipeline"], 1),
-        "ratio": round(results["pipeline"] / results["passthrough"], 3),
-        "offered_tps": offered_tps,
-        "latency_ms": {k: round(v, 1) for k, v in latency.items() if k in ("p50", "p95", "p99", "max")},
-        "latency_samples": latency["n"],
-        "achieved_offered_tps": latency["achieved_offered_tps"],
-        "transactions": n,
+        "passthrough_tps": _finite(tps["passthrough"], 1),
+        "pipeline_tps": _finite(tps["pipeline"], 1),
+        "ratio": _finite(tps["pipeline"] / tps["passthrough"], 3),
+        "offered_tps": max(rates),
+        "latency_ms": {k: round(v, 1) for k, v in latency["pipeline"].get(top, {}).items()
+                       if k in ("p50", "p95", "p99", "max")},
+        "latency_by_offered_tps": by_rate,
+        "p99_pipeline_over_passthrough": by_rate[top]["p99_ratio"] if by_rate else None,
+        "labels": labels,
+        "label_lag_s": label_lag_s,
+        "latency_seconds": latency_seconds,
+        "transactions": n_tx,
         "cores": os.cpu_count(),
         "machine": platform.platform(),
         "python": platform.python_version(),
-        "note": "one worker process; broker, producer and worker share the machine's cores",
+        "note": "one worker process; broker, load generator (pv | kcat) and worker share the "
+                "machine's cores; latency in ms from broker timestamps, histogram_*_le from "
+                "the worker's own histogram",
     }
+
+
+def _finite(x: float, digits: int) -> float | None:
+    """JSON has no NaN: a measurement that was not run is null."""
+    return round(x, digits) if np.isfinite(x) else None
+
+
+def _rounded(d: dict) -> dict:
+    return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def table(result: dict) -> str:
+    """The latency figures as a small text table."""
+    lines = [f"{'offered tx/s':>12} {'achieved':>9} {'pipe p50':>9} {'pipe p99':>9} "
+             f"{'hist p99<=':>10} {'pass p50':>9} {'pass p99':>9} {'p99 ratio':>9}"]
+    for rate, row in result["latency_by_offered_tps"].items():
+        p, t = row["pipeline"], row["passthrough"]
+        lines.append(f"{rate:>12} {p['achieved_tps'] or 0:>9,.0f} {p['p50']:>9.1f} {p['p99']:>9.1f} "
+                     f"{p['histogram_p99_le'] or 0:>10} {t['p50']:>9.1f} {t['p99']:>9.1f} "
+                     f"{row['p99_ratio'] or 0:>9}")
+    if result["pipeline_tps"] is not None:
+        lines.append(f"throughput (labels {result['labels']}): pipeline {result['pipeline_tps']:,.0f} "
+                     f"tx/s, passthrough {result['passthrough_tps']:,.0f} tx/s, ratio {result['ratio']}")
+    return "\n".join(lines)

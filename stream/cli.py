@@ -140,12 +140,15 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             Path(args.json).write_text(text + "\n")
         return 0
 
-    from .bench import run_bench
+    from .bench import run_bench, table
 
-    result = run_bench(settings, n_tx=args.transactions, offered_tps=args.offered_tps,
-                       latency_seconds=args.latency_seconds, own_broker=not args.use_broker)
+    rates = tuple(float(x) for x in args.rates.split(","))
+    result = run_bench(settings, n_tx=args.transactions, rates=rates, labels=args.labels,
+                       latency_seconds=args.latency_seconds, own_broker=not args.use_broker,
+                       only=args.only)
     text = json.dumps(result, indent=2)
     print(text)
+    print(table(result))
     if args.json:
         Path(args.json).write_text(text + "\n")
     return 0
@@ -218,8 +221,13 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="passthrough vs pipeline throughput, latency at fixed load")
     bench.add_argument("--json", help="also write the result here")
     bench.add_argument("--transactions", type=int, default=200_000)
-    bench.add_argument("--offered-tps", type=float, default=2000.0)
+    bench.add_argument("--rates", default="500,1000,2000",
+                       help="offered loads for the latency runs, tx/s, comma-separated")
+    bench.add_argument("--labels", choices=("all", "fraud_only", "none"), default="all",
+                       help="the label stream beside the transactions (default: every one)")
     bench.add_argument("--latency-seconds", type=float, default=30.0)
+    bench.add_argument("--only", choices=("throughput", "latency"),
+                       help="run one of the two measurements")
     bench.add_argument("--use-broker", action="store_true",
                        help=f"use the broker at {settings.broker_url} instead of starting a fresh one")
     bench.add_argument("--recovery", action="store_true",

@@ -2,7 +2,7 @@
 
 Every client the project opens (faust's consumer and producer, the aiokafka readers of the
 model follower and the terminal view, kafka-python's admin, producers and consumers in the
-trainer and the CLI) gets its TLS context and SASL credentials from here or from
+trainer and the CLI; librdkafka's kcat in the benchmark) gets its TLS context and SASL credentials from here or from
 :meth:`Settings.kafka_python_security`, so a secure deployment cannot leave one client on
 PLAINTEXT.
 """
@@ -18,7 +18,8 @@ import faust
 
 from .config import Settings
 
-__all__ = ["ssl_context", "faust_credentials", "aiokafka_security", "follow_forever"]
+__all__ = ["ssl_context", "faust_credentials", "aiokafka_security", "librdkafka_config",
+           "follow_forever"]
 
 
 def ssl_context(s: Settings) -> ssl.SSLContext:
@@ -54,6 +55,23 @@ def aiokafka_security(s: Settings) -> dict[str, Any]:
         kwargs.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
                       sasl_plain_password=s.sasl_password.get_secret_value() if s.sasl_password else None)
     return kwargs
+
+
+def librdkafka_config(s: Settings) -> dict[str, str]:
+    """librdkafka properties (kcat, the benchmark's load generator) for the same security."""
+    conf = {"security.protocol": s.security_protocol.lower()}
+    if s.security_protocol.endswith("SSL"):
+        for key, value in (("ssl.ca.location", s.ssl_cafile), ("ssl.certificate.location",
+                           s.ssl_certfile), ("ssl.key.location", s.ssl_keyfile)):
+            if value is not None:
+                conf[key] = str(value)
+        if s.ssl_key_password is not None:
+            conf["ssl.key.password"] = s.ssl_key_password.get_secret_value()
+    if s.security_protocol.startswith("SASL"):
+        conf["sasl.mechanisms"] = str(s.sasl_mechanism)
+        conf["sasl.username"] = str(s.sasl_username)
+        conf["sasl.password"] = s.sasl_password.get_secret_value() if s.sasl_password else ""
+    return conf
 
 
 async def follow_forever(follow: Callable[[], Awaitable[None]], what: str,

@@ -11,7 +11,11 @@ from pathlib import Path
 from .config import Settings
 from .kafka_local import free_port
 
-__all__ = ["settings_env", "ServiceProcess", "WorkerProcess", "TrainerProcess"]
+__all__ = ["settings_env", "ServiceProcess", "WorkerProcess", "TrainerProcess",
+           "LATENCY", "quantile_between"]
+
+# The worker's own end-to-end histogram (stream/metrics.py): producer timestamp to score.
+LATENCY = "fraudstream_end_to_end_latency_seconds"
 
 
 def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
@@ -71,6 +75,18 @@ class ServiceProcess:
                   if n == name and all(lab.get(k) == x for k, x in (labels or {}).items())]
         return sum(values) if values else None
 
+    def buckets(self, histogram: str = LATENCY) -> dict[float, float]:
+        """A histogram's cumulative counts by upper bound; empty when the endpoint is down."""
+        out: dict[float, float] = {}
+        try:
+            for name, labels, value in self.scrape():
+                if name == histogram + "_bucket":
+                    le = labels["le"]
+                    out[float("inf") if le == "+Inf" else float(le)] = value
+        except OSError:
+            pass
+        return out
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
@@ -102,3 +118,20 @@ class TrainerProcess(ServiceProcess):
     def __init__(self, env: dict[str, str], log_path: Path, metrics_port: int | None = None) -> None:
         super().__init__(["trainer", "--loglevel", "info"], env, log_path,
                          metrics_port or free_port(), "FRAUDSTREAM_TRAINER_METRICS_PORT")
+
+
+def quantile_between(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The ``q`` quantile of the observations between two scrapes of a histogram.
+
+    It is the upper bound of the bucket the quantile falls in (no interpolation: a p99 of
+    "at most 50 ms" is what the buckets can say); None when nothing was observed in between.
+    """
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    target = q * counts[-1]
+    for bound, cumulative in zip(bounds, counts):
+        if cumulative >= target:
+            return bound
+    return bounds[-1]

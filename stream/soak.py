@@ -23,12 +23,10 @@ from typing import Any
 from . import simulator as sim
 from .config import Settings, TopicNames
 from .kafka_local import LocalBroker, free_port
-from .processes import ServiceProcess, TrainerProcess, WorkerProcess, settings_env
+from .processes import TrainerProcess, WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
 
 __all__ = ["run_soak"]
-
-_LATENCY = "fraudstream_end_to_end_latency_seconds"
 
 
 def _say(msg: str) -> None:
@@ -46,35 +44,10 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _buckets(proc: ServiceProcess) -> dict[float, float]:
-    out: dict[float, float] = {}
-    try:
-        for name, labels, value in proc.scrape():
-            if name == _LATENCY + "_bucket":
-                le = labels["le"]
-                out[float("inf") if le == "+Inf" else float(le)] = value
-    except OSError:
-        pass
-    return out
-
-
-def _quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
-    """The ``q`` quantile of the observations between two scrapes of a histogram (upper bound)."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    if not counts or counts[-1] <= 0:
-        return None
-    target = q * counts[-1]
-    for bound, cumulative in zip(bounds, counts):
-        if cumulative >= target:
-            return bound
-    return bounds[-1]
-
-
 def _sample(worker: WorkerProcess, trainer: TrainerProcess, start: float, produced: dict,
             previous: dict[float, float]) -> tuple[dict[str, Any], dict[float, float]]:
-    buckets = _buckets(worker)
-    p50, p99 = _quantile(previous, buckets, 0.5), _quantile(previous, buckets, 0.99)
+    buckets = worker.buckets()
+    p50, p99 = quantile_between(previous, buckets, 0.5), quantile_between(previous, buckets, 0.99)
     sample = {
         "elapsed_s": round(time.monotonic() - start),
         "produced_tx": produced.get("transactions", 0),

@@ -68,7 +68,11 @@ class TerminalFeed:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id=f"{s.worker_id}-terminal-view",
-            max_partition_fetch_bytes=4 << 20, **aiokafka_security(s))
+            max_partition_fetch_bytes=4 << 20,
+            # Terminal features look at transactions older than the label delay, so a replica
+            # a fraction of a second behind loses nothing; fetches that wait to fill keep the
+            # broker's request rate (and the worker's) down on a busy machine.
+            fetch_min_bytes=64 << 10, fetch_max_wait_ms=200, **aiokafka_security(s))
         await consumer.start()
         try:
             tps = [TopicPartition(self.topic, p) for p in range(s.partitions)]

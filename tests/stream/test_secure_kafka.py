@@ -201,3 +201,17 @@ def test_worker_trainer_and_cli_tools_over_sasl_ssl_with_minimal_acls(
     assert_read_refused(operator.topics.training_examples,
                         bootstrap_servers=worker_s.bootstrap_servers,
                         **worker_s.kafka_python_security())
+
+
+def test_benchmark_load_generator_produces_over_sasl_ssl(operator: Settings, tmp_path: Path):
+    """kcat (librdkafka) gets the same TLS + SCRAM settings as every other client."""
+    from fraudstream.stream.load import LoadTools, PacedProducer, write_lines
+    from fraudstream.stream.topics import create_topics
+
+    create_topics(operator)
+    topic = operator.topics.transactions
+    lines = [(f"c{i}".encode(), f'{{"i":{i}}}'.encode()) for i in range(50)]
+    write_lines(tmp_path / "load.txt", lines)
+    PacedProducer(LoadTools.find(), operator, topic, tmp_path / "load.txt").wait(timeout=120)
+    records = read_all(operator, topic, lambda r: len(r) >= 50, timeout=60)
+    assert sorted((r.key, r.value) for r in records) == sorted(lines)

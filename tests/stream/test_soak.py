@@ -2,7 +2,8 @@
 
 import os
 
-from fraudstream.stream.soak import _quantile, _rss_mb
+from fraudstream.stream.processes import quantile_between as _quantile
+from fraudstream.stream.soak import _rss_mb
 
 
 def test_quantiles_come_from_the_interval_between_two_scrapes():

@@ -1,0 +1,120 @@
+"""A load generator that leaves the cores to the service: ``pv`` paces, ``kcat`` produces.
+
+A Python producer at 2,000 records/s takes most of a core on this kind of machine, and the
+benchmark would measure the producer's contention as the worker's latency. ``pv -l -L R``
+passes R lines per second and ``kcat`` (librdkafka, in C) sends each ``key<TAB>value`` line
+as one record; both are Debian packages that ``deploy/install-tools.sh`` (``make tools``)
+unpacks into ``~/.cache/fraudstream/tools``.
+
+Each record gets its timestamp from librdkafka when kcat hands it over (CreateTime), which is
+what the worker's end-to-end histogram and the benchmark's latency are measured from.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .config import Settings
+from .kafka_clients import librdkafka_config
+
+__all__ = ["LoadTools", "write_lines", "PacedProducer"]
+
+TOOLS_DIR = Path(os.environ.get("FRAUDSTREAM_TOOLS_DIR", Path.home() / ".cache/fraudstream/tools"))
+
+
+@dataclass(frozen=True)
+class LoadTools:
+    """Where kcat and pv are, and the library path kcat needs."""
+
+    kcat: Path
+    pv: Path
+    lib_path: str
+
+    @classmethod
+    def find(cls, tools_dir: Path = TOOLS_DIR) -> "LoadTools":
+        """The unpacked tools (``make tools``), else the system's; a clear error when missing."""
+        unpacked = tools_dir / "kcat" / "usr" / "bin" / "kcat"
+        if unpacked.exists():
+            kcat, lib = unpacked, str(tools_dir / "kcat" / "usr" / "lib" / "x86_64-linux-gnu")
+        elif shutil.which("kcat"):
+            kcat, lib = Path(shutil.which("kcat")), ""
+        else:
+            raise RuntimeError("kcat not found: run `make tools` (unpacks Debian's kcat and pv "
+                               f"into {tools_dir}) or install the kcat package")
+        pv = tools_dir / "pv" / "usr" / "bin" / "pv"
+        if not pv.exists():
+            if not shutil.which("pv"):
+                raise RuntimeError("pv not found: run `make tools` or install the pv package")
+            pv = Path(shutil.which("pv"))
+        return cls(kcat, pv, lib)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.lib_path:
+            env["LD_LIBRARY_PATH"] = ":".join(p for p in (self.lib_path, env.get("LD_LIBRARY_PATH")) if p)
+        return env
+
+
+def write_lines(path: Path, records: Iterable[tuple[bytes, bytes]]) -> int:
+    """``key<TAB>value`` lines for kcat; values are compact JSON, so they hold no newline or tab."""
+    n = 0
+    with open(path, "wb") as f:
+        for key, value in records:
+            if b"\n" in value or b"\t" in key or b"\n" in key:
+                raise ValueError("a key or value holds a tab or newline; kcat would split it")
+            f.write(key + b"\t" + value + b"\n")
+            n += 1
+    return n
+
+
+class PacedProducer:
+    """``pv -l -L rate FILE | kcat -P``: one background producer of one file into one topic.
+
+    ``rate=None`` sends as fast as the broker takes it (pre-loading). The client settings go
+    to kcat in a private config file (``-F``), so a password never shows in ``ps``.
+    """
+
+    def __init__(self, tools: LoadTools, settings: Settings, topic: str, path: Path,
+                 rate: float | None = None) -> None:
+        fd, self._config = tempfile.mkstemp(prefix="kcat-", suffix=".conf")
+        with os.fdopen(fd, "w") as f:  # mkstemp: mode 0600
+            conf = {"bootstrap.servers": ",".join(settings.bootstrap_servers),
+                    "linger.ms": "5", "acks": "all",
+                    # a record not delivered within a minute fails the run (kcat exits 1)
+                    "message.timeout.ms": "60000", **librdkafka_config(settings)}
+            f.writelines(f"{k}={v}\n" for k, v in conf.items())
+        kcat = [str(tools.kcat), "-F", self._config, "-P", "-t", topic, "-K", "\t", "-q"]
+        env = tools.env()
+        if rate is None:
+            self._pv = None
+            self._kcat = subprocess.Popen([*kcat, "-l", str(path)], env=env,
+                                          stderr=subprocess.PIPE)
+        else:
+            self._pv = subprocess.Popen([str(tools.pv), "-q", "-l", "-L", str(int(rate)), str(path)],
+                                        stdout=subprocess.PIPE, env=env)
+            self._kcat = subprocess.Popen(kcat, stdin=self._pv.stdout, env=env,
+                                          stderr=subprocess.PIPE)
+            self._pv.stdout.close()  # kcat holds the pipe; pv gets SIGPIPE if kcat dies
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until every line is sent and acknowledged; raises with kcat's words if it failed."""
+        try:
+            if self._pv is not None:
+                self._pv.wait(timeout)
+            _, err = self._kcat.communicate(timeout=timeout)
+        finally:
+            Path(self._config).unlink(missing_ok=True)
+        if self._kcat.returncode != 0:
+            raise RuntimeError(f"kcat failed ({self._kcat.returncode}): {err.decode(errors='replace')[-500:]}")
+
+    def kill(self) -> None:
+        for proc in (self._pv, self._kcat):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        Path(self._config).unlink(missing_ok=True)
