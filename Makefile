@@ -55,7 +55,7 @@ test-fast: venv
 demo: venv kafka-jars
 	$(FS) demo $(DEMO_ARGS)
 
-bench: venv kafka-jars
+bench: venv kafka-jars tools
 	$(FS) bench --json bench.json
 
 clean:

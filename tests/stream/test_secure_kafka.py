@@ -215,3 +215,19 @@ def test_benchmark_load_generator_produces_over_sasl_ssl(operator: Settings, tmp
     PacedProducer(LoadTools.find(), operator, topic, tmp_path / "load.txt").wait(timeout=120)
     records = read_all(operator, topic, lambda r: len(r) >= 50, timeout=60)
     assert sorted((r.key, r.value) for r in records) == sorted(lines)
+
+
+def test_bench_runs_over_sasl_ssl_as_the_operator(operator: Settings):
+    """`fraudstream bench --use-broker`: its topics, workers, readers and kcat all on SASL_SSL."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fraudstream.stream.cli", "bench", "--use-broker", "--only", "latency",
+         "--rates", "100", "--latency-seconds", "3", "--labels", "all"],
+        env=env_of(operator), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[:done.stdout.rindex("}") + 1])
+    row = result["latency_by_offered_tps"]["100"]
+    assert row["pipeline"]["n"] == row["passthrough"]["n"] == 300
+    assert 0 < row["pipeline"]["p50"] < 60_000
