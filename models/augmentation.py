@@ -32,9 +32,14 @@ __all__ = ["augment", "default_steps", "feature_kind", "feature_kinds", "synthes
 _KIND_RULES: tuple[tuple[re.Pattern[str], FeatureKind], ...] = (
     (re.compile(r"^amount$"), "continuous"),
     (re.compile(r"^is_(weekend|night)$"), "binary"),
-    (re.compile(r"^(card|terminal)_count_\d+d$"), "integer"),
+    (re.compile(r"^(card|terminal)_count_\d+[mhd]$"), "integer"),
     (re.compile(r"^card_mean_amount_\d+d$"), "continuous"),
     (re.compile(r"^terminal_fraud_ratio_\d+d$"), "bounded"),
+    # The extended set's card features (features.py, docs/features.md).
+    (re.compile(r"^card_seconds_since_prev$"), "continuous"),
+    (re.compile(r"^card_amount_(sum_\d+[mhd]|ratio_\d+d)$"), "continuous"),
+    (re.compile(r"^card_terminal_new_\d+d$"), "binary"),
+    (re.compile(r"^card_distinct_terminals_\d+[mhd]$"), "integer"),
     # Extra numeric features passed in on the wire: nothing is known about them.
     (re.compile(r"^x_.+$"), "continuous"),
 )

@@ -71,12 +71,14 @@ __all__ = [
     "alert_budget_metrics",
     "card_precision_at_k",
     "evaluate_augmentation",
+    "format_seeds_table",
     "format_table",
     "protocol_windows",
     "required_days",
     "score_metrics",
     "split_window",
     "summarize",
+    "summarize_seeds",
     "variant_names",
     "write_report",
 ]
@@ -620,6 +622,92 @@ def summarize(per_window: Sequence[Mapping[str, Any]], variants: Sequence[str]) 
     return out
 
 
+def summarize_seeds(results: Sequence[Mapping[str, Any]], confidence: float = 0.95) -> dict[str, Any]:
+    """Means across seeds with a t interval, so a single lucky split never decides.
+
+    Each of ``results`` is one :func:`evaluate_augmentation` result of another seed (its own
+    simulated data, diffusion fits and classifiers). Per variant and metric, the unit is one
+    seed's mean over its windows; ``vs_none`` is the same for the paired difference from
+    ``none`` (``seeds_ahead``: seeds where the variant's mean beat ``none``'s). Quality
+    numbers are pooled the same way, with the gates' pass count over all windows.
+    """
+    if not results:
+        raise ValueError("no results to summarise")
+    variants = list(results[0]["variants"])
+    if any(list(r["variants"]) != variants for r in results):
+        raise ValueError("the results do not share their variants")
+    out: dict[str, Any] = {
+        "seeds": [r["config"]["seed"] for r in results], "confidence": confidence,
+        "n_windows": sum(len(r["per_window"]) for r in results), "variants": variants,
+        "summary": {},
+    }
+    for variant in variants:
+        row: dict[str, Any] = {}
+        for metric in _TABLE_METRICS:
+            row[metric] = _interval([r["summary"][variant][metric]["mean"] for r in results],
+                                    confidence)
+        row["vs_none"] = {}
+        for metric in ("average_precision", "card_precision_at_k"):
+            means = [r["summary"][variant]["vs_none"][metric]["mean"] for r in results]
+            stats = _interval(means, confidence)
+            stats["seeds_ahead"] = int(sum(m is not None and m > 0 for m in means))
+            stats["windows_ahead"] = int(sum(r["summary"][variant]["vs_none"][metric]["windows_ahead"]
+                                             for r in results))
+            row["vs_none"][metric] = stats
+        out["summary"][variant] = row
+    out["quality"] = {k: _interval([r["quality_summary"][k]["mean"] for r in results], confidence)
+                      for k in ("c2st_auc", "dcr_share")}
+    out["quality"]["gates_passed_windows"] = int(sum(r["quality_summary"]["gates_passed_windows"]
+                                                     for r in results))
+    return _jsonable(out)
+
+
+def _interval(values: Sequence[float | None], confidence: float) -> dict[str, Any]:
+    """Mean, standard deviation and t interval of ``values`` (None and NaN left out)."""
+    from scipy import stats as scipy_stats
+
+    arr = np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+    ok = arr[np.isfinite(arr)]
+    n = len(ok)
+    mean = float(ok.mean()) if n else math.nan
+    std = float(ok.std(ddof=1)) if n > 1 else (0.0 if n else math.nan)
+    half = (float(scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+            if n > 1 else math.nan)
+    return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": n,
+            "values": arr.tolist()}
+
+
+def format_seeds_table(seeds: Mapping[str, Any], markdown: bool = False) -> str:
+    """Variants as rows: AP, card precision@k and their difference from ``none``, each as
+    ``mean [low, high]`` across seeds."""
+    conf = f"{seeds['confidence']:.0%}"
+    header = ["variant", f"AP [{conf}]", f"CP@k [{conf}]", f"Δ AP vs none [{conf}]",
+              "seeds ahead", f"Δ CP vs none [{conf}]"]
+    rows = []
+    n = len(seeds["seeds"])
+    for v in seeds["variants"]:
+        row = seeds["summary"][v]
+        d_ap, d_cp = row["vs_none"]["average_precision"], row["vs_none"]["card_precision_at_k"]
+        rows.append([v, _ci(row["average_precision"]), _ci(row["card_precision_at_k"]),
+                     _ci(d_ap, signed=True), f"{d_ap['seeds_ahead']}/{n}", _ci(d_cp, signed=True)])
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+
+
+def _ci(stats: Mapping[str, Any], signed: bool = False) -> str:
+    mean, low, high = stats["mean"], stats["low"], stats["high"]
+    if mean is None:
+        return "n/a"
+    sign = "+" if signed else ""
+    if low is None or high is None:
+        return f"{mean:{sign}.3f}"
+    return f"{mean:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
+
+
 def _stats(values: Sequence[float]) -> dict[str, Any]:
     arr = np.asarray(values, dtype=np.float64)
     ok = arr[np.isfinite(arr)]
@@ -902,6 +990,27 @@ def _markdown(result: Mapping[str, Any]) -> str:
             f"| {w['n_train_frauds']:,} | {w['n_test']:,} | {w['n_test_frauds']:,} "
             f"| {_fmt(w['card_precision_at_k_oracle'])} |"
         )
+    seeds = result.get("seeds")
+    if seeds:
+        q = seeds["quality"]
+        lines += [
+            "",
+            f"## Results across {len(seeds['seeds'])} seeds (mean [{seeds['confidence']:.0%} t "
+            "interval])",
+            "",
+            f"Seeds {', '.join(str(s) for s in seeds['seeds'])}: each its own simulated data, "
+            f"diffusion fits and classifiers, {seeds['n_windows']} windows in all. The unit is "
+            "one seed's mean over its windows; the interval is Student's t across seeds. A "
+            "difference from `none` whose interval holds 0 is not a finding.",
+            "",
+            format_seeds_table(seeds, markdown=True),
+            "",
+            f"Synthetic frauds across seeds: C2ST AUC {_ci(q['c2st_auc'])}, DCR share "
+            f"{_ci(q['dcr_share'])}; quality gates passed in {q['gates_passed_windows']}/"
+            f"{seeds['n_windows']} windows.",
+            "",
+            f"The rest of this report is seed {result['config']['seed']}'s.",
+        ]
     lines += [
         "",
         "## Results (mean ± std across windows)",

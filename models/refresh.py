@@ -13,14 +13,28 @@ The cycle, in the order of :data:`PHASES`:
 ``sample``         ``synthetic_ratio`` x (training frauds) synthetic frauds.
 ``quality``        C2ST and DCR (``models/quality.py``); failing a gate rejects the synthetic
                    set and the cycle trains without it, and says so.
-``train``          the challenger (real + accepted synthetic) and, for the report, the
-                   challenger without synthetic data.
+``train``          the challenger (real + the chosen share of the accepted synthetic rows)
+                   and the same model without synthetic rows. With ``ratio_candidates`` the
+                   synthetic ratio (0 included) is chosen by validation *inside the training
+                   period*: models fitted before its last ``validation_days`` are compared on
+                   those days (the holdout is never looked at), and the diffusion model is
+                   fitted on frauds before them only.
 ``evaluate``       champion, challenger and challenger-without-synthetic on the holdout:
-                   average precision, card precision@k, recall at the alert budget.
-                   Promote when the challenger's AP beats the champion's by ``promote_margin``.
+                   average precision, card precision@k, recall at the alert budget. The AP
+                   gains (challenger vs champion, synthetic vs none) come with a paired,
+                   stratified bootstrap interval (``models/paired.py``); the challenger is
+                   promoted only when the lower bound of its gain over the champion clears
+                   ``promote_margin`` at ``promote_confidence``. A refresh that cannot tell
+                   them apart keeps the champion and says so.
 
 With no batch champion yet, the champion is the online learner, judged on the scores it gave
-the holdout's transactions when they happened (before it learned their labels).
+the holdout's transactions when they happened (before it learned their labels). A champion
+with no holdout scores at all loses to any challenger with a defined AP.
+
+The synthetic gain on the holdout (``report["comparisons"]["synthetic"]``) is measured for
+every cycle whose synthetic set passed the gates, also when validation chose ratio 0 (then
+with the best non-zero ratio of the validation): it is the entry of the running
+augmentation ledger (``models/ledger.py``).
 """
 
 from __future__ import annotations
@@ -32,10 +46,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import average_precision_score
 
 from .augmentation import feature_kinds, synthesize_frauds
 from .batch import XGBoostModel, XGBParams
 from .evaluation import DAY_S, score_metrics
+from .paired import GainInterval, paired_ap_gain, verdict
 from .quality import gates, quality_report
 from .scorer import BatchModel
 from .window import WindowData
@@ -79,7 +95,11 @@ class RefreshConfig:
     quality_holdout: float = 0.2
     max_c2st_auc: float = 0.75
     max_dcr_share: float = 0.10
-    promote_margin: float = 0.005
+    promote_margin: float = 0.005          # on the lower bound of the AP gain; -1: always promote
+    promote_confidence: float = 0.9        # two-sided level of the bootstrap interval
+    bootstrap_resamples: int = 1000
+    ratio_candidates: tuple[float, ...] = ()  # empty: always synthetic_ratio, no validation
+    validation_days: float = 3.0
     threshold: float = 0.5
     top_k_cards: int = 100
     alert_budget: float = 100
@@ -100,10 +120,12 @@ class CycleResult:
 
 
 def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConfig = RefreshConfig(),
-              *, deadline: Deadline | None = None, progress: Progress | None = None,
+              *, synthesis_off: str | None = None, deadline: Deadline | None = None,
+              progress: Progress | None = None,
               on_phase: Callable[[str, float], None] | None = None) -> CycleResult:
     """Run every phase but ``publish`` (the caller's). Raises :class:`NotEnoughData` or
-    :class:`CycleTimeout`; ``on_phase(name, seconds)`` hears each phase's duration."""
+    :class:`CycleTimeout`; ``on_phase(name, seconds)`` hears each phase's duration.
+    ``synthesis_off``: skip the diffusion phases, for this reason (the ledger's)."""
     say = progress or (lambda message: None)
     deadline = deadline or Deadline(None)
     phases: dict[str, float] = {}
@@ -151,13 +173,22 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     synth: np.ndarray | None = None
     model = None
     quality: dict[str, Any] | None = None
-    verdict, why = "none", "synthetic_ratio is 0"
-    n_synth = int(round(config.synthetic_ratio * n_frauds))
+    candidates = tuple(sorted(set(config.ratio_candidates)))
+    top_ratio = max(candidates) if candidates else config.synthetic_ratio
+    plan = _validation_plan(data.ts[train], y_train, train_end, candidates, config)
+    verdict_, why = "none", "synthetic_ratio is 0"
+    n_synth = 0
+    if synthesis_off is not None:
+        verdict_, why = "none", synthesis_off
+    elif top_ratio > 0:
+        n_synth = int(round(top_ratio * n_frauds))
     if n_synth > 0:
-        frauds = X_train[y_train == 1]
-        order = np.random.default_rng(config.seed).permutation(len(frauds))
-        n_q = max(5, int(round(config.quality_holdout * len(frauds))))
-        q_hold, fit_rows = frauds[order[:n_q]], frauds[order[n_q:]]
+        # When the ratio is validated, the diffusion model never sees the validation frauds:
+        # otherwise the synthetic rows would carry them into the models being compared.
+        fit_pool = X_train[(y_train == 1) & (plan["inner"] if plan["usable"] else True)]
+        order = np.random.default_rng(config.seed).permutation(len(fit_pool))
+        n_q = max(5, int(round(config.quality_holdout * len(fit_pool))))
+        q_hold, fit_rows = fit_pool[order[:n_q]], fit_pool[order[n_q:]]
         fit_started = time.perf_counter()
 
         def fit_progress(step: int, total: int, loss: float) -> None:
@@ -179,24 +210,51 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
                                  n_jobs=config.xgb.n_jobs)
         ok, reasons = gates(quality, config.max_c2st_auc, config.max_dcr_share)
         quality["gates_passed"], quality["gates_reasons"] = ok, reasons
-        verdict = "accepted" if ok else "rejected"
+        verdict_ = "accepted" if ok else "rejected"
         why = "passed the quality gates" if ok else "; ".join(reasons)
         say(f"quality: C2ST AUC {quality['c2st_auc']:.3f}, DCR share {quality['dcr_share']:.3f}: "
-            f"synthetic set {verdict} ({why})")
+            f"synthetic set {verdict_} ({why})")
         if not ok:
             synth = None
         done("quality")
 
     # -- train ----------------------------------------------------------------------------
+    def train_with(ratio: float, rows: np.ndarray | slice = slice(None)) -> tuple[XGBoostModel, int]:
+        X, y = X_train[rows], y_train[rows]
+        n = min(len(synth), int(round(ratio * y.sum()))) if synth is not None else 0
+        if n == 0:
+            return XGBoostModel.train(X, y, names, config.xgb, check=deadline.check), 0
+        X_aug = np.vstack([X, synth[:n]])
+        y_aug = np.concatenate([y, np.ones(n, dtype=np.int64)])
+        return XGBoostModel.train(X_aug, y_aug, names, config.xgb, check=deadline.check), n
+
     plain = XGBoostModel.train(X_train, y_train, names, config.xgb, check=deadline.check)
+    validation = None
+    ratio = top_ratio if synth is not None else 0.0
+    if synth is not None and candidates:
+        if plan["usable"]:
+            validation = _validate(plan, candidates, train_with, X_train, y_train)
+            ratio = validation["chosen"]
+            say("validation (last {:g} d of training): AP by ratio {}: ratio {:g}".format(
+                config.validation_days,
+                ", ".join(f"{r} {_fmt(a)}" for r, a in validation["average_precision"].items()),
+                ratio))
+        else:
+            ratio = config.synthetic_ratio
+            validation = {"skipped": plan["why"], "chosen": ratio}
+            say(f"validation skipped ({plan['why']}): ratio {ratio:g}")
+    challenger, n_used = train_with(ratio) if ratio > 0 else (plain, 0)
+    # The ledger's measurement: the synthetic rows' gain on the holdout, also when validation
+    # chose 0 (then with the ratio it liked best among the others).
+    measured = None
     if synth is not None:
-        X_aug = np.vstack([X_train, synth])
-        y_aug = np.concatenate([y_train, np.ones(len(synth), dtype=np.int64)])
-        challenger = XGBoostModel.train(X_aug, y_aug, names, config.xgb, check=deadline.check)
-    else:
-        challenger = plain
+        measured_ratio = ratio if ratio > 0 else _best_nonzero(validation, candidates, top_ratio)
+        measured = (measured_ratio, challenger if ratio > 0 else train_with(measured_ratio)[0])
+    if synth is not None:
+        why += f"; ratio {ratio:g}" + (" chosen by validation" if validation and
+                                       "skipped" not in validation else "")
     say(f"train: challenger on {len(y_train):,} real"
-        + (f" + {len(synth):,} synthetic" if synth is not None else "") + " rows")
+        + (f" + {n_used:,} synthetic" if n_used else "") + " rows")
     done("train")
 
     # -- evaluate -------------------------------------------------------------------------
@@ -215,41 +273,67 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         champion_name = "online (scoring-time scores)"
         champion_scores = data.score_online[hold]
     known = ~np.isnan(champion_scores)
+    champion_filled = np.where(known, champion_scores, 0.0)
+    challenger_scores = challenger.predict_proba(X_hold)
+    plain_scores = plain.predict_proba(X_hold)
     holdout = {
-        "champion": metrics(np.where(known, champion_scores, 0.0)) if known.any() else _nan_metrics(),
-        "challenger": metrics(challenger.predict_proba(X_hold)),
-        "challenger_no_synthetic": metrics(plain.predict_proba(X_hold)),
+        "champion": metrics(champion_filled) if known.any() else _nan_metrics(),
+        "challenger": metrics(challenger_scores),
+        "challenger_no_synthetic": metrics(plain_scores),
     }
     holdout["champion"]["model"] = champion_name
     holdout["champion"]["scored_share"] = float(known.mean())
+
+    def gain(a: np.ndarray, b: np.ndarray) -> GainInterval:
+        return paired_ap_gain(y_hold, a, b, resamples=config.bootstrap_resamples,
+                              confidence=config.promote_confidence, seed=config.seed,
+                              check=deadline.check)
+
+    comparisons: dict[str, Any] = {"challenger_vs_champion": None, "synthetic": None}
     ap_new = holdout["challenger"]["average_precision"]
     ap_old = holdout["champion"]["average_precision"]
     if math.isnan(ap_new):
-        promote, reason = False, "the challenger's holdout AP is undefined"
+        promote, outcome, reason = False, "undefined", "the challenger's holdout AP is undefined"
     elif math.isnan(ap_old):
-        promote, reason = True, "the champion has no holdout scores to compare with"
+        promote, outcome = True, "no_champion_scores"
+        reason = "the champion has no holdout scores to compare with"
     else:
-        promote = ap_new >= ap_old + config.promote_margin
-        reason = (f"challenger AP {ap_new:.4f} {'>=' if promote else '<'} champion AP "
-                  f"{ap_old:.4f} + margin {config.promote_margin:g}")
+        g = gain(champion_filled, challenger_scores)
+        comparisons["challenger_vs_champion"] = g.to_dict()
+        outcome = verdict(g, config.promote_margin)
+        promote = g.low > config.promote_margin
+        reason = (f"challenger AP {ap_new:.4f} vs champion AP {ap_old:.4f}: gain {_gain(g)}, "
+                  f"lower bound {'>' if promote else '<='} margin {config.promote_margin:g}")
+        if not promote:
+            reason += (": the champion is better" if outcome == "worse" else
+                       ": cannot tell the challenger from the champion, keeping the champion")
+    if measured is not None:
+        measured_scores = challenger_scores if measured[1] is challenger else \
+            measured[1].predict_proba(X_hold)
+        s = gain(plain_scores, measured_scores)
+        comparisons["synthetic"] = {**s.to_dict(), "ratio": measured[0],
+                                    "ratio_used": ratio, "verdict": verdict(s, 0.0)}
+        say(f"evaluate: synthetic rows (ratio {measured[0]:g}) vs none: AP gain {_gain(s)}")
     say(f"evaluate: {reason}: {'promote' if promote else 'keep the champion'}")
     done("evaluate")
 
     report = {
         "split": split,
         "config": _jsonable(asdict(config)),
-        "synthetic": {"verdict": verdict, "reason": why, "n_requested": n_synth,
-                      "n_used": 0 if synth is None else len(synth)},
+        "synthetic": {"verdict": verdict_, "reason": why, "n_requested": n_synth,
+                      "n_used": n_used, "ratio": ratio, "validation": _jsonable(validation)},
         "quality": _jsonable(quality),
         "diffusion": None if model is None else {
             "steps": model.steps_, "final_loss": model.loss_, "fit_seconds": model.fit_seconds_,
             "device": str(model.device_)},
         "holdout": _jsonable(holdout),
+        "comparisons": _jsonable(comparisons),
         "augmentation_delta_ap": _jsonable(ap_new - holdout["challenger_no_synthetic"]["average_precision"]),
-        "decision": {"promote": promote, "reason": reason, "margin": config.promote_margin},
+        "decision": {"promote": promote, "reason": reason, "margin": config.promote_margin,
+                     "confidence": config.promote_confidence, "verdict": outcome},
         "phase_seconds": dict(phases),
     }
-    return CycleResult(promote, reason, challenger, verdict, synth, model, report, phases)
+    return CycleResult(promote, reason, challenger, verdict_, synth, model, report, phases)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -260,10 +344,64 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"{'holdout metric':<22}" + "".join(f"{name:>14}" for name, _ in cols)]
     for metric in HEADLINE_METRICS:
         lines.append(f"{metric:<22}" + "".join(f"{_fmt(m.get(metric)):>14}" for _, m in cols))
+    for name, key in (("gain over champion", "challenger_vs_champion"),
+                      ("gain of synthetic", "synthetic")):
+        g = (report.get("comparisons") or {}).get(key)
+        if g:
+            lines.append(f"AP {name:<19}{_signed(g['estimate']):>14}   "
+                         f"{g['confidence']:.0%} interval [{_signed(g['low'])}, {_signed(g['high'])}]"
+                         + (f" at ratio {g['ratio']:g}" if "ratio" in g else ""))
     lines.append(f"synthetic: {report['synthetic']['verdict']} ({report['synthetic']['reason']}); "
                  f"decision: {'promote' if report['decision']['promote'] else 'keep'} "
                  f"({report['decision']['reason']})")
     return "\n".join(lines)
+
+
+def _validation_plan(ts: np.ndarray, y: np.ndarray, train_end: float,
+                     candidates: tuple[float, ...], config: RefreshConfig) -> dict[str, Any]:
+    """Which training rows fit the models compared by validation (``inner``) and which judge
+    them (the training period's last ``validation_days``); ``usable`` False says why not."""
+    inner = ts < train_end - config.validation_days * DAY_S
+    plan: dict[str, Any] = {"inner": inner, "usable": False, "why": ""}
+    n_inner, n_val = int(y[inner].sum()), int(y[~inner].sum())
+    if len(candidates) < 2:
+        plan["why"] = "fewer than two candidate ratios"
+    elif n_inner < 10:
+        plan["why"] = f"{n_inner} frauds before the validation days (need 10)"
+    elif n_val < 5 or n_val == int((~inner).sum()):
+        plan["why"] = f"{n_val} frauds in the validation days (need 5 and legitimate rows)"
+    else:
+        plan["usable"] = True
+    return plan
+
+
+def _validate(plan: dict[str, Any], candidates: tuple[float, ...],
+              train_with: Callable[..., tuple[XGBoostModel, int]],
+              X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Each candidate ratio's AP on the validation days; the best, ties to the smaller ratio."""
+    inner, val = plan["inner"], ~plan["inner"]
+    aps: dict[float, float] = {}
+    for ratio in candidates:
+        model, _ = train_with(ratio, inner)
+        aps[ratio] = float(average_precision_score(y[val], model.predict_proba(X[val])))
+    chosen = candidates[0]
+    for ratio in candidates[1:]:
+        if aps[ratio] > aps[chosen]:
+            chosen = ratio
+    return {"average_precision": {f"{r:g}": ap for r, ap in aps.items()}, "chosen": chosen,
+            "n_rows": int(val.sum()),
+            "n_frauds": int(y[val].sum())}
+
+
+def _best_nonzero(validation: dict[str, Any] | None, candidates: tuple[float, ...],
+                  top_ratio: float) -> float:
+    aps = (validation or {}).get("average_precision") or {}
+    nonzero = [r for r in candidates if r > 0 and f"{r:g}" in aps]
+    return max(nonzero, key=lambda r: aps[f"{r:g}"]) if nonzero else top_ratio
+
+
+def _gain(g: GainInterval) -> str:
+    return f"{g.estimate:+.4f} [{g.confidence:.0%} interval {g.low:+.4f}, {g.high:+.4f}]"
 
 
 def _columns(X: np.ndarray, have: list[str], want: list[str]) -> np.ndarray:
@@ -278,6 +416,10 @@ def _nan_metrics() -> dict[str, float]:
 
 def _fmt(value: Any) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _signed(value: Any) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"
 
 
 def _day(ts: float) -> str:

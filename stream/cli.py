@@ -252,9 +252,10 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
     demo.set_defaults(handler=cmd_demo)
 
-    from . import dlq, evaluate_cli, models_cli
+    from . import detection_cli, dlq, evaluate_cli, models_cli
 
     evaluate_cli.add_parser(sub)
+    detection_cli.add_parser(sub)
     models_cli.add_parsers(sub, settings)
     dlq.add_parser(sub, settings)
     return parser

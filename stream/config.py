@@ -119,18 +119,32 @@ class Settings(BaseSettings):
         10.0, ge=6, le=300,
         description="Kafka consumer-group session timeout: how long a crashed worker's "
                     "partitions wait before another (or its restart) takes them.")
+    card_cache_per_partition: int = Field(
+        20_000, ge=0,
+        description="Card states kept in memory per partition (the rest are read from RocksDB).")
     view_save_every_s: float = Field(
         15.0, gt=0, description="How often the terminal replica is saved to the state folder.")
     batch_max: int = Field(500, ge=1, le=10_000, description="Largest scoring micro-batch.")
     batch_within_s: float = Field(0.01, gt=0, le=5, description="Longest wait to fill a micro-batch.")
+    label_batch_max: int = Field(
+        64, ge=1, le=10_000,
+        description="Largest label micro-batch: a label batch holds the event loop while it "
+                    "runs, so small ones keep scoring latency low.")
+    label_defer_max_s: float = Field(
+        1.0, ge=0, le=60,
+        description="Longest a label batch waits while transactions are queued for scoring.")
     label_mode: Literal["all", "fraud_only"] = Field(
         "all", description="Explicit labels for every transaction, or only for frauds.")
     maturity_days: float | None = Field(
         None, ge=0, description="fraud_only: unlabelled after this long = legitimate (default: label delay).")
     review_threshold: float = Field(0.5, ge=0, le=1)
     decline_threshold: float = Field(0.9, ge=0, le=1)
-    online_model: Literal["logreg", "arf", "hoeffding"] = "logreg"
-    online_fraud_weight: float = Field(3.0, gt=0, description="Weight of a fraud in online learning.")
+    online_model: Literal["binned", "logreg", "arf", "hoeffding"] = Field(
+        "binned", description="The online learner's model (models/online.py).")
+    online_fraud_weight: float = Field(1.0, gt=0, description="Weight of a fraud in online learning.")
+    feature_set: Literal["extended", "handbook"] = Field(
+        "extended", description="Feature set of the models (docs/features.md); the schema hash "
+                                "follows it, so a model trained on another set is refused.")
     prequential_window: int = Field(20_000, ge=100, description="Labelled examples in the quality window.")
     max_pending_snapshots: int = Field(
         1_000_000, ge=1000,
@@ -174,7 +188,28 @@ class Settings(BaseSettings):
     trainer_max_c2st_auc: float = Field(0.75, gt=0.5, le=1, description="Quality gate.")
     trainer_max_dcr_share: float = Field(0.10, gt=0, le=1, description="Quality gate.")
     trainer_promote_margin: float = Field(
-        0.005, description="Promote when the challenger's holdout AP beats the champion's by this.")
+        0.005, ge=-1, le=1,
+        description="Promote when the lower bound of the challenger's AP gain over the champion "
+                    "(paired bootstrap on the holdout) is above this; -1 promotes every challenger.")
+    trainer_promote_confidence: float = Field(
+        0.9, gt=0, lt=1, description="Two-sided confidence of the AP gain intervals.")
+    trainer_bootstrap_resamples: int = Field(
+        1000, ge=50, le=100_000,
+        description="Paired bootstrap resamples of the holdout (time grows with holdout rows).")
+    trainer_synthetic_ratios: tuple[float, ...] = Field(
+        (0.0, 0.5, 1.0, 2.0),
+        description="Synthetic ratios the trainer chooses from by validation on the training "
+                    "period's last FRAUDSTREAM_TRAINER_VALIDATION_DAYS (JSON list; [] always uses "
+                    "FRAUDSTREAM_TRAINER_SYNTHETIC_RATIO).")
+    trainer_validation_days: float = Field(
+        3.0, gt=0, description="Last days of the training period that judge the synthetic ratios.")
+    trainer_ledger_cycles: int = Field(
+        8, ge=1, le=100, description="Measured cycles the augmentation ledger keeps.")
+    trainer_ledger_min_cycles: int = Field(
+        5, ge=1, le=100,
+        description="Measured cycles before the ledger may switch synthesis off.")
+    trainer_synthesis_retest_every: int = Field(
+        5, ge=1, description="While the ledger has synthesis off, every this many-th cycle re-tests it.")
     trainer_top_k_cards: int = Field(100, ge=1, description="k of card precision@k.")
     trainer_alert_budget: float = Field(100, gt=0, description="Alerts per day (or share if < 1).")
     trainer_xgb_estimators: int = Field(300, ge=1)
@@ -198,6 +233,15 @@ class Settings(BaseSettings):
                 "security_protocol is SASL_*: set FRAUDSTREAM_SASL_MECHANISM, "
                 "FRAUDSTREAM_SASL_USERNAME and FRAUDSTREAM_SASL_PASSWORD"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _ledger_consistent(self) -> "Settings":
+        if self.trainer_ledger_min_cycles > self.trainer_ledger_cycles:
+            raise ValueError("FRAUDSTREAM_TRAINER_LEDGER_MIN_CYCLES must not exceed "
+                             "FRAUDSTREAM_TRAINER_LEDGER_CYCLES")
+        if any(not 0 <= r <= 100 for r in self.trainer_synthetic_ratios):
+            raise ValueError("FRAUDSTREAM_TRAINER_SYNTHETIC_RATIOS must be within [0, 100]")
         return self
 
     @model_validator(mode="after")

@@ -276,6 +276,7 @@ def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers
 def _print_registry(root: Path) -> None:
     """Every version's holdout AP: champion vs challenger vs challenger without synthetic data."""
     from ..models.registry import ArtifactError, Registry
+    from .models_cli import _interval, _ledger_line
 
     registry = Registry(root)
     versions = registry.versions()
@@ -283,6 +284,7 @@ def _print_registry(root: Path) -> None:
         print("model registry: no version yet (cycles skipped or still running: see trainer.log)")
         return
     champion = registry.champion()
+    newest = None
     print("model registry (holdout average precision; the value of augmentation is the "
           "challenger vs 'no synthetic' column):")
     for v in versions:
@@ -294,6 +296,12 @@ def _print_registry(root: Path) -> None:
         h = report.get("holdout") or {}
         ap = lambda k: (h.get(k) or {}).get("average_precision")  # noqa: E731
         fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+        gains = report.get("comparisons") or {}
         print(f"  {v}{' (champion)' if v == champion else '':<11} champion {fmt(ap('champion'))}  "
               f"challenger {fmt(ap('challenger'))}  no synthetic {fmt(ap('challenger_no_synthetic'))}  "
-              f"synthetic {(report.get('synthetic') or {}).get('verdict', '?')}")
+              f"synthetic {(report.get('synthetic') or {}).get('verdict', '?')}\n"
+              f"  {'':<37} gain over champion {_interval(gains.get('challenger_vs_champion'))} "
+              f"({(report.get('decision') or {}).get('verdict', '?')}), "
+              f"of synthetic rows {_interval(gains.get('synthetic'))}")
+        newest = meta
+    print("  " + _ledger_line(newest))

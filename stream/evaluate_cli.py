@@ -5,6 +5,12 @@ Thin glue: simulate transactions, compute the features, run
 the report. Progress goes to stderr, the table to stdout.
 
     fraudstream evaluate-augmentation --quick --json out.json
+
+It runs the whole evaluation once per seed (``--seeds``, 5 by default: its own simulated
+data, diffusion fits and classifiers each) and reports means across seeds with a t interval
+(``result["seeds"]``, and first in the report), so one lucky split never decides; the rest of
+the JSON and the plots are the first seed's, ``result["per_seed"]`` holds every seed's
+summary and windows.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ QUICK: dict[str, Any] = {
 """What ``--quick`` changes: a small population, two windows, a short diffusion fit."""
 
 _DEFAULT_CUSTOMERS = 5000
+_DEFAULT_SEEDS = 5
 _DEFAULT_WINDOWS = 4
 
 
@@ -45,11 +52,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--quick", action="store_true",
-                   help=f"small run for a smoke test (< 3 min on 2 cores): {QUICK}")
+                   help=f"small run for a smoke test (< 3 min per seed on 2 cores): {QUICK}")
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON here")
     p.add_argument("--report", metavar="DIR", default="reports/augmentation",
                    help="write report.md and PNG plots here (default %(default)s); '' for none")
-    p.add_argument("--seed", type=int, default=0, help="seeds simulation and models")
+    p.add_argument("--seed", type=int, default=0,
+                   help="first seed of simulation and models (default %(default)s)")
+    p.add_argument("--seeds", type=int, default=_DEFAULT_SEEDS,
+                   help="how many seeds, from --seed on; each runs the whole evaluation on its "
+                   "own simulated data (default %(default)s; the summary's interval needs 2)")
     p.add_argument("--windows", type=int, default=None,
                    help=f"test windows (default {_DEFAULT_WINDOWS}; --quick {QUICK['windows']})")
     p.add_argument("--ratios", default="1,5",
@@ -125,10 +136,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the evaluation for parsed flags; 0 on success, 2 on bad flags."""
     import torch
 
-    from fraudstream.models.evaluation import evaluate_augmentation, format_table, write_report
-    from fraudstream.models.features import compute_features
-
-    from .simulator import simulate, summary
+    from fraudstream.models.evaluation import (
+        format_seeds_table, format_table, summarize_seeds, write_report)
 
     t0 = time.perf_counter()
 
@@ -143,24 +152,25 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    say(f"simulating {sim_config.n_days} days of {sim_config.n_customers:,} customers "
-        f"and {sim_config.n_terminals:,} terminals (seed {sim_config.seed})")  # fmt: skip
-    df = simulate(sim_config)
-    t_sim = time.perf_counter() - t0
-    say(f"simulated {len(df):,} transactions, {int(df['is_fraud'].sum()):,} frauds; features")
-    features = compute_features(df, config.delay_days * 86400.0)
-    t_features = time.perf_counter() - t0 - t_sim
-    say(f"features ready; evaluating {config.n_windows} windows")
-    result = evaluate_augmentation(df, features, config, progress=say)
-    result["simulation"] = {
-        **{k: v for k, v in asdict(sim_config).items()},
-        "summary": summary(df),
-        "simulate_seconds": t_sim,
-        "features_seconds": t_features,
-    }
-    result["command"] = {"quick": bool(args.quick), "total_seconds": time.perf_counter() - t0}
+    if args.seeds < 1:
+        print("fraudstream evaluate-augmentation: --seeds must be >= 1", file=sys.stderr)
+        return 2
+    results = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        say(f"seed {seed} ({seed - args.seed + 1}/{args.seeds})")
+        results.append(_one_seed(replace(sim_config, seed=seed), replace(config, seed=seed), say))
+    result = results[0]
+    result["seeds"] = summarize_seeds(results)
+    result["per_seed"] = [{k: r[k] for k in ("config", "summary", "quality_summary", "per_window",
+                                            "simulation", "wall_seconds")} for r in results]
+    result["command"] = {"quick": bool(args.quick), "seeds": args.seeds,
+                         "total_seconds": time.perf_counter() - t0}
 
     q, perf = result["quality_summary"], result["performance"]
+    print(f"across {args.seeds} seed(s), mean [{result['seeds']['confidence']:.0%} t interval]:")
+    print(format_seeds_table(result["seeds"]))
+    print()
+    print(f"seed {args.seed} alone, mean ± std across its windows:")
     print(format_table(result))
     print()
     n_windows = len(result["per_window"])
@@ -194,6 +204,32 @@ def run(args: argparse.Namespace) -> int:
         say(f"wrote {paths['report']} and {len(paths) - 1} plots")
     say("done")
     return 0
+
+
+def _one_seed(sim_config: Any, config: Any, say: Any) -> dict[str, Any]:
+    """Simulate, compute features and evaluate, for one seed."""
+    from fraudstream.models.evaluation import evaluate_augmentation
+    from fraudstream.models.features import compute_features
+
+    from .simulator import simulate, summary
+
+    t0 = time.perf_counter()
+    say(f"simulating {sim_config.n_days} days of {sim_config.n_customers:,} customers "
+        f"and {sim_config.n_terminals:,} terminals (seed {sim_config.seed})")  # fmt: skip
+    df = simulate(sim_config)
+    t_sim = time.perf_counter() - t0
+    say(f"simulated {len(df):,} transactions, {int(df['is_fraud'].sum()):,} frauds; features")
+    features = compute_features(df, config.delay_days * 86400.0)
+    t_features = time.perf_counter() - t0 - t_sim
+    say(f"features ready; evaluating {config.n_windows} windows")
+    result = evaluate_augmentation(df, features, config, progress=say)
+    result["simulation"] = {
+        **{k: v for k, v in asdict(sim_config).items()},
+        "summary": summary(df),
+        "simulate_seconds": t_sim,
+        "features_seconds": t_features,
+    }
+    return result
 
 
 def _pm(stats: dict[str, Any], digits: int = 3) -> str:

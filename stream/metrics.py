@@ -63,6 +63,10 @@ class WorkerMetrics:
         self.processing = Histogram(
             "fraudstream_batch_processing_seconds", "Time to process one micro-batch, by stage.",
             ["stage"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.label_deferred = Histogram(
+            "fraudstream_label_deferred_seconds",
+            "How long a label batch waited for queued transactions to be scored first.",
+            buckets=LATENCY_BUCKETS, registry=registry)
         self.batch_size = Histogram(
             "fraudstream_batch_size", "Messages per micro-batch, by stage.",
             ["stage"], buckets=_BATCH_BUCKETS, registry=registry)
@@ -193,6 +197,7 @@ TRAINER_REFUSALS = {"control": ("malformed", "error"),
 FALLBACK_REASONS = ("champion_failed", "no_finite_score", "scoring_error")
 PROCESSING_STAGES = ("score", "join", "label", "learn")
 CYCLE_OUTCOMES = ("promoted", "kept_champion", "skipped", "failed")
+PROMOTION_VERDICTS = ("better", "indistinguishable", "worse", "no_champion_scores", "undefined")
 SYNTHETIC_VERDICTS = ("accepted", "rejected", "none")
 TRIGGERS = ("schedule", "new_frauds", "request")
 
@@ -279,6 +284,35 @@ class TrainerMetrics:
             "Last cycle's holdout metrics by model (champion, challenger, "
             "challenger_no_synthetic) and metric (average_precision, card_precision_at_k, "
             "recall_at_budget).", ["model", "metric"], registry=registry)
+        # Promotion on evidence and the augmentation ledger (models/paired.py, models/ledger.py).
+        self.ap_gain = Gauge(
+            "fraudstream_trainer_ap_gain",
+            "Last cycle's holdout AP gain with its paired-bootstrap interval, by comparison "
+            "(challenger_vs_champion; synthetic: with vs without synthetic rows) and bound "
+            "(estimate, low, high); NaN when the cycle had no such comparison.",
+            ["comparison", "bound"], registry=registry)
+        self.promotion_verdicts = _counter_from_zero(
+            "fraudstream_trainer_promotion_verdicts_total",
+            "Cycles by what the holdout said of challenger vs champion: better (the lower bound "
+            "of the AP gain cleared the margin: promoted), "
+            "indistinguishable or worse (champion kept), no_champion_scores (promoted), "
+            "undefined (kept).", "verdict", PROMOTION_VERDICTS, registry)
+        self.ledger_gain = Gauge(
+            "fraudstream_trainer_augmentation_ledger_ap_gain",
+            "The augmentation ledger's mean AP gain from synthetic rows over its last measured "
+            "cycles, by bound (estimate, low, high); NaN before the first measurement.",
+            ["bound"], registry=registry)
+        self.ledger_cycles = Gauge(
+            "fraudstream_trainer_augmentation_ledger_cycles",
+            "Measured cycles in the augmentation ledger.", registry=registry)
+        self.synthesis_enabled = Gauge(
+            "fraudstream_trainer_synthesis_enabled",
+            "1 when the last cycle's plan ran synthesis, 0 when the ledger had it off.",
+            registry=registry)
+        self.synthetic_ratio = Gauge(
+            "fraudstream_trainer_synthetic_ratio",
+            "Synthetic frauds per real training fraud in the last cycle's challenger (0: none).",
+            registry=registry)
         self.champion = Info(
             "fraudstream_trainer_champion", "The current champion version.", registry=registry)
         self.champion_created = Gauge(

@@ -64,7 +64,7 @@ class ModelFollower:
         self.learner = learner
         self.metrics = metrics
         self.schema = schema
-        self.feature_names = feature_names(settings.extra_features)
+        self.feature_names = feature_names(settings.extra_features, settings.feature_set)
         self.registry = Registry(settings.model_registry, keep=settings.trainer_keep_versions)
         self.on_swap = on_swap or (lambda role: None)
         self.updates_offset = 0

@@ -63,7 +63,7 @@ def cmd_retrain(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     registry = Registry(args.registry, keep=settings.trainer_keep_versions)
-    schema = schema_hash(feature_names(settings.extra_features))
+    schema = schema_hash(feature_names(settings.extra_features, settings.feature_set))
     try:
         if args.action == "list":
             return _list(registry)
@@ -110,19 +110,50 @@ def _list(registry: Registry) -> int:
         return 0
     champion = registry.champion()
     print(f"{'version':<26} {'created (UTC)':<20} {'role':<10} {'AP chall.':>9} {'AP champ.':>9} "
-          f"{'AP no syn.':>10}  synthetic")
+          f"{'AP no syn.':>10}  {'gain vs champion [interval]':<28} {'synthetic gain [interval]':<32}"
+          " synthetic")
+    newest = None
     for v in versions:
         try:
             meta = registry.info(v).metadata
         except ArtifactError as exc:
             print(f"{v:<26} unreadable: {exc}")
             continue
-        h = (meta.get("report") or {}).get("holdout") or {}
+        newest = meta
+        report = meta.get("report") or {}
+        h = report.get("holdout") or {}
+        gains = report.get("comparisons") or {}
+        synthetic = gains.get("synthetic")
+        at_ratio = f" x{synthetic['ratio']:g}" if synthetic and "ratio" in synthetic else ""
         role = "champion" if v == champion else meta.get("status", "")
         print(f"{v:<26} {meta.get('created_at_utc', '')[:19]:<20} {role:<10} "
               f"{_f(h.get('challenger'))} {_f(h.get('champion'))} {_f(h.get('challenger_no_synthetic'), 10)}  "
-              f"{((meta.get('report') or {}).get('synthetic') or {}).get('verdict', '')}")
+              f"{_interval(gains.get('challenger_vs_champion')):<28} "
+              f"{_interval(synthetic, at_ratio):<32} "
+              f"{(report.get('synthetic') or {}).get('verdict', '')}")
+    print(_ledger_line(newest))
     return 0
+
+
+def _interval(gain: dict | None, suffix: str | None = None) -> str:
+    """``+0.0123 [-0.0040, +0.0290]``: a gain and its interval, or n/a."""
+    if not gain or gain.get("estimate") is None:
+        return "n/a"
+    return (f"{gain['estimate']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]"
+            + (suffix or ""))
+
+
+def _ledger_line(meta: dict | None) -> str:
+    """The augmentation ledger as the newest version left it."""
+    ledger = (meta or {}).get("ledger") or {}
+    summary = ledger.get("summary") or {}
+    if not summary.get("n"):
+        return "augmentation ledger: no measured cycle yet"
+    synthesis = ledger.get("synthesis") or {}
+    return (f"augmentation ledger: synthetic rows' AP gain {summary['gain']:+.4f} "
+            f"[{summary['low']:+.4f}, {summary['high']:+.4f}] over the last {summary['n']} "
+            f"measured cycle(s); last cycle: synthesis {'on' if synthesis.get('on') else 'off'} "
+            f"({synthesis.get('reason', '')})")
 
 
 def _show(registry: Registry, version: str | None) -> int:

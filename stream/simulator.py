@@ -18,6 +18,19 @@ data simulator"), vectorised with numpy:
   get ``customer_fraud_amount_factor`` times the amount and are fraud.
   Later scenarios override earlier ones, as in the handbook.
 
+Two more scenarios a fraud team meets are options, off by default (the handbook's three stay
+the default mix; :data:`MIXES` names the mixes):
+
+- scenario 4, card testing: each day ``card_testing_per_day`` cards are tested: a burst of
+  ``card_testing_probes`` tiny amounts (U(0.5, 3)) seconds to minutes apart at terminals
+  anywhere, then, minutes later, one large amount (U(5, 10) x the customer's mean);
+- scenario 5, account takeover: each day ``account_takeover_per_day`` customers are taken
+  over for ``account_takeover_days`` days; the fraudster adds Poisson(``account_takeover_rate``)
+  transactions a day, at any hour, at terminals the customer cannot reach (outside
+  ``radius``), for U(2, 6) x the customer's mean.
+
+Both *add* transactions (the card's owner keeps paying as before) and are all fraud.
+
 Generation is pure (:func:`simulate`, :func:`events`, :func:`summary`); randomness comes only
 from ``SimulationConfig.seed``. The sinks (:func:`write_file`, :func:`produce_to_kafka`) do the
 I/O.
@@ -44,6 +57,8 @@ __all__ = [
     "COLUMNS",
     "DEFAULT_START",
     "Event",
+    "MIXES",
+    "SCENARIOS",
     "SimulationConfig",
     "events",
     "produce_to_kafka",
@@ -76,6 +91,29 @@ _TIME_OF_DAY_STD_S = 20_000.0
 #: (kind, key, value, event_ts) as yielded by :func:`events`.
 Event = tuple[str, str, dict[str, Any], float]
 
+#: ``fraud_scenario`` code -> what it is.
+SCENARIOS: dict[int, str] = {
+    1: "amount > threshold",
+    2: "compromised terminal",
+    3: "compromised card",
+    4: "card testing",
+    5: "account takeover",
+}
+
+#: Named scenario mixes: :class:`SimulationConfig` overrides per 5,000 customers
+#: (:meth:`SimulationConfig.scaled` scales the daily counts with the population).
+MIXES: dict[str, dict[str, int]] = {
+    "handbook": {},
+    "extended": {"card_testing_per_day": 4, "account_takeover_per_day": 3},
+}
+
+# Card testing: probe amounts, seconds between probes, then minutes until the large amount.
+_PROBE_AMOUNT_RANGE = (0.5, 3.0)
+_PROBE_GAP_MEAN_S = 45.0
+_CASHOUT_DELAY_RANGE_S = (120.0, 1800.0)
+_CASHOUT_FACTOR_RANGE = (5.0, 10.0)
+_TAKEOVER_FACTOR_RANGE = (2.0, 6.0)
+
 
 @dataclass(frozen=True)
 class SimulationConfig:
@@ -102,6 +140,13 @@ class SimulationConfig:
     customer_compromise_days: int = 14
     customer_fraud_share: float = 1 / 3
     customer_fraud_amount_factor: float = 5.0
+    # Scenario 4: card testing (off by default).
+    card_testing_per_day: int = 0
+    card_testing_probes: int = 5
+    # Scenario 5: account takeover (off by default).
+    account_takeover_per_day: int = 0
+    account_takeover_days: int = 3
+    account_takeover_rate: float = 2.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -119,6 +164,14 @@ class SimulationConfig:
             problems.append("compromised_customers_per_day must be in [0, n_customers]")
         if self.terminal_compromise_days < 0 or self.customer_compromise_days < 0:
             problems.append("compromise durations must be >= 0 days")
+        if not 0 <= self.card_testing_per_day <= self.n_customers:
+            problems.append("card_testing_per_day must be in [0, n_customers]")
+        if not 0 <= self.account_takeover_per_day <= self.n_customers:
+            problems.append("account_takeover_per_day must be in [0, n_customers]")
+        if self.card_testing_probes < 1:
+            problems.append("card_testing_probes must be >= 1")
+        if self.account_takeover_days < 0 or not self.account_takeover_rate >= 0:
+            problems.append("account takeover days and rate must be >= 0")
         if not 0 <= self.customer_fraud_share <= 1:
             problems.append("customer_fraud_share must be in [0, 1]")
         if isinstance(self.start, datetime) and self.start.tzinfo is None:
@@ -134,20 +187,22 @@ class SimulationConfig:
         return float(self.start)
 
     @classmethod
-    def scaled(cls, n_customers: int, **overrides: Any) -> "SimulationConfig":
-        """A population of ``n_customers`` (and twice as many terminals) with the handbook's
-        compromise rates scaled to it, so a smaller run keeps about the default fraud mix and
-        rate (the handbook's rates are per 5,000 customers / 10,000 terminals)."""
+    def scaled(cls, n_customers: int, mix: str = "handbook", **overrides: Any
+               ) -> "SimulationConfig":
+        """A population of ``n_customers`` (and twice as many terminals) with the daily
+        compromise counts of ``mix`` (:data:`MIXES`) scaled to it, so a smaller run keeps
+        about the same fraud mix and rate (the rates are per 5,000 customers / 10,000
+        terminals)."""
+        if mix not in MIXES:
+            raise ValueError(f"mix must be one of {sorted(MIXES)}, not {mix!r}")
         defaults = cls()
         scale = n_customers / defaults.n_customers
-        params: dict[str, Any] = {
-            "n_customers": n_customers,
-            "n_terminals": 2 * n_customers,
-            "compromised_terminals_per_day":
-                max(1, round(defaults.compromised_terminals_per_day * scale)),
-            "compromised_customers_per_day":
-                max(1, round(defaults.compromised_customers_per_day * scale)),
-        }
+        params: dict[str, Any] = {"n_customers": n_customers, "n_terminals": 2 * n_customers}
+        per_day = {"compromised_terminals_per_day": defaults.compromised_terminals_per_day,
+                   "compromised_customers_per_day": defaults.compromised_customers_per_day,
+                   **MIXES[mix]}
+        for name, count in per_day.items():
+            params[name] = max(1, round(count * scale))
         params.update(overrides)
         return cls(**params)
 
@@ -178,7 +233,9 @@ def simulate(config: SimulationConfig = SimulationConfig()) -> pd.DataFrame:
     c = config
     # Independent streams per stage, so e.g. changing the fraud scenarios leaves the
     # legitimate traffic unchanged.
-    rng_cust, rng_term, rng_tx, rng_s2, rng_s3 = np.random.default_rng(c.seed).spawn(5)
+    # Children are indexed: adding streams leaves the first five (the handbook's) unchanged.
+    rng_cust, rng_term, rng_tx, rng_s2, rng_s3, rng_s4, rng_s5 = (
+        np.random.default_rng(c.seed).spawn(7))
 
     cust_xy = rng_cust.uniform(0, c.grid_size, size=(c.n_customers, 2))
     mean_amount = rng_cust.uniform(*_MEAN_AMOUNT_RANGE, size=c.n_customers)
@@ -229,6 +286,13 @@ def simulate(config: SimulationConfig = SimulationConfig()) -> pd.DataFrame:
         scenario[hit] = 3
 
     ts = c.start_ts + day * DAY_S + tod
+    added = [_card_testing(c, rng_s4, mean_amount), _account_takeover(c, rng_s5, mean_amount,
+                                                                       cust_xy, term_xy)]
+    for a_cust, a_term, a_ts, a_amount, a_scenario in added:
+        cust, terminal = np.concatenate((cust, a_cust)), np.concatenate((terminal, a_term))
+        ts, amount = np.concatenate((ts, a_ts)), np.concatenate((amount, a_amount))
+        scenario = np.concatenate((scenario, a_scenario))
+    n = len(ts)
     order = np.argsort(ts, kind="stable")
     return pd.DataFrame({
         "tx_id": pd.array([f"tx-{c.seed}-{i:09d}" for i in range(n)], dtype="str"),
@@ -239,6 +303,69 @@ def simulate(config: SimulationConfig = SimulationConfig()) -> pd.DataFrame:
         "is_fraud": scenario[order] > 0,
         "fraud_scenario": scenario[order],
     })
+
+
+_Added = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _no_rows() -> _Added:
+    e = np.empty(0)
+    return (e.astype(np.int64), e.astype(np.int64), e, e, e.astype(np.int8))
+
+
+def _card_testing(c: SimulationConfig, rng: np.random.Generator,
+                  mean_amount: np.ndarray) -> _Added:
+    """Scenario 4: per tested card, probes of tiny amounts, then one large amount."""
+    if not c.card_testing_per_day:
+        return _no_rows()
+    k = c.card_testing_probes
+    cust = np.concatenate([rng.choice(c.n_customers, size=c.card_testing_per_day, replace=False)
+                           for _ in range(c.n_days)])
+    day = np.repeat(np.arange(c.n_days), c.card_testing_per_day)
+    m = len(cust)
+    start = day * DAY_S + rng.uniform(0, DAY_S - 3 * 3600.0, size=m)
+    # Whole seconds, as the legitimate traffic: probes k apart by exponential gaps.
+    # Capped so that a burst always ends within the 3 h left of its day.
+    gaps = np.minimum(rng.exponential(_PROBE_GAP_MEAN_S, size=(m, k)), 600.0)
+    gaps[:, 0] = 0.0
+    probe_t = np.trunc(start[:, None] + np.cumsum(gaps, axis=1))
+    cashout_t = np.trunc(probe_t[:, -1] + rng.uniform(*_CASHOUT_DELAY_RANGE_S, size=m))
+    t = np.concatenate((probe_t, cashout_t[:, None]), axis=1).ravel()
+    amount = np.concatenate(
+        (rng.uniform(*_PROBE_AMOUNT_RANGE, size=(m, k)),
+         (mean_amount[cust] * rng.uniform(*_CASHOUT_FACTOR_RANGE, size=m))[:, None]), axis=1)
+    term = rng.integers(0, c.n_terminals, size=(m, k + 1)).ravel()
+    return (np.repeat(cust, k + 1), term, c.start_ts + t, np.round(amount.ravel(), 2),
+            np.full(m * (k + 1), 4, dtype=np.int8))
+
+
+def _account_takeover(c: SimulationConfig, rng: np.random.Generator, mean_amount: np.ndarray,
+                      cust_xy: np.ndarray, term_xy: np.ndarray) -> _Added:
+    """Scenario 5: added transactions at unreachable terminals, larger amounts, any hour."""
+    if not c.account_takeover_per_day or not c.account_takeover_days:
+        return _no_rows()
+    cust = np.concatenate([rng.choice(c.n_customers, size=c.account_takeover_per_day,
+                                      replace=False) for _ in range(c.n_days)])
+    first = np.repeat(np.arange(c.n_days), c.account_takeover_per_day)
+    # One row per (taken-over customer, day of the takeover within the simulated span).
+    span = np.arange(c.account_takeover_days)
+    t_cust = np.repeat(cust, len(span))
+    t_day = (first[:, None] + span).ravel()
+    inside = t_day < c.n_days
+    t_cust, t_day = t_cust[inside], t_day[inside]
+    per_day = rng.poisson(c.account_takeover_rate, size=len(t_cust))
+    cust_rows, day_rows = np.repeat(t_cust, per_day), np.repeat(t_day, per_day)
+    m = len(cust_rows)
+    t = day_rows * DAY_S + np.trunc(rng.uniform(1.0, DAY_S, size=m))
+    # Terminals the customer never uses: redraw the few that fall within its radius.
+    term = rng.integers(0, c.n_terminals, size=m)
+    for _ in range(100):
+        near = np.linalg.norm(term_xy[term] - cust_xy[cust_rows], axis=1) < c.radius
+        if not near.any():
+            break
+        term[near] = rng.integers(0, c.n_terminals, size=int(near.sum()))
+    amount = mean_amount[cust_rows] * rng.uniform(*_TAKEOVER_FACTOR_RANGE, size=m)
+    return (cust_rows, term, c.start_ts + t, np.round(amount, 2), np.full(m, 5, dtype=np.int8))
 
 
 # --- the event stream -------------------------------------------------------------------
@@ -307,9 +434,10 @@ def summary(df: pd.DataFrame) -> str:
         f"frauds        {frauds:>12,}  ({frauds / n:.3%} of transactions)" if n else
         f"frauds        {frauds:>12,}",
     ]
-    names = {1: "amount > threshold", 2: "compromised terminal", 3: "compromised card"}
-    for s, name in names.items():
+    for s, name in SCENARIOS.items():
         k = int(by_scenario.get(s, 0))
+        if s > 3 and not k:
+            continue  # an optional scenario that is off
         share = f"  ({k / frauds:.1%} of frauds)" if frauds else ""
         lines.append(f"  scenario {s}  {k:>12,}{share}  {name}")
     lines += [

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from kafka.partitioner.default import murmur2
 
-from ..models.features import CardState, calendar_features, extra_features
+from ..models.features import DEFAULT_FEATURE_SET, CardState, assemble_features
 from .contract import DEFAULT_BOUNDS, REASONS, Bounds, dead_letter, decode, parse_ts
 from .event_time import EventTimeGuard
 from .terminal_view import TerminalEvents, TerminalView, source_uid
@@ -136,7 +136,7 @@ def triage(kind: str, messages: list[Message], max_bytes: int, now: float,
 def feature_stage(messages: list[Message], cards: KeyedStore, terminals: TerminalView,
                   max_bytes: int, now: float, extra: tuple[str, ...] = (),
                   bounds: Bounds = DEFAULT_BOUNDS, clock: EventTimeGuard | None = None,
-                  ) -> FeatureStageResult:
+                  feature_set: str = DEFAULT_FEATURE_SET) -> FeatureStageResult:
     """Validate transactions, take each one's features, then add it to its card and terminal.
 
     Returns the records to score (in input order), the terminal events the other replicas
@@ -147,24 +147,24 @@ def feature_stage(messages: list[Message], cards: KeyedStore, terminals: Termina
     out = FeatureStageResult(dead=dead)
     for m, tx in valid:
         try:
-            out.records.append(_feature_step(m, tx, cards, terminals, extra, out.events))
+            out.records.append(_feature_step(m, tx, cards, terminals, extra, out.events,
+                                             feature_set))
         except Exception as exc:
             out.dead.append(dead_message(m, processing_error(exc), "processing_error", now))
     return out
 
 
 def _feature_step(m: Message, tx: dict[str, Any], cards: KeyedStore, terminals: TerminalView,
-                  extra: tuple[str, ...], events: TerminalEvents) -> dict[str, Any]:
+                  extra: tuple[str, ...], events: TerminalEvents,
+                  feature_set: str = DEFAULT_FEATURE_SET) -> dict[str, Any]:
     ts = parse_ts(tx["ts"])
     card_id, terminal_id = tx["card_id"], tx["terminal_id"]
     state, last_offset = _card_entry(cards.get(m.partition, card_id))
-    feats: dict[str, float] = {"amount": float(tx["amount"])}
-    feats.update(calendar_features(ts))
-    feats.update(state.features(ts))
-    feats.update(terminals.features(terminal_id, ts))
-    feats.update(extra_features(tx, extra))
+    # The same assembly as offline (models/features.py): one definition of the vector.
+    feats = assemble_features(tx, ts, state, terminals.features(terminal_id, ts), extra,
+                              feature_set)
     if m.offset > last_offset:  # a redelivered message was applied already
-        state.add(ts, float(tx["amount"]))
+        state.add(ts, float(tx["amount"]), terminal_id)
         cards.put(m.partition, card_id, {"state": state, "offset": m.offset})
     uid = source_uid(m.partition, m.offset)
     if terminals.add_transaction(terminal_id, ts, uid):  # False: the replica has it already

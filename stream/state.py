@@ -19,9 +19,11 @@ Writes go to RocksDB before their changelog record is acknowledged; a crash in b
 RocksDB ahead of the changelog, never behind it, and the input that caused the write is
 processed again (its offset was not committed), which the stages recognise by offset.
 
-Reads come from memory; a key not there is read from RocksDB once (after a restart or a
-recovery, the cache is empty and fills as keys are used). The cache is dropped whenever faust
-finishes a recovery, since recovery writes RocksDB behind it.
+Reads come from a bounded in-memory cache of recently written keys (``cache_size`` per
+partition, least recently written evicted first); a key not there is read from RocksDB. The
+label join's tables have no cache: a pending snapshot is read once, when its label comes,
+and caching a week of them held ~1 GB in a 30-minute soak. The cache is dropped whenever
+faust finishes a recovery, since recovery writes RocksDB behind it.
 """
 
 from __future__ import annotations
@@ -64,9 +66,10 @@ class PartitionedTable:
     size); it costs a RocksDB lookup per ``put`` of a key not in memory.
     """
 
-    def __init__(self, table: faust.Table, send: Callable[..., None], counted: bool = False
-                 ) -> None:
+    def __init__(self, table: faust.Table, send: Callable[..., None], counted: bool = False,
+                 cache_size: int = 0) -> None:
         self.table = table
+        self.cache_size = cache_size
         self._send = send  # Outbox.add
         self.changelog = table.changelog_topic.get_topic_name()
         self.counted = counted
@@ -88,17 +91,23 @@ class PartitionedTable:
             pass
         raw = self._db(partition).get(dumps(key))
         value = None if raw is None else orjson.loads(raw)
-        if value is not None:
+        if value is not None and self.cache_size:
             cache[key] = value
+            if len(cache) > self.cache_size:
+                del cache[next(iter(cache))]
         return value
 
     def put(self, partition: int, key: str, value: Any) -> None:
         cache = self._cache.setdefault(partition, {})
         k, v = dumps(key), dumps(value)
         db = self._db(partition)
-        if self.counted and key not in cache and db.get(k) is None:
+        cached = cache.pop(key, None) is not None
+        if self.counted and not cached and db.get(k) is None:
             self._sizes[partition] = self._sizes.get(partition, 0) + 1
-        cache[key] = value
+        if self.cache_size:
+            cache[key] = value  # now the most recently written
+            if len(cache) > self.cache_size:
+                del cache[next(iter(cache))]
         db.put(k, v)
         self._send(self.changelog, k, v, partition)
 

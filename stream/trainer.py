@@ -36,6 +36,7 @@ from sklearn.metrics import average_precision_score
 
 from ..models.batch import XGBParams
 from ..models.features import feature_names, schema_hash
+from ..models.ledger import LedgerConfig, advance, plan, state_from, summarize
 from ..models.refresh import (
     CycleTimeout, Deadline, NotEnoughData, RefreshConfig, format_report, run_cycle,
 )
@@ -52,7 +53,7 @@ from .logs import limit_client_logs
 from .metrics import TrainerMetrics
 from .topics import create_topics
 
-__all__ = ["Trainer", "run_trainer", "refresh_config"]
+__all__ = ["Trainer", "run_trainer", "refresh_config", "ledger_config"]
 
 log = logging.getLogger("fraudstream.trainer")
 _DAY_S = 86_400.0
@@ -72,6 +73,11 @@ def refresh_config(s: Settings) -> RefreshConfig:
         max_c2st_auc=s.trainer_max_c2st_auc,
         max_dcr_share=s.trainer_max_dcr_share,
         promote_margin=s.trainer_promote_margin,
+        promote_confidence=s.trainer_promote_confidence,
+        bootstrap_resamples=s.trainer_bootstrap_resamples,
+        # A ratio of 0 switches augmentation off altogether: nothing to choose from.
+        ratio_candidates=s.trainer_synthetic_ratios if s.trainer_synthetic_ratio > 0 else (),
+        validation_days=s.trainer_validation_days,
         threshold=s.review_threshold,
         top_k_cards=s.trainer_top_k_cards,
         alert_budget=s.trainer_alert_budget,
@@ -79,6 +85,12 @@ def refresh_config(s: Settings) -> RefreshConfig:
                       n_jobs=s.trainer_threads, seed=s.seed),
         seed=s.seed,
     )
+
+
+def ledger_config(s: Settings) -> LedgerConfig:
+    return LedgerConfig(cycles=s.trainer_ledger_cycles, min_cycles=s.trainer_ledger_min_cycles,
+                        retest_every=s.trainer_synthesis_retest_every,
+                        confidence=s.trainer_promote_confidence)
 
 
 @dataclass
@@ -98,12 +110,13 @@ class Trainer:
         s = self.settings = settings
         self.metrics = TrainerMetrics(registry or CollectorRegistry())
         self.registry = Registry(s.model_registry, keep=s.trainer_keep_versions)
-        self.names = feature_names(s.extra_features)
+        self.names = feature_names(s.extra_features, s.feature_set)
         self.schema = schema_hash(self.names)
         self.window = TrainingWindow(self.names, s.trainer_window_days * _DAY_S, s.trainer_max_rows,
                                      max_future_skew_s=s.max_future_skew_s)
         self.schedule = Schedule(s.trainer_interval_s, s.trainer_cron)
         self.config = refresh_config(s)
+        self.ledger_config = ledger_config(s)
         self.metrics.interval.set(self.schedule.nominal_interval())
         self.stop = threading.Event()
         self.new_frauds = 0
@@ -230,6 +243,10 @@ class Trainer:
         if removed:
             log.warning("removed %d unfinished version(s) from the registry's staging area", removed)
         self.reconcile_announcements()
+        # The ledger's gauges from the registry: a restarted trainer shows them before a cycle.
+        state = self.ledger_state()
+        self._ledger_gauges({"summary": _strict(summarize(state["entries"], self.ledger_config.confidence))},
+                            plan(state, self.ledger_config)["on"])
         self.rebuild_window()
         if once:
             self.start_cycle("request")
@@ -320,14 +337,20 @@ class Trainer:
                     log.error("the champion %s fails verification (%s); comparing against the "
                               "online learner instead", champion_version, exc)
             effect = self.online_synthetic_effect(data)
+            state = self.ledger_state()
+            synthesis = plan(state, self.ledger_config)
+            log.info("augmentation ledger: %s", synthesis["reason"])
             result = run_cycle(
-                data, champion, self.config, deadline=Deadline(self.settings.trainer_cycle_timeout_s),
-                progress=self._progress,
+                data, champion, self.config,
+                synthesis_off=None if synthesis["on"] else synthesis["reason"],
+                deadline=Deadline(self.settings.trainer_cycle_timeout_s), progress=self._progress,
                 on_phase=lambda phase, seconds: m.phase_duration.labels(phase).observe(seconds))
             synthetic = result.synthetic_verdict
+            ledger = self.next_ledger(state, synthesis, result.report)
             self._quality_gauges(result.report)
+            self._ledger_gauges(ledger, synthesis["on"])
             t_pub = time.perf_counter()
-            outcome = self.publish(result, cycle, effect)
+            outcome = self.publish(result, cycle, effect, ledger)
             m.phase_duration.labels("publish").observe(time.perf_counter() - t_pub)
         except NotEnoughData as exc:
             outcome = "skipped"
@@ -356,7 +379,8 @@ class Trainer:
             self._last_fit_note = now
         log.info("%s", message)
 
-    def publish(self, result, cycle: _Cycle, effect: dict[str, Any] | None) -> str:
+    def publish(self, result, cycle: _Cycle, effect: dict[str, Any] | None,
+                ledger: dict[str, Any] | None = None) -> str:
         """Write the challenger to the registry; promote and announce when it won."""
         s = self.settings
         report = {**result.report, "online_synthetic_effect": effect}
@@ -382,6 +406,7 @@ class Trainer:
                 "code_version": code_version(),
                 "synthetic_published": {"n": n_publish,
                                         "at_event_ts": report["split"]["window_last_ts"]},
+                "ledger": ledger,
             }
             info = self.registry.publish(files, metadata)
         log.info("cycle report of %s:\n%s", info.version, format_report(report))
@@ -413,6 +438,32 @@ class Trainer:
         if removed:
             log.info("pruned old versions: %s", ", ".join(removed))
         return "promoted" if result.promote else "kept_champion"
+
+    def ledger_state(self) -> dict[str, Any]:
+        """The augmentation ledger as the newest readable version left it (empty if none)."""
+        for version in reversed(self.registry.versions()):
+            try:
+                return state_from(self.registry.info(version).metadata)
+            except ArtifactError:
+                continue
+        return state_from(None)
+
+    def next_ledger(self, state: dict[str, Any], synthesis: dict[str, Any],
+                    report: dict[str, Any]) -> dict[str, Any]:
+        """The ledger after this cycle, as stored in its version's metadata."""
+        entry = report["comparisons"]["synthetic"]
+        if entry is not None:
+            entry = {**entry, "at": report["split"]["window_last_ts"]}
+        after = advance(state, entry, synthesis["on"], self.ledger_config)
+        summary = summarize(after["entries"], self.ledger_config.confidence)
+        ledger = {"state": after, "summary": summary, "measured": entry is not None,
+                  "synthesis": {"on": synthesis["on"], "reason": synthesis["reason"]}}
+        if summary["n"]:
+            log.info("augmentation ledger after this cycle: AP gain %+.4f [%.0f%% interval %+.4f, "
+                     "%+.4f] over %d measured cycle(s)%s", summary["gain"],
+                     100 * self.ledger_config.confidence, summary["low"], summary["high"],
+                     summary["n"], "" if entry is not None else " (this cycle measured nothing)")
+        return _strict(ledger)
 
     def online_synthetic_effect(self, data: WindowData) -> dict[str, Any] | None:
         """Online learner's prequential AP before vs after the last synthetic publication.
@@ -501,6 +552,14 @@ class Trainer:
         m.champion_created.set(created)
         m.champion_age.set(time.time() - created if created else 0.0)
 
+    def _ledger_gauges(self, ledger: dict[str, Any], on: bool) -> None:
+        m, summary = self.metrics, ledger["summary"]
+        for bound, key in (("estimate", "gain"), ("low", "low"), ("high", "high")):
+            value = summary.get(key)
+            m.ledger_gain.labels(bound).set(math.nan if value is None else value)
+        m.ledger_cycles.set(summary["n"])
+        m.synthesis_enabled.set(1 if on else 0)
+
     def _quality_gauges(self, report: dict[str, Any]) -> None:
         m = self.metrics
         q = report.get("quality") or {}
@@ -508,10 +567,29 @@ class Trainer:
             m.c2st_auc.set(q["c2st_auc"])
         if q.get("dcr_share") is not None:
             m.dcr_share.set(q["dcr_share"])
+        comparisons = report.get("comparisons") or {}
+        for comparison in ("challenger_vs_champion", "synthetic"):
+            gain = comparisons.get(comparison) or {}
+            for bound, key in (("estimate", "estimate"), ("low", "low"), ("high", "high")):
+                value = gain.get(key)
+                m.ap_gain.labels(comparison, bound).set(math.nan if value is None else value)
+        m.promotion_verdicts.labels(report["decision"]["verdict"]).inc()
+        m.synthetic_ratio.set(report["synthetic"].get("ratio") or 0.0)
         for model, values in report["holdout"].items():
             for metric in ("average_precision", "card_precision_at_k", "recall_at_budget"):
                 value = values.get(metric)
                 m.holdout.labels(model, metric).set(math.nan if value is None else value)
+
+
+def _strict(obj: Any) -> Any:
+    """NaN becomes None: the registry's metadata is read by tools that want strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _example_problem(example: dict[str, Any], max_abs: float) -> str | None:

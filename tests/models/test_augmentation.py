@@ -5,7 +5,7 @@ import pytest
 
 from fraudstream.models.augmentation import augment, feature_kind, feature_kinds, synthesize_frauds
 from fraudstream.models.diffusion import parse_kind
-from fraudstream.models.features import FEATURE_NAMES, feature_names
+from fraudstream.models.features import FEATURE_NAMES, FEATURE_SETS, feature_names
 
 
 
@@ -22,6 +22,19 @@ def test_every_feature_has_a_valid_kind():
             assert kind == "continuous", name
         if "fraud_ratio" in name:
             assert kind == "bounded", name
+
+
+@pytest.mark.parametrize("feature_set", sorted(FEATURE_SETS))
+def test_every_feature_set_has_kinds_the_diffusion_model_knows(feature_set):
+    names = feature_names((), feature_set)
+    kinds = dict(zip(names, feature_kinds(names), strict=True))
+    for kind in kinds.values():
+        parse_kind(kind)
+    for name, kind in kinds.items():
+        if "_count_" in name or "distinct_terminals" in name:
+            assert kind == "integer", name
+        if name.startswith("card_terminal_new"):
+            assert kind == "binary", name
 
 
 def test_extra_features_are_continuous_and_unknown_names_refused():

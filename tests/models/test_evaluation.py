@@ -208,3 +208,15 @@ def test_too_little_data_is_a_clear_error():
     features = compute_features(df, 7 * DAY_S)
     with pytest.raises(ValueError, match="protocol needs"):
         evaluate_augmentation(df, features, EvaluationConfig(n_windows=2))
+
+
+def test_the_report_leads_with_the_results_across_seeds(tiny, tmp_path):
+    from fraudstream.models.evaluation import summarize_seeds
+
+    result = dict(tiny["result"])
+    result["seeds"] = summarize_seeds([tiny["result"], tiny["result"]])
+    json.dumps(result, allow_nan=False)
+    text = write_report(result, tmp_path / "report")["report"].read_text()
+    across = text.index("## Results across 2 seeds")
+    assert across < text.index("## Results (mean ± std across windows)")
+    assert "| diffusion_x3 |" in text[across:] and "The rest of this report is seed 0's." in text

@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 from fraudstream.models.features import (
+    CARD_EXTENDED_NAMES,
     FEATURE_NAMES,
+    FEATURE_SETS,
+    HANDBOOK_FEATURE_NAMES,
     WINDOWS_DAYS,
     CardState,
     TerminalState,
@@ -44,6 +47,7 @@ def synthetic_stream(seed: int = 7, n: int = 5000, days: int = 40) -> pd.DataFra
     # Boundaries: place rows exactly w, or D + w, or D after another row of the same key.
     offsets = np.array(
         [w * DAY for w in WINDOWS_DAYS] + [(7 + w) * DAY for w in WINDOWS_DAYS] + [7 * DAY]
+        + [600.0, 3600.0]  # the extended set's short windows
     )
     src, dst = rng.integers(0, n, 400), rng.integers(0, n, 400)
     shifted = ts[src] + rng.choice(offsets, 400)
@@ -68,7 +72,8 @@ def synthetic_stream(seed: int = 7, n: int = 5000, days: int = 40) -> pd.DataFra
     return df
 
 
-def replay_live(df: pd.DataFrame, delay_s: float, tie_order: str = "stable"):
+def replay_live(df: pd.DataFrame, delay_s: float, tie_order: str = "stable",
+                feature_set: str = "extended"):
     """Replay df in event-time order through the live states.
 
     Fraud labels reach the terminal at tx ts + delay, before transactions at that same time.
@@ -93,8 +98,9 @@ def replay_live(df: pd.DataFrame, delay_s: float, tie_order: str = "stable"):
             terminal.add_fraud(tx["ts"])
             continue
         card = cards.setdefault(tx["card_id"], CardState())
-        feats[i] = transaction_features(tx, card, terminal, delay_s, extra=EXTRA)
-        card.add(tx["ts"], tx["amount"])
+        feats[i] = transaction_features(tx, card, terminal, delay_s, extra=EXTRA,
+                                        feature_set=feature_set)
+        card.add(tx["ts"], tx["amount"], tx["terminal_id"])
         terminal.add_transaction(tx["ts"])
     return feats, cards, terminals
 
@@ -104,12 +110,14 @@ def stream() -> pd.DataFrame:
     return synthetic_stream()
 
 
+@pytest.mark.parametrize("feature_set", sorted(FEATURE_SETS))
 @pytest.mark.parametrize("delay_s", [7 * DAY, 0.0, 1.5 * DAY + 0.25])
-def test_offline_matches_live_replay(stream: pd.DataFrame, delay_s: float) -> None:
-    names = feature_names(EXTRA)
-    live, cards, terminals = replay_live(stream, delay_s)
+def test_offline_matches_live_replay(stream: pd.DataFrame, delay_s: float,
+                                     feature_set: str) -> None:
+    names = feature_names(EXTRA, feature_set)
+    live, cards, terminals = replay_live(stream, delay_s, feature_set=feature_set)
     live_m = to_matrix(live, names)
-    offline = compute_features(stream, delay_s, extra=EXTRA)
+    offline = compute_features(stream, delay_s, extra=EXTRA, feature_set=feature_set)
 
     assert list(offline.columns) == ["tx_id", *names]
     assert offline["tx_id"].tolist() == stream["tx_id"].tolist()
@@ -125,6 +133,12 @@ def test_offline_matches_live_replay(stream: pd.DataFrame, delay_s: float) -> No
     assert sum(len(t) for t in terminals.values()) < len(stream)
     # ... and the stream really exercises ratios.
     assert (offline["terminal_fraud_ratio_30d"] > 0).sum() > 100
+    if feature_set == "extended":  # ... and every extended feature takes several values
+        for name in CARD_EXTENDED_NAMES:
+            assert offline[name].nunique() > 1, name
+        assert (offline["card_terminal_new_30d"] == 0).sum() > 100
+        assert (offline["card_distinct_terminals_1d"] >= 2).sum() > 20
+        assert (offline["card_count_10m"] >= 1).sum() > 20
 
 
 def test_live_ignores_arrival_order_of_ties(stream: pd.DataFrame) -> None:
@@ -293,16 +307,24 @@ def test_duplicate_fraud_label_cannot_push_ratio_past_one() -> None:
 
 
 def test_names_extras_and_schema_hash() -> None:
-    assert len(FEATURE_NAMES) == 3 + 4 * len(WINDOWS_DAYS)
-    assert FEATURE_NAMES[:5] == [
+    assert len(HANDBOOK_FEATURE_NAMES) == 3 + 4 * len(WINDOWS_DAYS)
+    assert HANDBOOK_FEATURE_NAMES[:5] == [
         "amount", "is_weekend", "is_night", "card_count_1d", "card_mean_amount_1d"
     ]
-    assert FEATURE_NAMES[-1] == "terminal_fraud_ratio_30d"
+    assert HANDBOOK_FEATURE_NAMES[-1] == "terminal_fraud_ratio_30d"
+    assert FEATURE_NAMES == HANDBOOK_FEATURE_NAMES + CARD_EXTENDED_NAMES  # the default set
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 24
+    assert feature_names(feature_set="handbook") == HANDBOOK_FEATURE_NAMES
+    with pytest.raises(ValueError, match="unknown feature set"):
+        feature_names(feature_set="everything")
+    # A model trained on one set is refused by a worker on the other: the hashes differ.
+    assert schema_hash(feature_names(feature_set="handbook")) != schema_hash(feature_names())
     assert extra_feature_names(["a", "b"]) == ["x_a", "x_b"]
     assert feature_names(["a"]) == [*FEATURE_NAMES, "x_a"]
     tx = {"ts": T0, "amount": 5, "features": {"a": 2, "z": 9}}
     assert extra_features(tx, ["a", "b"]) == {"x_a": 2.0, "x_b": 0.0}
-    feats = transaction_features(tx, CardState(), TerminalState(), DAY, extra=["a", "b"])
+    feats = transaction_features(tx | {"terminal_id": "t"}, CardState(), TerminalState(), DAY,
+                                 extra=["a", "b"])
     assert list(feats) == feature_names(["a", "b"])
     h = schema_hash(FEATURE_NAMES)
     assert len(h) == 64 and h == schema_hash(list(FEATURE_NAMES))
@@ -322,3 +344,86 @@ def test_offline_rejects_non_finite_ts(stream: pd.DataFrame) -> None:
     bad.loc[bad.index[3], "ts"] = np.nan
     with pytest.raises(ValueError):
         compute_features(bad, DAY)
+
+
+# --- the extended set's card features ----------------------------------------------------
+def test_recent_card_features_by_hand() -> None:
+    card = CardState()
+    first = card.recent_features(T0, 50.0, "t1")
+    assert first == {
+        "card_seconds_since_prev": 30 * DAY, "card_count_10m": 0.0, "card_amount_sum_10m": 0.0,
+        "card_count_1h": 0.0, "card_amount_sum_1h": 0.0, "card_amount_ratio_30d": 1.0,
+        "card_terminal_new_30d": 1.0, "card_distinct_terminals_1h": 0.0,
+        "card_distinct_terminals_1d": 0.0,
+    }
+    assert list(first) == CARD_EXTENDED_NAMES
+    card.add(T0, 2.0, "t1")
+    card.add(T0 + 60, 1.0, "t2")
+    card.add(T0 + 60, 1.0, "t2")  # same time, same terminal: one distinct terminal
+    card.add(T0 + 3000, 0.5, "t3")
+    # At T0 + 3600: [ts - 1 h, ts) holds all four; [ts - 10 min, ts) only the last.
+    f = card.recent_features(T0 + 3600, 300.0, "t2")
+    assert f["card_seconds_since_prev"] == 600.0
+    assert (f["card_count_10m"], f["card_amount_sum_10m"]) == (1.0, 0.5)
+    assert (f["card_count_1h"], f["card_amount_sum_1h"]) == (4.0, 4.5)
+    assert f["card_amount_ratio_30d"] == 300.0 / 1.125
+    probes = CardState()
+    probes.add(T0, 0.25, "t1")  # a mean of cents is floored at 1
+    assert probes.recent_features(T0 + 1, 300.0, "t1")["card_amount_ratio_30d"] == 300.0
+    assert f["card_terminal_new_30d"] == 0.0
+    assert f["card_distinct_terminals_1h"] == 3.0 == f["card_distinct_terminals_1d"]
+    # An event exactly 1 h old is in; a hair older is out. Equal-ts events are never in.
+    f = card.recent_features(T0 + 3600.5, 10.0, "t9")
+    assert f["card_count_1h"] == 3.0 and f["card_distinct_terminals_1h"] == 2.0
+    assert f["card_terminal_new_30d"] == 1.0
+    assert card.recent_features(T0 + 60, 1.0, "t2")["card_terminal_new_30d"] == 1.0
+    # Novelty and recency forget what is older than 30 days.
+    later = card.recent_features(T0 + 3000 + 30 * DAY, 1.0, "t3")
+    assert later["card_terminal_new_30d"] == 0.0 and later["card_seconds_since_prev"] == 30 * DAY
+    later = card.recent_features(T0 + 3000.5 + 30 * DAY, 1.0, "t3")
+    assert later["card_terminal_new_30d"] == 1.0 and later["card_seconds_since_prev"] == 30 * DAY
+    assert later["card_amount_ratio_30d"] == 1.0  # empty window: neutral
+
+
+def test_offline_extended_features_by_hand() -> None:
+    df = pd.DataFrame({
+        "tx_id": list("abcdef"),
+        "ts": [T0, T0 + 60, T0 + 60, T0 + 3000, T0 + 3600, T0 + 3600.5],
+        "card_id": ["k"] * 6,
+        "terminal_id": ["t1", "t2", "t2", "t3", "t2", "t9"],
+        "amount": [2.0, 1.0, 1.0, 0.5, 300.0, 10.0],
+        "is_fraud": [False] * 6,
+    })
+    out = compute_features(df, DAY).set_index("tx_id")
+    assert out["card_seconds_since_prev"].tolist() == [30 * DAY, 60, 60, 2940, 600, 0.5]
+    assert out["card_count_10m"].tolist() == [0, 1, 1, 0, 1, 1]
+    assert out["card_distinct_terminals_1h"].tolist() == [0, 1, 1, 2, 3, 2]
+    assert out["card_terminal_new_30d"].tolist() == [1, 1, 1, 1, 0, 1]
+    assert out.loc["e", "card_amount_ratio_30d"] == 300.0 / 1.125
+    assert out.loc["f", "card_amount_sum_1h"] == 302.5  # b, c, d, e: a is 1 h + 0.5 s old
+
+
+def test_card_state_keeps_terminals_through_json_and_reads_version_1() -> None:
+    card = CardState()
+    for k in range(5):
+        card.add(T0 + k * 60.0, 1.0 + k, f"t{k % 2}")
+    again = CardState.from_dict(json.loads(json.dumps(card.to_dict())))
+    assert again == card and card.to_dict()["v"] == 2
+    assert again.recent_features(T0 + 600, 1.0, "t1") == card.recent_features(T0 + 600, 1.0, "t1")
+    # A state written before terminals were kept: counts and amounts intact, terminals unknown.
+    old = CardState.from_dict({"v": 1, "ts": [T0, T0 + 60.0], "amount": [1.0, 2.0]})
+    assert old.features(T0 + 120)["card_count_1d"] == 2.0
+    assert old.recent_features(T0 + 120, 1.0, "t1")["card_terminal_new_30d"] == 1.0
+    with pytest.raises(ValueError):
+        CardState.from_dict({**card.to_dict(), "terminal": ["t1"]})
+    with pytest.raises(ValueError):
+        CardState.from_dict({**card.to_dict(), "v": 99})
+
+
+def test_card_terminals_are_pruned_with_their_events() -> None:
+    card = CardState()
+    for k in range(40 * 24):
+        card.add(T0 + k * 3600.0, 1.0, f"t{k}")
+    assert len(card) == 30 * 24 + 1
+    assert len(card.to_dict()["terminal"]) == 30 * 24 + 1
+    assert card.recent_features(T0 + 40 * 24 * 3600.0, 1.0, "t0")["card_terminal_new_30d"] == 1.0

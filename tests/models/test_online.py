@@ -265,7 +265,8 @@ def logreg_state(learner: OnlineLearner) -> tuple:
     sampled = ((dict(sampler._actual_dist), dict(sampler._trained_on_dist), sampler._pivot)
                if sampler is not None else None)
     return (dict(scaler.counts), dict(scaler.means), dict(scaler.vars), logreg.weights,
-            logreg.intercept, logreg.optimizer.n_iterations, sampled)
+            logreg.intercept, logreg.optimizer.n_iterations, sampled,
+            dict(getattr(logreg.optimizer, "g2", {})))
 
 
 def test_issue_11_a_huge_amount_labelled_fraud_does_not_poison_the_learner() -> None:
@@ -290,7 +291,7 @@ def test_issue_11_a_huge_amount_labelled_fraud_does_not_poison_the_learner() -> 
 @pytest.mark.parametrize("sampler", ["under", None])
 def test_an_update_that_makes_the_state_non_finite_is_undone_exactly(sampler) -> None:
     # Let 1e300 past the input check: the check after learning must catch and undo it.
-    learner, rng = warmed(sampler=sampler, max_abs_feature=1e308)
+    learner, rng = warmed(model="logreg", sampler=sampler, max_abs_feature=1e308)
     probe = [normal_example(rng) for _ in range(20)]
     state, before = logreg_state(learner), learner.predict_proba_many(probe)
     poison = normal_example(rng) | {"f0": 1e300, "new_feature": 1.0}
@@ -301,6 +302,33 @@ def test_an_update_that_makes_the_state_non_finite_is_undone_exactly(sampler) ->
     assert "new_feature" not in learner._scaler.means  # the defaultdicts are restored too
     assert learner.learn_many([normal_example(rng) for _ in range(20)], [True] * 20) == 20
     assert np.isfinite(learner.predict_proba_many(probe)).all()
+
+
+def test_binned_model_shrugs_off_1e300_and_its_guard_restores_adagrad_state() -> None:
+    """The log scale keeps 1e300 (log1p ~ 691) and river's gradient clipping keeps a weight
+    of 1e300 finite, so the binned model learns them harmlessly; a step that leaves
+    AdaGrad's accumulators non-finite anyway is undone, accumulators included."""
+    learner, rng = warmed(model="binned", sampler=None, max_abs_feature=1e308)
+    probe = [normal_example(rng) for _ in range(20)]
+    assert learner.learn_one(normal_example(rng) | {"f0": 1e300}, True)
+    assert learner.learn_one(normal_example(rng), True, 1e300)
+    assert learner.state_is_finite() and np.isfinite(learner.predict_proba_many(probe)).all()
+
+    state, before = logreg_state(learner), learner.predict_proba_many(probe)
+    optimizer = learner._logreg.optimizer
+    step = optimizer._step_with_dict
+
+    def overflowing_step(w, g):
+        out = step(w, g)
+        optimizer.g2["f0"] = math.inf
+        return out
+
+    optimizer._step_with_dict = overflowing_step
+    assert learner.learn_one(normal_example(rng) | {"new_feature": 1.0}, True) is False
+    del optimizer._step_with_dict
+    assert logreg_state(learner) == state and learner.state_is_finite()
+    assert np.array_equal(learner.predict_proba_many(probe), before)
+    assert "new_feature" not in learner._scaler.means
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -463,10 +491,11 @@ _examples = st.lists(
 _PROBE = [{"a": 0.0, "b": 1.0, "c": -1.0}, {"a": 100.0, "b": -3.0, "c": 0.5}, {"a": 1e6}]
 
 
-@pytest.mark.parametrize(("model", "n"), [("logreg", 200), ("hoeffding", 60), ("arf", 15)])
+@pytest.mark.parametrize(("model", "n"),
+                         [("binned", 200), ("logreg", 200), ("hoeffding", 60), ("arf", 15)])
 def test_property_no_example_leaves_the_learner_non_finite(model: str, n: int) -> None:
-    # Only the logistic regression is checked after learning; the trees rely on the bound.
-    bounds = [1e12, 1e308] if model == "logreg" else [1e12]
+    # Only the regressions are checked after learning; the trees rely on the bound.
+    bounds = [1e12, 1e308] if model in ("logreg", "binned") else [1e12]
 
     @hsettings(max_examples=n, deadline=None)
     @given(_examples, st.sampled_from(bounds))
@@ -484,8 +513,9 @@ def test_property_no_example_leaves_the_learner_non_finite(model: str, n: int) -
     check()
 
 
-def test_an_arithmetic_error_half_way_through_learning_is_undone() -> None:
-    learner, rng = warmed(300, sampler=None)
+@pytest.mark.parametrize("model", ["logreg", "binned"])
+def test_an_arithmetic_error_half_way_through_learning_is_undone(model) -> None:
+    learner, rng = warmed(300, model=model, sampler=None)
     state = logreg_state(learner)
 
     def overflow(*args, **kwargs):

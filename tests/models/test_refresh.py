@@ -183,10 +183,11 @@ def test_no_synthetic_ratio_means_no_diffusion_and_one_model(plain):
     assert result.synthetic_verdict == "none" and result.synthetic is None and result.diffusion is None
     report = result.report
     assert report["synthetic"] == {"verdict": "none", "reason": "synthetic_ratio is 0",
-                                   "n_requested": 0, "n_used": 0}
+                                   "n_requested": 0, "n_used": 0, "ratio": 0.0, "validation": None}
     assert report["quality"] is None and report["diffusion"] is None
     assert report["holdout"]["challenger"] == report["holdout"]["challenger_no_synthetic"]
     assert report["augmentation_delta_ap"] == 0.0
+    assert report["comparisons"]["synthetic"] is None  # nothing to put in the ledger
     assert len(seen["fits"]) == 1
     assert [name for name, _ in seen["phases"]] == ["window", "train", "evaluate"]
 
@@ -197,8 +198,9 @@ def test_accepted_synthetic_frauds_are_added_to_the_challengers_training(accepte
     n_synth = round(seen["config"].synthetic_ratio * split["n_train_frauds"])
     assert result.synthetic_verdict == "accepted"
     assert result.synthetic.shape == (n_synth, len(FEATURE_NAMES))
-    assert result.report["synthetic"] == {"verdict": "accepted", "reason": "passed the quality gates",
-                                          "n_requested": n_synth, "n_used": n_synth}
+    assert result.report["synthetic"] == {
+        "verdict": "accepted", "reason": "passed the quality gates; ratio 0.25",
+        "n_requested": n_synth, "n_used": n_synth, "ratio": 0.25, "validation": None}
     assert result.report["quality"]["gates_passed"] is True
     assert result.diffusion is not None and result.report["diffusion"]["steps"] == 50
     (X_plain, y_plain), (X_aug, y_aug) = seen["fits"]
@@ -212,6 +214,12 @@ def test_accepted_synthetic_frauds_are_added_to_the_challengers_training(accepte
     ap = score_metrics(data.y[hold], result.challenger.predict_proba(data.X[hold]),
                        np.zeros(hold.sum()), data.card[hold])["average_precision"]
     assert metrics["average_precision"] == pytest.approx(ap)
+    # the ledger's entry: the synthetic rows' gain over the same model without them
+    gain = result.report["comparisons"]["synthetic"]
+    no_syn = result.report["holdout"]["challenger_no_synthetic"]["average_precision"]
+    assert gain["ratio"] == gain["ratio_used"] == 0.25
+    assert gain["estimate"] == pytest.approx(metrics["average_precision"] - no_syn)
+    assert gain["low"] <= gain["estimate"] <= gain["high"]
 
 
 def test_failed_gates_reject_the_synthetic_set_and_say_why(rejected):
@@ -265,7 +273,12 @@ def test_without_a_champion_the_online_scores_are_the_champion(plain, data):
         assert champion[metric] == pytest.approx(expected[metric])
     # these online scores are weak: the challenger wins and the reason says by how much
     assert result.promote and result.report["decision"]["promote"] is True
-    assert result.reason.startswith("challenger AP ") and ">= champion AP" in result.reason
+    assert result.report["decision"]["verdict"] == "better"
+    gain = result.report["comparisons"]["challenger_vs_champion"]
+    assert gain["low"] > cfg.promote_margin and gain["confidence"] == cfg.promote_confidence
+    assert gain["estimate"] == pytest.approx(result.report["holdout"]["challenger"]["average_precision"]
+                                             - champion["average_precision"])
+    assert result.reason.startswith("challenger AP ") and "lower bound > margin 0.005" in result.reason
 
 
 def test_a_champion_without_holdout_scores_loses(data):
@@ -287,14 +300,56 @@ def test_a_better_champion_is_kept(data):
     assert h["champion"]["average_precision"] == 1.0
     assert h["challenger"]["average_precision"] < 1.0
     assert result.promote is False and result.report["decision"]["promote"] is False
-    assert " < champion AP 1.0000" in result.reason
+    assert "vs champion AP 1.0000" in result.reason and "the champion is better" in result.reason
+    assert result.report["decision"]["verdict"] == "worse"
+    assert result.report["comparisons"]["challenger_vs_champion"]["high"] < 0
     assert "decision: keep" in format_report(result.report)
+
+
+def test_a_challenger_that_cannot_be_told_apart_keeps_the_champion(data):
+    """The champion is the very model the cycle trains: the gain is 0 on every resample, its
+    interval [0, 0] does not clear the margin, and the report says so."""
+    cfg = config(synthetic_ratio=0.0)
+    train = data.ts < data.ts.max() - (cfg.holdout_days + cfg.gap_days) * DAY_S
+    twin = XGBoostModel.train(data.X[train], data.y[train], data.feature_names, cfg.xgb)
+    twin.version = "v-twin"
+    result, seen = cycle(data, twin, synthetic_ratio=0.0)
+    gain = result.report["comparisons"]["challenger_vs_champion"]
+    assert gain["estimate"] == gain["low"] == gain["high"] == 0.0
+    assert result.promote is False and result.report["decision"]["verdict"] == "indistinguishable"
+    assert "cannot tell the challenger from the champion, keeping the champion" in result.reason
+    assert any("cannot tell" in m for m in seen["messages"])
+    assert "cannot tell" in format_report(result.report)
+
+
+def test_a_point_estimate_above_the_margin_is_not_enough(data):
+    """A champion a little worse than the challenger on this holdout, by more than the margin
+    on the point estimate, but within the noise: the old rule promoted it, this one does not."""
+    hold = holdout_mask(data, config())
+    plain_result, _ = cycle(data, synthetic_ratio=0.0)
+    ap = plain_result.report["holdout"]["challenger"]["average_precision"]
+    rng = np.random.default_rng(3)
+
+    class NoisyTwin:
+        version, feature_names = "v-noisy", list(data.feature_names)
+
+        def predict_proba(self, X):
+            base = plain_result.challenger.predict_proba(X)
+            return np.clip(base + rng.normal(0, 0.02, len(base)), 0, 1)
+
+    result, _ = cycle(data, NoisyTwin(), synthetic_ratio=0.0)
+    gain = result.report["comparisons"]["challenger_vs_champion"]
+    champion_ap = result.report["holdout"]["champion"]["average_precision"]
+    assert hold.sum() > 0 and ap - champion_ap == pytest.approx(gain["estimate"])
+    assert gain["estimate"] > 0 and gain["low"] <= 0.005 < gain["high"], gain
+    assert result.promote is False and result.report["decision"]["verdict"] == "indistinguishable"
 
 
 def test_a_negative_margin_promotes_even_a_worse_challenger(data):
     result, _ = cycle(data, PerfectChampion(data), synthetic_ratio=0.0, promote_margin=-1.0)
     assert result.promote is True and result.report["decision"]["margin"] == -1.0
     assert "margin -1" in result.reason
+    assert result.report["comparisons"]["challenger_vs_champion"]["high"] < 0  # and yet promoted
 
 
 # -- time limits ---------------------------------------------------------------------------------
@@ -348,7 +403,7 @@ def test_the_report_is_strict_json(request, which):
     text = json.dumps(result.report, allow_nan=False)
     back = json.loads(text)
     assert set(back) == {"split", "config", "synthetic", "quality", "diffusion", "holdout",
-                         "augmentation_delta_ap", "decision", "phase_seconds"}
+                         "comparisons", "augmentation_delta_ap", "decision", "phase_seconds"}
     assert back["config"]["xgb"]["n_estimators"] == 20
     for column in ("champion", "challenger", "challenger_no_synthetic"):
         assert set(HEADLINE_METRICS) <= set(back["holdout"][column])
@@ -367,5 +422,96 @@ def test_format_report_shows_the_three_columns(accepted):
         assert cells[0] == metric
         expected = [h[c][metric] for c in ("champion", "challenger", "challenger_no_synthetic")]
         assert [float(c) for c in cells[1:]] == pytest.approx(expected, abs=5e-5)
-    assert lines[4].startswith("synthetic: accepted (passed the quality gates); decision: ")
-    assert len(lines) == 5
+    gains = result.report["comparisons"]
+    for line, key in zip(lines[4:6], ("challenger_vs_champion", "synthetic")):
+        g = gains[key]
+        assert f"{g['estimate']:+.4f}" in line and f"[{g['low']:+.4f}, {g['high']:+.4f}]" in line
+    assert lines[4].startswith("AP gain over champion") and lines[5].startswith("AP gain of synthetic")
+    assert lines[6].startswith("synthetic: accepted (passed the quality gates; ratio 0.25); decision: ")
+    assert len(lines) == 7
+
+
+# -- the synthetic ratio, chosen by validation inside the training period ----------------------
+
+
+@pytest.fixture(scope="module")
+def validated(data):
+    return cycle(data, ratio_candidates=(0.0, 0.25, 0.5), validation_days=4.0, **LENIENT)
+
+
+def test_validation_never_looks_past_the_training_period(validated, data):
+    result, seen = validated
+    cfg, split = seen["config"], result.report["split"]
+    validation = result.report["synthetic"]["validation"]
+    val_start = split["train_end_ts"] - cfg.validation_days * DAY_S
+    val = (data.ts >= val_start) & (data.ts < split["train_end_ts"])
+    assert validation["n_rows"] == val.sum() and validation["n_frauds"] == data.y[val].sum()
+    assert set(validation["average_precision"]) == {"0", "0.25", "0.5"}
+    # every model fitted in the cycle saw real rows from before train_end only (plus synthetic
+    # rows); the three validation models only rows from before the validation days
+    real = {row.tobytes() for row in data.X[data.ts < split["train_end_ts"]]}
+    inner = {row.tobytes() for row in data.X[data.ts < val_start]}
+    synthetic = {row.tobytes() for row in result.synthetic}
+    fits = seen["fits"]
+    assert len(fits) >= 4  # plain, three candidates, and the challenger or the ledger's model
+    for i, (X_fit, _) in enumerate(fits):
+        rows = {row.tobytes() for row in X_fit}
+        assert rows <= real | synthetic, i
+    for X_fit, _ in fits[1:4]:
+        assert {row.tobytes() for row in X_fit} <= inner | synthetic
+
+
+def test_validation_picks_the_best_ratio_and_the_challenger_uses_it(validated):
+    result, seen = validated
+    synthetic = result.report["synthetic"]
+    aps = {float(r): ap for r, ap in synthetic["validation"]["average_precision"].items()}
+    best = max(aps.values())
+    assert synthetic["ratio"] == min(r for r, ap in aps.items() if ap == best)
+    assert synthetic["validation"]["chosen"] == synthetic["ratio"]
+    n_frauds = result.report["split"]["n_train_frauds"]
+    assert synthetic["n_used"] == round(synthetic["ratio"] * n_frauds)
+    assert synthetic["n_requested"] == round(0.5 * n_frauds)  # the largest candidate
+    assert synthetic["reason"].endswith(f"ratio {synthetic['ratio']:g} chosen by validation")
+    # the ledger measures synthetic rows on the holdout even when validation chose none
+    gain = result.report["comparisons"]["synthetic"]
+    assert gain["ratio"] > 0 and gain["ratio_used"] == synthetic["ratio"]
+    if synthetic["ratio"] == 0:
+        assert gain["ratio"] == max((r for r in aps if r > 0), key=aps.get)
+
+
+def test_the_diffusion_model_never_sees_the_validation_frauds(data, monkeypatch):
+    import fraudstream.models.refresh as refresh
+
+    fitted = []
+    original = refresh.synthesize_frauds
+
+    def spy(rows, *args, **kwargs):
+        fitted.append(np.array(rows, copy=True))
+        return original(rows, *args, **kwargs)
+
+    monkeypatch.setattr(refresh, "synthesize_frauds", spy)
+    result, seen = cycle(data, ratio_candidates=(0.0, 0.25), validation_days=4.0, **LENIENT)
+    val_start = result.report["split"]["train_end_ts"] - 4.0 * DAY_S
+    inner_frauds = {row.tobytes() for row in data.X[(data.ts < val_start) & (data.y == 1)]}
+    (rows,) = fitted
+    assert {row.tobytes() for row in rows} <= inner_frauds
+    assert len(rows) + result.report["quality"]["n_holdout"] == len(inner_frauds)
+
+
+def test_validation_that_cannot_run_falls_back_to_the_fixed_ratio(data):
+    result, _ = cycle(data, ratio_candidates=(0.0, 0.25), validation_days=1000.0, **LENIENT)
+    synthetic = result.report["synthetic"]
+    assert "frauds before the validation days" in synthetic["validation"]["skipped"]
+    assert synthetic["ratio"] == 0.25 and synthetic["n_used"] > 0
+
+
+def test_synthesis_switched_off_skips_the_diffusion_and_says_why(data):
+    cfg = config(ratio_candidates=(0.0, 0.25), **LENIENT)
+    messages, phases = [], []
+    result = run_cycle(data, None, cfg, synthesis_off="the ledger shows no gain",
+                       progress=messages.append, on_phase=lambda name, s: phases.append(name))
+    assert result.diffusion is None and result.synthetic is None
+    assert result.report["synthetic"]["verdict"] == "none"
+    assert result.report["synthetic"]["reason"] == "the ledger shows no gain"
+    assert result.report["comparisons"]["synthetic"] is None
+    assert phases == ["window", "train", "evaluate"]

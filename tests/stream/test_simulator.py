@@ -3,7 +3,9 @@
 The bands below were measured, not guessed: over seeds 0-19 the defaults (5000 customers,
 10000 terminals, 30 days) gave a fraud rate of 0.54%-0.61%, and shares of frauds of
 8-11% (scenario 1), 49-57% (scenario 2) and 34-43% (scenario 3). With 183 days they
-reproduce the handbook's figures (0.83% fraud; 7% / 61% / 32% by scenario).
+reproduce the handbook's figures (0.83% fraud; 7% / 61% / 32% by scenario). The "extended"
+mix (5000 customers, 30 days, seeds 0-9) gave 0.98%-1.04% fraud and shares of 5-7%
+(scenario 1), 30-32% (2), 20-23% (3), 24-25% (4, card testing), 17-19% (5, account takeover).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from fraudstream.stream.contract import validate
 from fraudstream.stream.simulator import (
     COLUMNS,
     DEFAULT_START,
+    MIXES,
+    SCENARIOS,
     SimulationConfig,
     events,
     produce_to_kafka,
@@ -101,6 +105,77 @@ def test_fraud_scenarios_leave_legitimate_traffic_unchanged(small):
     assert (small.loc[~not_s3, "amount"] >= calm.loc[~not_s3, "amount"]).all()
 
 
+@pytest.fixture(scope="module")
+def extended() -> pd.DataFrame:
+    return simulate(SimulationConfig.scaled(5000, mix="extended"))
+
+
+def test_the_default_mix_is_the_handbooks_three(defaults):
+    assert set(defaults["fraud_scenario"].unique()) == {0, 1, 2, 3}
+    assert MIXES["handbook"] == {} and SimulationConfig.scaled(5000) == SimulationConfig()
+    assert "card testing" not in summary(defaults)
+
+
+def test_extended_mix_fraud_rate_and_scenario_shares(extended):
+    assert 0.008 <= extended["is_fraud"].mean() <= 0.012
+    shares = extended.loc[extended["is_fraud"], "fraud_scenario"].value_counts(normalize=True)
+    assert 0.03 <= shares[1] <= 0.10
+    assert 0.24 <= shares[2] <= 0.37
+    assert 0.16 <= shares[3] <= 0.28
+    assert 0.20 <= shares[4] <= 0.30
+    assert 0.13 <= shares[5] <= 0.24
+    text = summary(extended)
+    assert SCENARIOS[4] in text and SCENARIOS[5] in text
+
+
+def test_card_testing_is_probes_then_one_large_amount(extended):
+    c = SimulationConfig.scaled(5000, mix="extended")
+    s4 = extended[extended["fraud_scenario"] == 4]
+    assert s4["is_fraud"].all()
+    assert len(s4) == c.card_testing_per_day * c.n_days * (c.card_testing_probes + 1)
+    bursts = 0
+    for _, card in s4.groupby("card_id"):
+        for burst in _bursts(card, gap=3 * 3600.0):
+            bursts += 1
+            amounts = burst["amount"].to_numpy()
+            # Each burst: probes of at most 3, then a cash-out far above them, within 2 hours.
+            n_probes = c.card_testing_probes
+            assert len(amounts) % (n_probes + 1) == 0
+            assert (amounts[:n_probes] <= 3.0).all() and amounts[n_probes] > 3 * amounts[:n_probes].max()
+            assert burst["ts"].iloc[-1] - burst["ts"].iloc[0] < 2 * 3600.0
+    assert bursts >= 0.9 * c.card_testing_per_day * c.n_days  # a rare overlap merges two
+
+
+def _bursts(card: pd.DataFrame, gap: float):
+    ts = card["ts"].to_numpy()
+    cuts = np.flatnonzero(np.diff(ts) > gap) + 1
+    return [card.iloc[a:b] for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(card)])]
+
+
+def test_account_takeover_pays_where_the_owner_never_does(extended):
+    s5 = extended[extended["fraud_scenario"] == 5]
+    assert s5["is_fraud"].all() and len(s5) > 100
+    owner = extended[extended["fraud_scenario"] == 0]
+    owned = set(zip(owner["card_id"], owner["terminal_id"]))
+    assert not any(pair in owned for pair in zip(s5["card_id"], s5["terminal_id"]))
+    # Larger than the owner's usual amounts: at least twice the card's legitimate median.
+    medians = owner.groupby("card_id")["amount"].median()
+    ratio = s5["amount"].to_numpy() / medians.reindex(s5["card_id"]).to_numpy()
+    assert np.nanmedian(ratio) > 2.0
+    # At any hour, night included (the owner's traffic is centred on noon).
+    hours = (s5["ts"] % DAY) // 3600
+    assert (hours < 6).mean() > 0.15
+
+
+def test_added_scenarios_leave_the_handbook_traffic_unchanged(small):
+    more = simulate(SimulationConfig(n_customers=1000, n_terminals=2000, n_days=20, seed=7,
+                                     card_testing_per_day=2, account_takeover_per_day=2))
+    base = more[more["fraud_scenario"] < 4].drop(columns="tx_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(base, small.drop(columns="tx_id").reset_index(drop=True))
+    assert more["tx_id"].is_unique and more["ts"].is_monotonic_increasing
+    assert more["ts"].max() < DEFAULT_START + 20 * DAY
+
+
 def test_start_as_datetime_and_config_validation():
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert SimulationConfig(start=start).start_ts == DEFAULT_START
@@ -108,6 +183,10 @@ def test_start_as_datetime_and_config_validation():
         SimulationConfig(start=datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="n_days must be >= 1"):
         SimulationConfig(n_days=0)
+    with pytest.raises(ValueError, match="card_testing_per_day"):
+        SimulationConfig(card_testing_per_day=-1)
+    with pytest.raises(ValueError, match="mix must be one of"):
+        SimulationConfig.scaled(100, mix="everything")
 
 
 # --- events -----------------------------------------------------------------------------

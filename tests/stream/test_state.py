@@ -52,3 +52,28 @@ def test_a_table_writes_rocksdb_and_its_changelog_and_a_new_process_reads_it_bac
     assert dict(again.items()) == {"tx1": {**snap, "event_ts": 1.75}}
     assert again.table.data.persisted_offset(TP(again.changelog, 0)) == 41
     _close(again)
+
+
+def test_card_states_are_cached_up_to_the_bound_and_pending_snapshots_not_at_all(tmp_path):
+    settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path / "reg",
+                             state_dir=tmp_path / "state", metrics_port=0,
+                             card_cache_per_partition=3)
+    worker = build_app(settings)
+    cards, pending = worker.cards, worker.joiner.pending
+    for table in (cards, pending):
+        table._send = lambda *record: None
+        table.on_recovered({0})
+    for i in range(5):
+        cards.put(0, f"c{i}", {"offset": i})
+        pending.put(0, f"t{i}", {"tx_id": f"t{i}"})
+    cards.put(0, "c1", {"offset": 10})  # written again: the most recent now
+    assert list(cards._cache[0]) == ["c3", "c4", "c1"]  # c0 and c2 evicted, oldest first
+    assert not pending._cache.get(0)  # a snapshot is read once: never cached
+    # evicted or uncached, every value is still read back from RocksDB
+    assert [cards.get(0, f"c{i}")["offset"] for i in range(5)] == [0, 10, 2, 3, 4]
+    assert pending.get(0, "t2") == {"tx_id": "t2"} and len(pending) == 5
+    pending.delete(0, "t2")
+    assert pending.get(0, "t2") is None and len(pending) == 4
+    assert len(cards._cache[0]) == 3
+    _close(cards)
+    _close(pending)

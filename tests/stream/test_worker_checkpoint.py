@@ -59,7 +59,7 @@ def test_a_poisoned_learner_is_never_checkpointed(tmp_path):
     import asyncio
 
     app = _worker(tmp_path)
-    learner = OnlineLearner(seed=0)
+    learner = OnlineLearner(model="logreg", seed=0)  # river's weights, reachable to poison
     learner.learn_one({"amount": 1.0}, True)
     # Poison the weights directly (what a bug could do); the checkpoint timer must not write it.
     learner._predictor["LogisticRegression"]._weights["amount"] = math.nan
@@ -68,3 +68,15 @@ def test_a_poisoned_learner_is_never_checkpointed(tmp_path):
     assert not app.checkpoint_path.exists()
     assert app.registry.get_sample_value("fraudstream_online_checkpoint_refused_total",
                                          {"action": "save"}) == 1
+
+
+def test_a_checkpoint_of_another_model_than_configured_is_not_used(tmp_path):
+    old = OnlineLearner(model="logreg")
+    for i in range(50):
+        old.learn_one({"amount": float(i)}, i % 10 == 0)
+    app = _worker(tmp_path)
+    assert app.settings.online_model != "logreg"
+    app.checkpoint_path.parent.mkdir(parents=True)
+    old.save(app.checkpoint_path)
+    again = _worker(tmp_path)
+    assert again.learner.model == app.settings.online_model and again.learner.n_learned == 0

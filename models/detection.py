@@ -1,0 +1,185 @@
+"""Detection quality of the online learner and the batch model, per feature set and label mode.
+
+The report behind ``fraudstream evaluate-detection``: on one labelled stream of transactions
+(the simulator's, for one scenario mix) it measures
+
+* the **online learner**, prequentially (models/online_eval.py): each transaction scored
+  before its label, labels learned when they would arrive live, in each label mode (in
+  ``fraud_only``, legitimate rows mature by their partition's label watermark, with cards
+  spread over ``partitions`` as the producers spread them);
+* the **batch model** (XGBoost, the trainer's settings), time-split: trained on the labels
+  known when the test window starts (after a burn-in in which terminal features cannot yet
+  know any fraud), scored on the test window;
+
+for each feature set, side by side. Metrics: average precision (AP), ROC AUC, and the
+handbook's card precision@k (mean over days). The online learner is reported on the batch
+model's test window (comparable) and from the first label on (``since_labels``), with the
+worst week's AP over that week's fraud rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from .batch import XGBoostModel, XGBParams
+from .evaluation import card_precision_at_k
+from .features import FEATURE_SETS, compute_features, feature_names
+from .online import OnlineLearner
+from .online_eval import prequential_replay
+
+__all__ = ["DetectionConfig", "OnlineSpec", "evaluate_detection", "format_detection"]
+
+_DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class OnlineSpec:
+    """One online learner to measure: a name for the report and ``OnlineLearner`` kwargs."""
+
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    delay_days: float = 7.0
+    burn_in_days: float = 7.0
+    test_days: float = 20.0
+    feature_sets: tuple[str, ...] = ("handbook", "extended")
+    label_modes: tuple[str, ...] = ("all", "fraud_only")
+    online: tuple[OnlineSpec, ...] = (OnlineSpec("binned"),)
+    top_k: int = 100
+    partitions: int = 8  # fraud_only: label watermarks per partition, as a worker keeps them
+    xgb: XGBParams = XGBParams()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.feature_sets if s not in FEATURE_SETS]
+        if unknown:
+            raise ValueError(f"unknown feature sets {unknown}; known: {sorted(FEATURE_SETS)}")
+        if self.test_days <= 0 or self.burn_in_days < 0 or self.delay_days < 0:
+            raise ValueError("test_days must be > 0; burn_in_days and delay_days >= 0")
+
+
+def _metrics(y: np.ndarray, s: np.ndarray, day: np.ndarray, card: np.ndarray, k: int
+             ) -> dict[str, float | None]:
+    if not y.any() or y.all():
+        return {"average_precision": None, "roc_auc": None, "card_precision_at_k": None,
+                "base_rate": float(y.mean()) if len(y) else None}
+    cp, _ = card_precision_at_k(day, card, y, s, k=k)
+    return {"average_precision": float(average_precision_score(y, s)),
+            "roc_auc": float(roc_auc_score(y, s)),
+            "card_precision_at_k": float(cp), "base_rate": float(y.mean())}
+
+
+def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = DetectionConfig(),
+                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The report's numbers for one stream; see the module docstring.
+
+    ``transactions`` has ``tx_id``, ``ts``, ``card_id``, ``terminal_id``, ``amount`` and
+    ``is_fraud`` (the simulator's frame). Returns a JSON-able dict: ``config``, ``data``,
+    ``batch[feature_set]``, ``online[feature_set][label_mode][learner]``.
+    """
+    say = progress or (lambda message: None)
+    c = config
+    df = transactions.sort_values("ts", kind="stable").reset_index(drop=True)
+    ts = df["ts"].to_numpy(dtype=np.float64)
+    y = df["is_fraud"].to_numpy(dtype=bool)
+    card = df["card_id"].to_numpy()
+    start = math.floor(ts.min() / _DAY_S) * _DAY_S
+    end = start + math.ceil((ts.max() - start) / _DAY_S + 1e-9) * _DAY_S
+    day = np.floor((ts - start) / _DAY_S).astype(np.int64)
+    test_from = end - c.test_days * _DAY_S
+    delay_s = c.delay_days * _DAY_S
+    train = (ts >= start + c.burn_in_days * _DAY_S) & (ts + delay_s <= test_from)
+    test = ts >= test_from
+    since_labels = ts >= start + delay_s
+    if not (train & y).any() or not (test & y).any():
+        raise ValueError("the stream is too short for burn-in, delay and test window: "
+                         f"{(end - start) / _DAY_S:g} days")
+    weeks = [(ts >= w) & (ts < w + 7 * _DAY_S)
+             for w in np.arange(start + delay_s, end - 7 * _DAY_S + 1, 7 * _DAY_S)]
+
+    result: dict[str, Any] = {
+        "config": _jsonable(asdict(c)),
+        "data": {"transactions": len(df), "frauds": int(y.sum()), "days": (end - start) / _DAY_S,
+                 "train_rows": int(train.sum()), "test_rows": int(test.sum()),
+                 "test_base_rate": float(y[test].mean())},
+        "batch": {}, "online": {},
+    }
+    for fs in c.feature_sets:
+        names = feature_names(feature_set=fs)
+        t0 = time.perf_counter()
+        features = compute_features(df, delay_s, feature_set=fs)
+        say(f"{fs}: {len(names)} features in {time.perf_counter() - t0:.1f} s")
+        X = features[names].to_numpy(dtype=np.float64)
+        model = XGBoostModel.train(X[train], y[train], names, c.xgb)
+        scores = model.predict_proba(X[test])
+        result["batch"][fs] = _metrics(y[test], scores, day[test], card[test], c.top_k)
+        say(f"{fs}: batch AP {result['batch'][fs]['average_precision']:.3f} on the test window")
+        result["online"][fs] = {}
+        for mode in c.label_modes:
+            result["online"][fs][mode] = {}
+            for spec in c.online:
+                learner = OnlineLearner(seed=c.seed, **dict(spec.kwargs))
+                run = prequential_replay(features, ts, y, names, learner, delay_s,
+                                         mode,  # type: ignore[arg-type]
+                                         partitions=c.partitions, card_ids=card)
+                s = run.scores
+                week_ratios = [average_precision_score(y[w], s[w]) / y[w].mean()
+                               for w in weeks if y[w].any()]
+                entry = {
+                    "test_window": _metrics(y[test], s[test], day[test], card[test], c.top_k),
+                    "since_labels": _metrics(y[since_labels], s[since_labels],
+                                             day[since_labels], card[since_labels], c.top_k),
+                    "worst_week_ap_over_base_rate": min(week_ratios) if week_ratios else None,
+                    "score_us_per_row": 1e6 * run.score_seconds / len(s),
+                    "learn_us_per_label": 1e6 * run.learn_seconds / max(run.learned, 1),
+                }
+                result["online"][fs][mode][spec.name] = entry
+                say(f"{fs} {mode} {spec.name}: AP {entry['test_window']['average_precision']:.3f}"
+                    f" (test window), {entry['since_labels']['average_precision']:.3f} "
+                    "(since labels)")
+    return result
+
+
+def format_detection(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """A Markdown table per report: ``results`` maps a mix name to :func:`evaluate_detection`."""
+    lines = ["| mix | feature set | model | label mode | AP test | AUC test | CP@k test "
+             "| AP since labels | worst week AP / base |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for mix, r in results.items():
+        for fs, batch in r["batch"].items():
+            lines.append(f"| {mix} | {fs} | batch XGBoost | (time split) | "
+                         f"{_f(batch['average_precision'])} | {_f(batch['roc_auc'])} | "
+                         f"{_f(batch['card_precision_at_k'])} | | |")
+            for mode, learners in r["online"][fs].items():
+                for name, e in learners.items():
+                    t, sl = e["test_window"], e["since_labels"]
+                    lines.append(
+                        f"| {mix} | {fs} | online {name} | {mode} | {_f(t['average_precision'])} "
+                        f"| {_f(t['roc_auc'])} | {_f(t['card_precision_at_k'])} | "
+                        f"{_f(sl['average_precision'])} | "
+                        f"{_f(e['worst_week_ap_over_base_rate'], 1)} |")
+        lines.append(f"| {mix} | test base rate {_f(r['data']['test_base_rate'], 4)} | | | | | | | |")
+    return "\n".join(lines)
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj

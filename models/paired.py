@@ -1,0 +1,150 @@
+"""Paired comparison of two scorers on the same rows: a stratified bootstrap of the AP gain.
+
+A single holdout with a hundred frauds gives an average precision whose standard error is a
+few hundredths, so "the challenger's AP beats the champion's by 0.005" is mostly noise. Both
+models are scored on the same rows, so their errors are correlated; resampling *rows* and
+scoring both models on each resample keeps that pairing, and the spread of the difference is
+much smaller than the spread of either AP (Efron & Tibshirani, *An Introduction to the
+Bootstrap*, ch. 13; the same paired resampling as a paired test of two classifiers).
+
+Frauds and legitimate rows are resampled separately (each with replacement, each to its own
+count), so every resample has exactly the holdout's frauds count and AP is always defined.
+
+Pure: arrays in, numbers out. No Kafka, environment or metrics.
+
+>>> y = np.array([0, 0, 1, 1, 0, 1, 0, 0])
+>>> a = np.array([.1, .2, .9, .8, .3, .7, .4, .2])
+>>> b = np.array([.5, .2, .4, .8, .3, .7, .4, .2])
+>>> r = paired_ap_gain(y, a, b, resamples=200, seed=0)
+>>> round(r.estimate, 4), r.low <= r.estimate <= r.high
+(-0.1333, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["GainInterval", "average_precision", "paired_ap_gain", "verdict"]
+
+
+@dataclass(frozen=True)
+class GainInterval:
+    """AP(b) - AP(a) on the rows (``estimate``) and its bootstrap interval.
+
+    ``low``/``high`` are the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles
+    of the resampled gains; ``se`` their standard deviation; ``share_not_above_zero`` the
+    share of resamples where b did not beat a (a one-sided bootstrap p-value).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    se: float
+    confidence: float
+    resamples: int
+    share_not_above_zero: float
+    ap_a: float
+    ap_b: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def average_precision(y: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """Average precision as scikit-learn computes it (ties share one threshold), weighted.
+
+    ``sum_k (R_k - R_{k-1}) P_k`` over the distinct scores in decreasing order. NaN when the
+    (weighted) rows hold no fraud.
+
+    >>> average_precision(np.array([0, 1, 1]), np.array([.2, .9, .5]))
+    1.0
+    """
+    prepared = _Prepared(np.asarray(y, dtype=bool), np.asarray(score, dtype=np.float64))
+    w = np.ones(len(prepared.y)) if weight is None else np.asarray(weight, dtype=np.float64)
+    return prepared.ap(w)
+
+
+def paired_ap_gain(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *,
+                   resamples: int = 1000, confidence: float = 0.9, seed: int = 0,
+                   check: Callable[[], None] | None = None) -> GainInterval:
+    """The gain ``AP(score_b) - AP(score_a)`` on rows ``y``, with a stratified paired bootstrap.
+
+    Each resample draws the frauds' row indices with replacement from the frauds and the
+    legitimate rows' from the legitimate rows, and scores both models on that same resample.
+    Needs at least one fraud and one legitimate row. Time grows with ``resamples`` x rows
+    (2.1 s for 1000 resamples of 30,000 rows on one idle core); ``check()`` is called every
+    50 resamples, so a caller's deadline can stop it.
+    """
+    y = np.asarray(y, dtype=bool)
+    a = np.asarray(score_a, dtype=np.float64)
+    b = np.asarray(score_b, dtype=np.float64)
+    if not (len(y) == len(a) == len(b)):
+        raise ValueError(f"row counts differ: y {len(y)}, a {len(a)}, b {len(b)}")
+    if not 0 < y.sum() < len(y):
+        raise ValueError("the rows need both frauds and legitimate transactions")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    pa, pb = _Prepared(y, a), _Prepared(y, b)
+    ones = np.ones(len(y))
+    ap_a, ap_b = pa.ap(ones), pb.ap(ones)
+    rng = np.random.default_rng(seed)
+    frauds, legit = np.flatnonzero(y), np.flatnonzero(~y)
+    gains = np.empty(resamples)
+    for i in range(resamples):
+        # Counts, not index lists: a row drawn twice weighs twice, and the sort order of
+        # each model is computed once for all resamples.
+        if check is not None and i % 50 == 0:
+            check()
+        drawn = np.concatenate([frauds[rng.integers(0, len(frauds), len(frauds))],
+                                legit[rng.integers(0, len(legit), len(legit))]])
+        w = np.bincount(drawn, minlength=len(y)).astype(np.float64)
+        gains[i] = pb.ap(w) - pa.ap(w)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(gains, [alpha, 1.0 - alpha])
+    return GainInterval(
+        estimate=ap_b - ap_a, low=float(low), high=float(high),
+        se=float(gains.std(ddof=1)) if resamples > 1 else 0.0, confidence=confidence,
+        resamples=resamples, share_not_above_zero=float(np.mean(gains <= 0.0)),
+        ap_a=ap_a, ap_b=ap_b)
+
+
+def verdict(gain: GainInterval, margin: float) -> str:
+    """``better`` (the lower bound clears ``margin``), ``worse`` (the upper bound is below
+    zero) or ``indistinguishable``."""
+    if gain.low > margin:
+        return "better"
+    if gain.high < 0.0:
+        return "worse"
+    return "indistinguishable"
+
+
+class _Prepared:
+    """One model's scores sorted once, with the end of each run of tied scores."""
+
+    def __init__(self, y: np.ndarray, score: np.ndarray) -> None:
+        if np.isnan(score).any():
+            raise ValueError("scores must not be NaN")
+        self.y = y
+        self.order = np.argsort(-score, kind="stable")
+        sorted_scores = score[self.order]
+        # The last position of each distinct score: thresholds are distinct scores.
+        self.ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(score) - 1]
+        self.y_sorted = y[self.order].astype(np.float64)
+
+    def ap(self, w: np.ndarray) -> float:
+        ws = w[self.order]
+        tp = np.cumsum(ws * self.y_sorted)[self.ends]
+        total = np.cumsum(ws)[self.ends]
+        if tp[-1] <= 0:
+            return math.nan
+        recall = tp / tp[-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(total > 0, tp / total, 0.0)
+        return float(np.sum(np.diff(recall, prepend=0.0) * precision))
