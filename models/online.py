@@ -59,6 +59,13 @@ from river import forest, imblearn, linear_model, optim, preprocessing, tree
 from .durable import fsync_dir
 from .online_binned import BinnedLogistic, _sigmoid
 
+
+def _shifted(p: float, shift: float) -> float:
+    """``p`` with ``shift`` added to its log-odds (NaN stays NaN, 0 and 1 stay put)."""
+    if shift == 0.0 or not 0.0 < p < 1.0:
+        return p
+    return _sigmoid(math.log(p / (1.0 - p)) + shift)
+
 __all__ = ["MODELS", "SAMPLERS", "CheckpointError", "OnlineLearner", "PrequentialMetrics"]
 
 MODELS: tuple[str, ...] = ("binned", "logreg", "arf", "hoeffding")
@@ -226,13 +233,31 @@ class OnlineLearner:
                                 *logreg._weights.values(), *_accumulators(logreg).values()))
         )
 
+    def _prior_shift(self) -> float:
+        """Log-odds to add to a score learned under the under-sampler: back to the real prior.
+
+        The model learns from legitimate examples kept at rate ``k_legit`` and frauds at
+        ``k_fraud``; its odds are the true odds times ``k_fraud / k_legit``. Without this a
+        learner trained at a 10 % fraud share scored a quarter of a demo's transactions above
+        the review threshold (measured: 14,383 reviews of 56,835 before the first champion).
+        Ranking (AP) is unchanged; decisions use calibrated probabilities.
+        """
+        sampler = self._sampler
+        if sampler is None:
+            return 0.0
+        seen, kept = sampler._actual_dist, sampler._trained_on_dist
+        if not (seen[False] and kept[False] and seen[True] and kept[True]):
+            return 0.0
+        return math.log((kept[False] / seen[False]) / (kept[True] / seen[True]))
+
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         """P(fraud) for one feature dict.
 
         ``nan`` when ``x`` holds values the model cannot score (NaN, or infinities that
         cancel); the scorer decides ``review`` for those, never ``approve``.
         """
-        return float(self._predictor.predict_proba_one(x).get(True, 0.0))
+        return _shifted(float(self._predictor.predict_proba_one(x).get(True, 0.0)),
+                        self._prior_shift())
 
     def predict_proba_many(self, X: Sequence[Mapping[str, float]]) -> np.ndarray:
         """P(fraud) for a batch of feature dicts, as a float64 array of ``len(X)``.
@@ -245,7 +270,9 @@ class OnlineLearner:
         if self.model == "binned":
             terms = [self._predictor.terms_one(x) for x in X]
             self._last_terms = (X, self._n_learned + self._n_refused, terms)
-            return np.fromiter((_sigmoid(t[0]) for t in terms), dtype=np.float64, count=len(X))
+            shift = self._prior_shift()
+            return np.fromiter((_sigmoid(t[0] + shift) for t in terms), dtype=np.float64,
+                               count=len(X))
         return np.fromiter((self.predict_proba_one(x) for x in X), dtype=np.float64, count=len(X))
 
     def explain_many(self, X: Sequence[Mapping[str, float]], top: int = 3

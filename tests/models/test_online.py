@@ -532,3 +532,24 @@ def test_a_verified_checkpoint_that_no_longer_unpickles_is_a_checkpoint_error(tm
     write_with_sidecar(path, pickle.dumps({"version": 2, "learner": OnlineLearner()})[:-5])
     with pytest.raises(CheckpointError, match="could not be unpickled.*starts fresh"):
         OnlineLearner.load(path)
+
+
+def test_the_under_sampled_learner_scores_at_the_real_prior():
+    """Trained at a 10 % fraud share, scored back at the stream's 1 %: the review rate is sane."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    learner = OnlineLearner(seed=0)  # the default: binned, under-sampled to 10 % frauds
+    plain = OnlineLearner(seed=0, sampler=None)
+    rows = []
+    for _ in range(20_000):
+        fraud = rng.random() < 0.01
+        x = {"amount": float(rng.lognormal(4.0 + (1.0 if fraud else 0.0), 1.0)),
+             "noise": float(rng.normal())}
+        learner.learn_one(x, fraud)
+        plain.learn_one(x, fraud)
+        rows.append(x)
+    shifted = learner.predict_proba_many(rows[-5000:]).mean()
+    assert learner._prior_shift() < -1.5  # legitimate rows kept at ~1/11
+    assert 0.004 < shifted < 0.03  # the stream's 1 %, not the sampler's 10 %
+    assert abs(shifted - plain.predict_proba_many(rows[-5000:]).mean()) < 0.01
