@@ -208,12 +208,15 @@ def test_benchmark_load_generator_produces_over_sasl_ssl(operator: Settings, tmp
     from fraudstream.stream.load import LoadTools, PacedProducer, write_lines
     from fraudstream.stream.topics import create_topics
 
-    create_topics(operator)
-    topic = operator.topics.transactions
+    # topics of its own: the module's other tests write the operator's transactions topic
+    own = operator.model_copy(update={"topics": TopicNames(**{
+        k: f"{v}-kcat" for k, v in operator.topics.model_dump().items()})})
+    create_topics(own)
+    topic = own.topics.transactions
     lines = [(f"c{i}".encode(), f'{{"i":{i}}}'.encode()) for i in range(50)]
     write_lines(tmp_path / "load.txt", lines)
-    PacedProducer(LoadTools.find(), operator, topic, tmp_path / "load.txt").wait(timeout=120)
-    records = read_all(operator, topic, lambda r: len(r) >= 50, timeout=60)
+    PacedProducer(LoadTools.find(), own, topic, tmp_path / "load.txt").wait(timeout=120)
+    records = read_all(own, topic, lambda r: len(r) >= 50, timeout=60)
     assert sorted((r.key, r.value) for r in records) == sorted(lines)
 
 
