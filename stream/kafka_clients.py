@@ -2,9 +2,9 @@
 
 Every client the project opens (faust's consumer and producer, the aiokafka readers of the
 model follower and the terminal view, kafka-python's admin, producers and consumers in the
-trainer and the CLI; librdkafka's kcat in the benchmark) gets its TLS context and SASL credentials from here or from
-:meth:`Settings.kafka_python_security`, so a secure deployment cannot leave one client on
-PLAINTEXT.
+trainer and the CLI; librdkafka's kcat in the benchmark) gets its TLS context and SASL
+credentials from here or from :meth:`Settings.kafka_python_security`, so a secure
+deployment cannot leave one client on PLAINTEXT.
 """
 
 from __future__ import annotations

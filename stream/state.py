@@ -91,10 +91,8 @@ class PartitionedTable:
             pass
         raw = self._db(partition).get(dumps(key))
         value = None if raw is None else orjson.loads(raw)
-        if value is not None and self.cache_size:
-            cache[key] = value
-            if len(cache) > self.cache_size:
-                del cache[next(iter(cache))]
+        if value is not None:
+            self._remember(cache, key, value)
         return value
 
     def put(self, partition: int, key: str, value: Any) -> None:
@@ -104,12 +102,16 @@ class PartitionedTable:
         cached = cache.pop(key, None) is not None
         if self.counted and not cached and db.get(k) is None:
             self._sizes[partition] = self._sizes.get(partition, 0) + 1
-        if self.cache_size:
-            cache[key] = value  # now the most recently written
-            if len(cache) > self.cache_size:
-                del cache[next(iter(cache))]
+        self._remember(cache, key, value)  # popped above: now the most recent
         db.put(k, v)
         self._send(self.changelog, k, v, partition)
+
+    def _remember(self, cache: dict[str, Any], key: str, value: Any) -> None:
+        """Keep ``value`` as the most recent entry, evicting the oldest past ``cache_size``."""
+        if self.cache_size:
+            cache[key] = value
+            if len(cache) > self.cache_size:
+                del cache[next(iter(cache))]
 
     def delete(self, partition: int, key: str) -> None:
         cache = self._cache.setdefault(partition, {})
