@@ -3,9 +3,11 @@
 :func:`feature_kinds` is the one mapping from feature names to the kinds the diffusion model
 understands (``fraudstream.models.diffusion.transform``): the offline evaluation and the
 trainer both use it, so a feature cannot be treated as a count in one place and as a real
-number in another. :func:`synthesize_frauds` fits a ``TabularDiffusion`` on real frauds and
-samples new ones; :func:`augment` appends them to a training set as extra positives and
-remembers which rows are synthetic.
+number in another. :func:`synthesize_frauds` fits a diffusion model and samples new frauds:
+one of the :data:`SYNTHESIS_MODELS`, a ``TabularDiffusion`` on the real frauds alone, or a
+``ConditionalDiffusion`` on the frauds plus a sample of legitimate rows
+(:func:`legit_sample`), sampled as frauds with classifier-free guidance. :func:`augment`
+appends them to a training set as extra positives and remembers which rows are synthetic.
 
 Example:
     >>> from fraudstream.models.features import FEATURE_NAMES
@@ -24,9 +26,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .diffusion import FeatureKind, ProgressFn, TabularDiffusion
+from .diffusion import ConditionalDiffusion, FeatureKind, ProgressFn, TabularDiffusion
 
-__all__ = ["augment", "default_steps", "feature_kind", "feature_kinds", "synthesize_frauds"]
+__all__ = ["LEGIT_PER_FRAUD", "SYNTHESIS_MODELS", "augment", "default_steps", "feature_kind",
+           "conditioning_rows", "feature_kinds", "legit_sample", "synthesize_frauds"]
+
+SYNTHESIS_MODELS = ("frauds_only", "conditional")
+"""``frauds_only``: a ``TabularDiffusion`` fitted on the frauds; ``conditional``: a
+``ConditionalDiffusion`` fitted on the frauds and ``LEGIT_PER_FRAUD`` legitimate rows each."""
+
+LEGIT_PER_FRAUD = 4  # legitimate rows per fraud in the conditional model's table
 
 # (pattern, kind), first match wins. Mirrors the feature set of ``features.py``.
 _KIND_RULES: tuple[tuple[re.Pattern[str], FeatureKind], ...] = (
@@ -73,11 +82,41 @@ def default_steps(n_rows: int) -> int:
     return int(min(5000, max(500, 2 * n_rows)))
 
 
+def legit_sample(
+    X: np.ndarray, legit: np.ndarray, n: int, seed: int = 0
+) -> np.ndarray:
+    """``n`` rows of ``X`` drawn without replacement where the mask ``legit`` is set (all of
+    them when fewer): the legitimate rows of the conditional model. Indexes only the rows it
+    keeps, so a window of millions of rows is not copied.
+
+    >>> legit_sample(np.arange(10.0).reshape(5, 2), np.array([1, 0, 1, 0, 1], bool), 2).shape
+    (2, 2)
+    """
+    idx = np.flatnonzero(legit)
+    if n < len(idx):
+        idx = np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
+    return np.asarray(X[idx], dtype=np.float64)
+
+
+def conditioning_rows(
+    model: str, X: np.ndarray, legit: np.ndarray, n_frauds: int, seed: int = 0
+) -> np.ndarray | None:
+    """The legitimate rows ``synthesize_frauds`` needs for synthesis model ``model`` (one of
+    :data:`SYNTHESIS_MODELS`): ``None`` for ``frauds_only``; for ``conditional``,
+    ``LEGIT_PER_FRAUD * n_frauds`` rows of ``X`` where the mask ``legit`` is set."""
+    if model == "frauds_only":
+        return None
+    if model == "conditional":
+        return legit_sample(X, legit, LEGIT_PER_FRAUD * n_frauds, seed)
+    raise ValueError(f"unknown synthesis model {model!r}; expected one of {SYNTHESIS_MODELS}")
+
+
 def synthesize_frauds(
     X_frauds: np.ndarray,
     kinds: Sequence[FeatureKind] | None,
     n: int,
     *,
+    X_legit: np.ndarray | None = None,
     hidden: Sequence[int] | None = None,
     steps: int | None = None,
     sampler: Literal["ancestral", "ddim"] = "ancestral",
@@ -88,10 +127,14 @@ def synthesize_frauds(
 ) -> tuple[np.ndarray, TabularDiffusion]:
     """Fit a diffusion model on real fraud rows and draw ``n`` synthetic fraud rows.
 
-    ``kinds`` is one kind per column (see :func:`feature_kinds`); ``hidden`` and ``steps``
-    (optimiser steps; ``None``: :func:`default_steps` for this many rows) and any other
-    ``TabularDiffusion`` argument in ``diffusion_params`` configure the model,
-    ``sampler`` picks the reverse process. ``seed`` seeds the fit, and
+    With ``X_legit`` (legitimate rows, e.g. :func:`legit_sample`) the model is a
+    ``ConditionalDiffusion`` fitted on both classes (``p_uncond`` and ``guidance`` in
+    ``diffusion_params``), its default ``steps`` counted over both, and the rows are sampled
+    as frauds; without it, a ``TabularDiffusion`` on the frauds alone. ``kinds`` is one kind
+    per column (see :func:`feature_kinds`); ``hidden`` and ``steps`` (optimiser steps;
+    ``None``: :func:`default_steps` for this many rows) and any other ``TabularDiffusion``
+    argument in ``diffusion_params`` configure the model, ``sampler`` picks the reverse
+    process. ``seed`` seeds the fit, and
     ``seed + 1`` the sampling. ``progress(step, total, loss)`` is called during the fit.
 
     Returns ``(X_synth, model)``: rows float64 ``(n, n_features)`` in the units of
@@ -105,12 +148,19 @@ def synthesize_frauds(
         raise ValueError(f"{len(kinds)} kinds for {X_frauds.shape[1]} columns")
     if hidden is not None:
         diffusion_params["hidden"] = tuple(hidden)
-    diffusion_params["steps"] = steps if steps is not None else default_steps(len(X_frauds))
-    model = TabularDiffusion(
-        list(kinds) if kinds is not None else None, device=device, seed=seed, **diffusion_params
-    )
-    model.fit(X_frauds, progress=progress)
-    return model.sample(n, seed=seed + 1, sampler=sampler), model
+    kinds = list(kinds) if kinds is not None else None
+    if X_legit is None:
+        diffusion_params["steps"] = steps if steps is not None else default_steps(len(X_frauds))
+        model = TabularDiffusion(kinds, device=device, seed=seed, **diffusion_params)
+        model.fit(X_frauds, progress=progress)
+        return model.sample(n, seed=seed + 1, sampler=sampler), model
+    X_legit = np.asarray(X_legit, dtype=np.float64).reshape(-1, X_frauds.shape[1])
+    X = np.vstack([X_frauds, X_legit])
+    y = np.r_[np.ones(len(X_frauds), np.int64), np.zeros(len(X_legit), np.int64)]
+    diffusion_params["steps"] = steps if steps is not None else default_steps(len(X))
+    cond = ConditionalDiffusion(kinds, device=device, seed=seed, **diffusion_params)
+    cond.fit(X, y, progress=progress)
+    return cond.sample(n, seed=seed + 1, label=1, sampler=sampler), cond
 
 
 def augment(

@@ -1,5 +1,10 @@
 """The batch model: an XGBoost classifier trained by the trainer, scored by the workers.
 
+"Batch" as in batch learning (fitted on a whole training window at once, then replaced by
+the next refresh's champion), against the online learner that learns one label at a time;
+not the workers' micro-batches of transactions. The augmentation study
+(``models/evaluation.py``) trains its classifiers with the same :meth:`XGBoostModel.train`.
+
 Serialised in XGBoost's own UBJSON format (never pickle), so an artifact is data, not code.
 Satisfies the scorer's ``BatchModel`` protocol: ``version``, ``feature_names`` and
 ``predict_proba(X)`` with columns in ``feature_names`` order.
@@ -19,13 +24,15 @@ __all__ = ["XGBoostModel", "XGBParams"]
 
 @dataclass(frozen=True)
 class XGBParams:
-    """The classifier's settings (the evaluation's defaults: 300 trees of depth 5)."""
+    """The classifier's settings: ``n_estimators`` boosting rounds of trees ``max_depth`` deep,
+    ``n_jobs`` threads; ``scale_pos_weight`` multiplies the frauds' weight (1: none)."""
 
     n_estimators: int = 300
     max_depth: int = 5
     learning_rate: float = 0.1
     n_jobs: int = 1
     seed: int = 0
+    scale_pos_weight: float = 1.0
 
     def booster_params(self) -> dict[str, object]:
         return {
@@ -36,6 +43,7 @@ class XGBParams:
             "tree_method": "hist",
             "nthread": self.n_jobs,
             "seed": self.seed,
+            "scale_pos_weight": self.scale_pos_weight,
         }
 
 

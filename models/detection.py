@@ -27,17 +27,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from .batch import XGBoostModel, XGBParams
-from .evaluation import card_precision_at_k
+from .days import DAY_S, day_index
 from .features import FEATURE_SETS, compute_features, feature_names
+from .formats import fmt_number, jsonable
 from .online import OnlineLearner
 from .online_eval import prequential_replay
+from .ranking import average_precision, card_precision_at_k
 
 __all__ = ["DetectionConfig", "OnlineSpec", "evaluate_detection", "format_detection"]
-
-_DAY_S = 86400.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def _metrics(y: np.ndarray, s: np.ndarray, day: np.ndarray, card: np.ndarray, k:
         return {"average_precision": None, "roc_auc": None, "card_precision_at_k": None,
                 "base_rate": float(y.mean()) if len(y) else None}
     cp, _ = card_precision_at_k(day, card, y, s, k=k)
-    return {"average_precision": float(average_precision_score(y, s)),
+    return {"average_precision": average_precision(y, s),
             "roc_auc": float(roc_auc_score(y, s)),
             "card_precision_at_k": float(cp), "base_rate": float(y.mean())}
 
@@ -94,23 +94,23 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
     ts = df["ts"].to_numpy(dtype=np.float64)
     y = df["is_fraud"].to_numpy(dtype=bool)
     card = df["card_id"].to_numpy()
-    start = math.floor(ts.min() / _DAY_S) * _DAY_S
-    end = start + math.ceil((ts.max() - start) / _DAY_S + 1e-9) * _DAY_S
-    day = np.floor((ts - start) / _DAY_S).astype(np.int64)
-    test_from = end - c.test_days * _DAY_S
-    delay_s = c.delay_days * _DAY_S
-    train = (ts >= start + c.burn_in_days * _DAY_S) & (ts + delay_s <= test_from)
+    start = math.floor(ts.min() / DAY_S) * DAY_S
+    end = start + math.ceil((ts.max() - start) / DAY_S + 1e-9) * DAY_S
+    day = day_index(ts, start)
+    test_from = end - c.test_days * DAY_S
+    delay_s = c.delay_days * DAY_S
+    train = (ts >= start + c.burn_in_days * DAY_S) & (ts + delay_s <= test_from)
     test = ts >= test_from
     since_labels = ts >= start + delay_s
     if not (train & y).any() or not (test & y).any():
         raise ValueError("the stream is too short for burn-in, delay and test window: "
-                         f"{(end - start) / _DAY_S:g} days")
-    weeks = [(ts >= w) & (ts < w + 7 * _DAY_S)
-             for w in np.arange(start + delay_s, end - 7 * _DAY_S + 1, 7 * _DAY_S)]
+                         f"{(end - start) / DAY_S:g} days")
+    weeks = [(ts >= w) & (ts < w + 7 * DAY_S)
+             for w in np.arange(start + delay_s, end - 7 * DAY_S + 1, 7 * DAY_S)]
 
     result: dict[str, Any] = {
-        "config": _jsonable(asdict(c)),
-        "data": {"transactions": len(df), "frauds": int(y.sum()), "days": (end - start) / _DAY_S,
+        "config": jsonable(asdict(c)),
+        "data": {"transactions": len(df), "frauds": int(y.sum()), "days": (end - start) / DAY_S,
                  "train_rows": int(train.sum()), "test_rows": int(test.sum()),
                  "test_base_rate": float(y[test].mean())},
         "batch": {}, "online": {},
@@ -134,7 +134,7 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
                                          mode,  # type: ignore[arg-type]
                                          partitions=c.partitions, card_ids=card)
                 s = run.scores
-                week_ratios = [average_precision_score(y[w], s[w]) / y[w].mean()
+                week_ratios = [average_precision(y[w], s[w]) / y[w].mean()
                                for w in weeks if y[w].any()]
                 entry = {
                     "test_window": _metrics(y[test], s[test], day[test], card[test], c.top_k),
@@ -158,28 +158,19 @@ def format_detection(results: Mapping[str, Mapping[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for mix, r in results.items():
         for fs, batch in r["batch"].items():
-            lines.append(f"| {mix} | {fs} | batch XGBoost | (time split) | "
-                         f"{_f(batch['average_precision'])} | {_f(batch['roc_auc'])} | "
-                         f"{_f(batch['card_precision_at_k'])} | | |")
+            lines.append(f"| {mix} | {fs} | batch XGBoost | (time split) "
+                         f"| {fmt_number(batch['average_precision'])} "
+                         f"| {fmt_number(batch['roc_auc'])} "
+                         f"| {fmt_number(batch['card_precision_at_k'])} | | |")
             for mode, learners in r["online"][fs].items():
                 for name, e in learners.items():
                     t, sl = e["test_window"], e["since_labels"]
                     lines.append(
-                        f"| {mix} | {fs} | online {name} | {mode} | {_f(t['average_precision'])} "
-                        f"| {_f(t['roc_auc'])} | {_f(t['card_precision_at_k'])} | "
-                        f"{_f(sl['average_precision'])} | "
-                        f"{_f(e['worst_week_ap_over_base_rate'], 1)} |")
-        lines.append(f"| {mix} | test base rate {_f(r['data']['test_base_rate'], 4)} | | | | | | | |")
+                        f"| {mix} | {fs} | online {name} | {mode} "
+                        f"| {fmt_number(t['average_precision'])} | {fmt_number(t['roc_auc'])} "
+                        f"| {fmt_number(t['card_precision_at_k'])} | "
+                        f"{fmt_number(sl['average_precision'])} | "
+                        f"{fmt_number(e['worst_week_ap_over_base_rate'], 1)} |")
+        lines.append(f"| {mix} | test base rate {fmt_number(r['data']['test_base_rate'], 4)} "
+                     "| | | | | | | |")
     return "\n".join(lines)
-
-
-def _f(v: float | None, digits: int = 3) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj

@@ -44,7 +44,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["LedgerConfig", "advance", "empty_state", "plan", "state_from", "summarize"]
+from .formats import jsonable
+
+__all__ = ["LedgerConfig", "advance", "after_cycle", "empty_state", "plan", "state_from",
+           "summarize"]
 
 _ENTRY_KEYS = ("estimate", "low", "high", "se", "ratio", "ratio_used", "at")
 
@@ -138,3 +141,16 @@ def state_from(metadata: dict[str, Any] | None) -> dict[str, Any]:
     except (TypeError, KeyError, ValueError, AttributeError):
         return empty_state()
 
+
+def after_cycle(state: dict[str, Any], report: dict[str, Any], synthesis: dict[str, Any],
+                config: LedgerConfig) -> dict[str, Any]:
+    """The ledger a cycle leaves in its version's metadata: the state after it (its synthetic
+    gain, if measured, stamped with the window's last event time), the summary, and what the
+    plan (``synthesis``, from :func:`plan`) decided. NaN becomes None: strict JSON."""
+    entry = report["comparisons"]["synthetic"]
+    if entry is not None:
+        entry = {**entry, "at": report["split"]["window_last_ts"]}
+    after = advance(state, entry, synthesis["on"], config)
+    return jsonable({"state": after, "summary": summarize(after["entries"], config.confidence),
+                     "measured": entry is not None,
+                     "synthesis": {"on": synthesis["on"], "reason": synthesis["reason"]}})

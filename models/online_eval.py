@@ -51,7 +51,7 @@ def prequential_replay(
     delay_s: float,
     label_mode: LabelMode = "all",
     maturity_s: float | None = None,
-    batch: int = 200,
+    micro_batch: int = 200,
     clock: Callable[[], float] | None = None,
     partitions: int = 1,
     card_ids: Sequence[str] | None = None,
@@ -59,8 +59,8 @@ def prequential_replay(
     """Replay rows (any order; replayed by ``ts``) through ``learner``; see the module doc.
 
     ``features`` holds at least the columns ``names``, row-aligned with ``ts`` and
-    ``is_fraud``. A micro-batch holds at most ``batch`` transactions and never spans a label
-    that becomes known between them.
+    ``is_fraud``. A micro-batch holds at most ``micro_batch`` transactions and never spans a
+    label that becomes known between them.
     """
     import time
 
@@ -110,8 +110,8 @@ def prequential_replay(
             j += 1
         learn_s += clock() - t0
         next_label = known[label_order[j]] if j < len(label_order) else np.inf
-        end = min(n, i + batch)
-        # next_label > now (all known labels are learned), so the batch is never empty.
+        end = min(n, i + micro_batch)
+        # next_label > now (all known labels are learned), so the micro-batch is never empty.
         end = i + max(1, int(np.searchsorted(ts[order[i:end]], next_label, side="left")))
         idx = order[i:end]
         t0 = clock()

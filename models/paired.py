@@ -9,6 +9,8 @@ Bootstrap*, ch. 13; the same paired resampling as a paired test of two classifie
 
 Frauds and legitimate rows are resampled separately (each with replacement, each to its own
 count), so every resample has exactly the holdout's frauds count and AP is always defined.
+AP is :func:`~.ranking.average_precision`; each model's scores are sorted once
+(:class:`~.ranking.RankedScores`) and a resample is a weighting of the rows.
 
 Pure: arrays in, numbers out. No Kafka, environment or metrics.
 
@@ -22,14 +24,15 @@ Pure: arrays in, numbers out. No Kafka, environment or metrics.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GainInterval", "average_precision", "paired_ap_gain", "verdict"]
+from .ranking import RankedScores
+
+__all__ = ["GainInterval", "paired_ap_gain", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -55,20 +58,6 @@ class GainInterval:
         return asdict(self)
 
 
-def average_precision(y: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None) -> float:
-    """Average precision as scikit-learn computes it (ties share one threshold), weighted.
-
-    ``sum_k (R_k - R_{k-1}) P_k`` over the distinct scores in decreasing order. NaN when the
-    (weighted) rows hold no fraud.
-
-    >>> average_precision(np.array([0, 1, 1]), np.array([.2, .9, .5]))
-    1.0
-    """
-    prepared = _Prepared(np.asarray(y, dtype=bool), np.asarray(score, dtype=np.float64))
-    w = np.ones(len(prepared.y)) if weight is None else np.asarray(weight, dtype=np.float64)
-    return prepared.ap(w)
-
-
 def paired_ap_gain(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *,
                    resamples: int = 1000, confidence: float = 0.9, seed: int = 0,
                    check: Callable[[], None] | None = None) -> GainInterval:
@@ -91,9 +80,8 @@ def paired_ap_gain(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *,
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    pa, pb = _Prepared(y, a), _Prepared(y, b)
-    ones = np.ones(len(y))
-    ap_a, ap_b = pa.ap(ones), pb.ap(ones)
+    pa, pb = RankedScores(y, a), RankedScores(y, b)
+    ap_a, ap_b = pa.average_precision(), pb.average_precision()
     rng = np.random.default_rng(seed)
     frauds, legit = np.flatnonzero(y), np.flatnonzero(~y)
     gains = np.empty(resamples)
@@ -105,7 +93,7 @@ def paired_ap_gain(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *,
         drawn = np.concatenate([frauds[rng.integers(0, len(frauds), len(frauds))],
                                 legit[rng.integers(0, len(legit), len(legit))]])
         w = np.bincount(drawn, minlength=len(y)).astype(np.float64)
-        gains[i] = pb.ap(w) - pa.ap(w)
+        gains[i] = pb.average_precision(w) - pa.average_precision(w)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(gains, [alpha, 1.0 - alpha])
     return GainInterval(
@@ -123,28 +111,3 @@ def verdict(gain: GainInterval, margin: float) -> str:
     if gain.high < 0.0:
         return "worse"
     return "indistinguishable"
-
-
-class _Prepared:
-    """One model's scores sorted once, with the end of each run of tied scores."""
-
-    def __init__(self, y: np.ndarray, score: np.ndarray) -> None:
-        if np.isnan(score).any():
-            raise ValueError("scores must not be NaN")
-        self.y = y
-        self.order = np.argsort(-score, kind="stable")
-        sorted_scores = score[self.order]
-        # The last position of each distinct score: thresholds are distinct scores.
-        self.ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(score) - 1]
-        self.y_sorted = y[self.order].astype(np.float64)
-
-    def ap(self, w: np.ndarray) -> float:
-        ws = w[self.order]
-        tp = np.cumsum(ws * self.y_sorted)[self.ends]
-        total = np.cumsum(ws)[self.ends]
-        if tp[-1] <= 0:
-            return math.nan
-        recall = tp / tp[-1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(total > 0, tp / total, 0.0)
-        return float(np.sum(np.diff(recall, prepend=0.0) * precision))

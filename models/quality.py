@@ -28,7 +28,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import NearestNeighbors
 from xgboost import XGBClassifier
 
-__all__ = ["REPORT_FIELDS", "c2st_auc", "dcr", "fidelity", "gates", "quality_report"]
+__all__ = ["REPORT_FIELDS", "c2st_auc", "dcr", "fidelity", "gates", "holdout_split",
+           "quality_report"]
 
 REPORT_FIELDS: dict[str, str] = {
     "n_train": "rows of real_train",
@@ -190,6 +191,21 @@ def gates(
             f"rows than held-out real rows do (expected ~0.05): memorisation"
         )
     return not reasons, reasons
+
+
+def holdout_split(
+    frauds: np.ndarray, share: float, seed: int, minimum: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(real_holdout, fit_rows)``: a random ``share`` of ``frauds`` (at least ``minimum``
+    rows) kept away from the generator's fit, to judge its synthetic rows against.
+
+    >>> holdout, fit = holdout_split(np.arange(40.0).reshape(20, 2), 0.2, seed=0)
+    >>> len(holdout), len(fit)
+    (5, 15)
+    """
+    order = np.random.default_rng(seed).permutation(len(frauds))
+    n = max(minimum, int(round(share * len(frauds))))
+    return frauds[order[:n]], frauds[order[n:]]
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -46,13 +46,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
-from .augmentation import feature_kinds, synthesize_frauds
+from .augmentation import augment, conditioning_rows, feature_kinds, synthesize_frauds
 from .batch import XGBoostModel, XGBParams
-from .evaluation import DAY_S, score_metrics
+from .days import DAY_S, day_index, utc_date
+from .formats import fmt_number, jsonable
 from .paired import GainInterval, paired_ap_gain, verdict
-from .quality import gates, quality_report
+from .quality import gates, holdout_split, quality_report
+from .ranking import average_precision, score_metrics
 from .scorer import BatchModel
 from .window import WindowData
 
@@ -91,6 +92,7 @@ class RefreshConfig:
     min_frauds: int = 30
     synthetic_ratio: float = 1.0
     diffusion_steps: int | None = None
+    synthesis_model: str = "frauds_only"   # one of augmentation.SYNTHESIS_MODELS
     device: str = "auto"
     quality_holdout: float = 0.2
     max_c2st_auc: float = 0.75
@@ -158,15 +160,16 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         "n_holdout": int(hold.sum()), "n_holdout_frauds": int(y_hold.sum()),
     }
     if n_frauds < config.min_frauds:
-        raise NotEnoughData(f"{n_frauds} frauds before {_day(train_end)} to train on; "
-                            f"need {config.min_frauds} (window {_day(split['window_first_ts'])}.."
-                            f"{_day(t_end)}, holdout {config.holdout_days:g} d, gap {config.gap_days:g} d)")
+        raise NotEnoughData(f"{n_frauds} frauds before {utc_date(train_end)} to train on; "
+                            f"need {config.min_frauds} (window "
+                            f"{utc_date(split['window_first_ts'])}..{utc_date(t_end)}, holdout "
+                            f"{config.holdout_days:g} d, gap {config.gap_days:g} d)")
     if not 0 < y_hold.sum() < len(y_hold):
         raise NotEnoughData(f"the holdout ({split['n_holdout']} rows, {split['n_holdout_frauds']} "
                             "frauds) needs both frauds and legitimate transactions")
-    say(f"window: train {split['n_train']:,} rows ({n_frauds:,} frauds) until {_day(train_end)}, "
-        f"holdout {split['n_holdout']:,} rows ({split['n_holdout_frauds']:,} frauds) from "
-        f"{_day(holdout_start)}")
+    say(f"window: train {split['n_train']:,} rows ({n_frauds:,} frauds) until "
+        f"{utc_date(train_end)}, holdout {split['n_holdout']:,} rows "
+        f"({split['n_holdout_frauds']:,} frauds) from {utc_date(holdout_start)}")
     done("window")
 
     # -- diffusion, sample, quality -------------------------------------------------------
@@ -185,10 +188,11 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     if n_synth > 0:
         # When the ratio is validated, the diffusion model never sees the validation frauds:
         # otherwise the synthetic rows would carry them into the models being compared.
-        fit_pool = X_train[(y_train == 1) & (plan["inner"] if plan["usable"] else True)]
-        order = np.random.default_rng(config.seed).permutation(len(fit_pool))
-        n_q = max(5, int(round(config.quality_holdout * len(fit_pool))))
-        q_hold, fit_rows = fit_pool[order[:n_q]], fit_pool[order[n_q:]]
+        pool = plan["inner"] if plan["usable"] else True
+        fit_pool = X_train[(y_train == 1) & pool]
+        q_hold, fit_rows = holdout_split(fit_pool, config.quality_holdout, config.seed)
+        legit = conditioning_rows(config.synthesis_model, X_train, (y_train == 0) & pool,
+                                  len(fit_rows), config.seed)
         fit_started = time.perf_counter()
 
         def fit_progress(step: int, total: int, loss: float) -> None:
@@ -197,7 +201,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
 
         say(f"diffusion: fit on {len(fit_rows):,} frauds ({config.device}), sample {n_synth:,}")
         synth, model = synthesize_frauds(
-            fit_rows, feature_kinds(names), n_synth, steps=config.diffusion_steps,
+            fit_rows, feature_kinds(names), n_synth, X_legit=legit, steps=config.diffusion_steps,
             device=config.device, seed=config.seed, progress=fit_progress)
         # synthesize_frauds fits then samples; split its time at the fit's end.
         fit_s = model.fit_seconds_
@@ -224,8 +228,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         n = min(len(synth), int(round(ratio * y.sum()))) if synth is not None else 0
         if n == 0:
             return XGBoostModel.train(X, y, names, config.xgb, check=deadline.check), 0
-        X_aug = np.vstack([X, synth[:n]])
-        y_aug = np.concatenate([y, np.ones(n, dtype=np.int64)])
+        X_aug, y_aug, _ = augment(X, y, synth[:n])
         return XGBoostModel.train(X_aug, y_aug, names, config.xgb, check=deadline.check), n
 
     plain = XGBoostModel.train(X_train, y_train, names, config.xgb, check=deadline.check)
@@ -237,7 +240,8 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
             ratio = validation["chosen"]
             say("validation (last {:g} d of training): AP by ratio {}: ratio {:g}".format(
                 config.validation_days,
-                ", ".join(f"{r} {_fmt(a)}" for r, a in validation["average_precision"].items()),
+                ", ".join(f"{r} {fmt_number(a, 4)}"
+                          for r, a in validation["average_precision"].items()),
                 ratio))
         else:
             ratio = config.synthetic_ratio
@@ -259,7 +263,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
 
     # -- evaluate -------------------------------------------------------------------------
     X_hold = data.X[hold]
-    day = np.floor((data.ts[hold] - holdout_start) / DAY_S).astype(np.int64)
+    day = day_index(data.ts[hold], holdout_start)
     card = data.card[hold]
 
     def metrics(score: np.ndarray) -> dict[str, float]:
@@ -319,16 +323,16 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
 
     report = {
         "split": split,
-        "config": _jsonable(asdict(config)),
+        "config": jsonable(asdict(config)),
         "synthetic": {"verdict": verdict_, "reason": why, "n_requested": n_synth,
-                      "n_used": n_used, "ratio": ratio, "validation": _jsonable(validation)},
-        "quality": _jsonable(quality),
+                      "n_used": n_used, "ratio": ratio, "validation": jsonable(validation)},
+        "quality": jsonable(quality),
         "diffusion": None if model is None else {
             "steps": model.steps_, "final_loss": model.loss_, "fit_seconds": model.fit_seconds_,
             "device": str(model.device_)},
-        "holdout": _jsonable(holdout),
-        "comparisons": _jsonable(comparisons),
-        "augmentation_delta_ap": _jsonable(ap_new - holdout["challenger_no_synthetic"]["average_precision"]),
+        "holdout": jsonable(holdout),
+        "comparisons": jsonable(comparisons),
+        "augmentation_delta_ap": jsonable(ap_new - holdout["challenger_no_synthetic"]["average_precision"]),
         "decision": {"promote": promote, "reason": reason, "margin": config.promote_margin,
                      "confidence": config.promote_confidence, "verdict": outcome},
         "phase_seconds": dict(phases),
@@ -343,13 +347,15 @@ def format_report(report: dict[str, Any]) -> str:
             ("no synthetic", h["challenger_no_synthetic"])]
     lines = [f"{'holdout metric':<22}" + "".join(f"{name:>14}" for name, _ in cols)]
     for metric in HEADLINE_METRICS:
-        lines.append(f"{metric:<22}" + "".join(f"{_fmt(m.get(metric)):>14}" for _, m in cols))
+        lines.append(f"{metric:<22}"
+                     + "".join(f"{fmt_number(m.get(metric), 4):>14}" for _, m in cols))
     for name, key in (("gain over champion", "challenger_vs_champion"),
                       ("gain of synthetic", "synthetic")):
         g = (report.get("comparisons") or {}).get(key)
         if g:
-            lines.append(f"AP {name:<19}{_signed(g['estimate']):>14}   "
-                         f"{g['confidence']:.0%} interval [{_signed(g['low'])}, {_signed(g['high'])}]"
+            low, high = (fmt_number(g[k], 4, signed=True) for k in ("low", "high"))
+            lines.append(f"AP {name:<19}{fmt_number(g['estimate'], 4, signed=True):>14}   "
+                         f"{g['confidence']:.0%} interval [{low}, {high}]"
                          + (f" at ratio {g['ratio']:g}" if "ratio" in g else ""))
     lines.append(f"synthetic: {report['synthetic']['verdict']} ({report['synthetic']['reason']}); "
                  f"decision: {'promote' if report['decision']['promote'] else 'keep'} "
@@ -383,7 +389,7 @@ def _validate(plan: dict[str, Any], candidates: tuple[float, ...],
     aps: dict[float, float] = {}
     for ratio in candidates:
         model, _ = train_with(ratio, inner)
-        aps[ratio] = float(average_precision_score(y[val], model.predict_proba(X[val])))
+        aps[ratio] = average_precision(y[val], model.predict_proba(X[val]))
     chosen = candidates[0]
     for ratio in candidates[1:]:
         if aps[ratio] > aps[chosen]:
@@ -412,30 +418,3 @@ def _columns(X: np.ndarray, have: list[str], want: list[str]) -> np.ndarray:
 
 def _nan_metrics() -> dict[str, float]:
     return {m: math.nan for m in HEADLINE_METRICS}
-
-
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
-
-def _signed(value: Any) -> str:
-    return "n/a" if value is None else f"{value:+.4f}"
-
-
-def _day(ts: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
-
-
-def _jsonable(obj: Any) -> Any:
-    """NaN/inf become None so the report is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .batch import XGBoostModel
-from .durable import fsync_dir
+from .durable import atomic_write, fsync_dir
 
 __all__ = ["ArtifactError", "Registry", "VersionInfo", "MODEL_FILE", "sha256_file"]
 
@@ -260,18 +260,7 @@ class Registry:
         state = {"version": version, "history": history, "reason": reason,
                  "updated_at": now, "updated_at_utc": _utc(now)}
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".champion-", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_json_bytes(state))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.champion_file)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        fsync_dir(self.root)
+        atomic_write(self.champion_file, _json_bytes(state), prefix=".champion-")
         return state
 
     def _next_version(self, now: float) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 import uuid
@@ -36,7 +35,8 @@ import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 
 from . import simulator as sim
-from .config import Settings, TopicNames
+from .bench_support import count_records, fresh_topics, say, wait_metric
+from .config import Settings
 from .contract import encode
 from .kafka_local import LocalBroker, free_port, metadata_ok
 from .load import LoadTools, PacedProducer, write_lines
@@ -50,31 +50,12 @@ DEFAULT_RATES = (500.0, 1000.0, 2000.0)
 SIDES = ("passthrough", "pipeline")
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _fresh_topics(tag: str) -> TopicNames:
-    base = TopicNames()
-    return TopicNames(**{k: f"bench-{tag}-{v}" for k, v in base.model_dump().items()})
-
-
-def _count(settings: Settings, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                             **settings.kafka_python_security())
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        return sum(consumer.end_offsets(parts).values()) if parts else 0
-    finally:
-        consumer.close()
-
-
 def _wait_count(settings: Settings, topic: str, n: int, timeout: float,
                 progress: Callable[[int], None]) -> int:
     deadline = time.monotonic() + timeout
     last = -1
     while time.monotonic() < deadline:
-        got = _count(settings, topic)
+        got = count_records(settings, [topic])
         if got != last:
             progress(got)
             last = got
@@ -125,19 +106,6 @@ def _produce(tools: LoadTools, settings: Settings, topic: str, lines: list, path
     return PacedProducer(tools, settings, topic, path, rate)
 
 
-def _wait_metric(worker: WorkerProcess, name: str, labels: dict, n: float, timeout: float,
-                 what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = worker.metric(name, labels) or 0
-        if got >= n:
-            return
-        if worker.proc.poll() is not None:
-            raise RuntimeError(f"the worker exited ({worker.proc.returncode}); see {worker.log_path}")
-        time.sleep(1.0)
-    raise RuntimeError(f"{what}: {got:,.0f} of {n:,.0f} after {timeout:.0f} s; see {worker.log_path}")
-
-
 def _side_settings(base: Settings, side: str) -> Settings:
     """Same input topics, this side's own output topics and consumer group."""
     out = base.topics.model_copy(update={
@@ -156,16 +124,16 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
                            workdir / f"{side}.log", f"bench-{side}", passthrough=side == "passthrough")
     try:
         got = _wait_count(s, s.topics.scores, n_tx, timeout,
-                          lambda c: _say(f"  {side}: {c:,}/{n_tx:,} out"))
+                          lambda c: say(f"  {side}: {c:,}/{n_tx:,} out"))
         if got < n_tx:
             raise RuntimeError(f"{side} produced {got} of {n_tx} records in {timeout:.0f}s; "
                                f"see {worker.log_path}")
         if side == "pipeline" and n_labels:
-            _wait_metric(worker, "fraudstream_messages_in_total", {"topic": "labels"}, n_labels,
-                         timeout, "labels read")
+            wait_metric(worker, "fraudstream_messages_in_total", n_labels, timeout, "labels read",
+                        {"topic": "labels"})
             # every label read has been joined and learned once the examples stop growing
             last = -1
-            while (now := _count(s, s.topics.training_examples)) != last:
+            while (now := count_records(s, [s.topics.training_examples])) != last:
                 last = now
                 time.sleep(2.0)
     finally:
@@ -194,7 +162,7 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
         for rate, tx, lab in windows:
             before = worker.buckets()
             what = "warm-up" if rate is None else f"{rate:,.0f} tx/s"
-            _say(f"  {side}: offering {what}: {len(tx):,} transactions, {len(lab):,} labels")
+            say(f"  {side}: offering {what}: {len(tx):,} transactions, {len(lab):,} labels")
             started = time.monotonic()
             producers = [_produce(tools, s, t.transactions, tx, workdir / f"tx-{side}.txt", rate)]
             if lab:
@@ -248,9 +216,9 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
     broker = None
     if own_broker:
         broker = LocalBroker(workdir / "kafka", settings.kafka_home, port=free_port(), heap_mb=1024)
-        status = broker.start(progress=_say)
+        status = broker.start(progress=say)
         settings = settings.model_copy(update={"broker_url": f"kafka://{status.bootstrap}"})
-        _say(f"benchmark broker at {status.bootstrap} (data in {workdir})")
+        say(f"benchmark broker at {status.bootstrap} (data in {workdir})")
     elif not metadata_ok(settings.bootstrap_servers[0],
                          security=settings.kafka_python_security()):
         raise RuntimeError(f"no broker answers at {settings.broker_url}")
@@ -259,21 +227,21 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
         tag = uuid.uuid4().hex[:6]
         common = {"model_registry": workdir / "registry", "state_dir": workdir / "state"}
         # (a) throughput on one pre-loaded topic pair
-        base = settings.model_copy(update={"topics": _fresh_topics(tag), **common})
+        base = settings.model_copy(update={"topics": fresh_topics(f"bench-{tag}"), **common})
         create_topics(base)
         days = max(3, int(np.ceil(n_tx / 9700)))  # ~9.7k tx/day with 5,000 customers
         df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed)).head(n_tx)
         tx, lab = _lines(df, labels, delay) if only != "latency" else ([], [])
-        _say(f"pre-loading {len(tx):,} transactions and {len(lab):,} labels with kcat ...")
+        say(f"pre-loading {len(tx):,} transactions and {len(lab):,} labels with kcat ...")
         for p in (_produce(tools, base, base.topics.transactions, tx, workdir / "tx.txt"),
                   _produce(tools, base, base.topics.labels, lab, workdir / "labels.txt")):
             if p is not None:
                 p.wait(timeout=600)
         tps = {side: float("nan") for side in SIDES}
         for side in SIDES if only != "latency" else ():
-            _say(f"throughput, {side} ...")
+            say(f"throughput, {side} ...")
             tps[side] = _throughput(base, tag, side, len(tx), len(lab), workdir, timeout=1200)
-            _say(f"  {side}: {tps[side]:,.0f} tx/s")
+            say(f"  {side}: {tps[side]:,.0f} tx/s")
 
         # (b) latency: fresh topics per side, the same windows of a new simulated stream
         need = 1000 + int(sum(rates) * latency_seconds)
@@ -286,10 +254,10 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
             windows.append((rate, tx, lab))
         latency: dict = {side: {} for side in SIDES}
         for side in SIDES if only != "throughput" else ():
-            lat_base = settings.model_copy(update={"topics": _fresh_topics(f"{tag}-lat-{side}"),
+            lat_base = settings.model_copy(update={"topics": fresh_topics(f"bench-{tag}-lat-{side}"),
                                                    **common})
             create_topics(lat_base)
-            _say(f"latency, {side} ...")
+            say(f"latency, {side} ...")
             latency[side] = _latency(lat_base, tag, side, windows, tools, workdir, label_lag_s)
     finally:
         if broker is not None:

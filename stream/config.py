@@ -184,6 +184,11 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Synthetic frauds per real training fraud (0: no augmentation).")
     trainer_diffusion_steps: int | None = Field(
         None, ge=1, description="Diffusion training steps (default: about 2 per fraud).")
+    trainer_synthesis_model: Literal["frauds_only", "conditional"] = Field(
+        "frauds_only",
+        description="The diffusion model of synthetic frauds: fitted on the training frauds "
+                    "alone, or class-conditional on the frauds plus 4 legitimate rows each "
+                    "(classifier-free guidance).")
     trainer_device: str = Field("auto", description="auto, cpu or cuda[:N] for the diffusion model.")
     trainer_max_c2st_auc: float = Field(0.75, gt=0.5, le=1, description="Quality gate.")
     trainer_max_dcr_share: float = Field(0.10, gt=0, le=1, description="Quality gate.")

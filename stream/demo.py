@@ -276,7 +276,7 @@ def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers
 def _print_registry(root: Path) -> None:
     """Every version's holdout AP: champion vs challenger vs challenger without synthetic data."""
     from ..models.registry import ArtifactError, Registry
-    from .models_cli import _interval, _ledger_line
+    from .registry_view import gain_interval, ledger_line
 
     registry = Registry(root)
     versions = registry.versions()
@@ -300,8 +300,8 @@ def _print_registry(root: Path) -> None:
         print(f"  {v}{' (champion)' if v == champion else '':<11} champion {fmt(ap('champion'))}  "
               f"challenger {fmt(ap('challenger'))}  no synthetic {fmt(ap('challenger_no_synthetic'))}  "
               f"synthetic {(report.get('synthetic') or {}).get('verdict', '?')}\n"
-              f"  {'':<37} gain over champion {_interval(gains.get('challenger_vs_champion'))} "
+              f"  {'':<37} gain over champion {gain_interval(gains.get('challenger_vs_champion'))} "
               f"({(report.get('decision') or {}).get('verdict', '?')}), "
-              f"of synthetic rows {_interval(gains.get('synthetic'))}")
+              f"of synthetic rows {gain_interval(gains.get('synthetic'))}")
         newest = meta
-    print("  " + _ledger_line(newest))
+    print("  " + ledger_line(newest))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -37,8 +36,8 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from . import simulator as sim
-from .config import Settings, TopicNames
-from .kafka_local import LocalBroker, free_port
+from .bench_support import count_records, fresh_topics, own_broker, say, wait_metric
+from .config import Settings
 from .processes import WorkerProcess, settings_env
 from .topics import changelog_topics, create_topics, internal_topics
 
@@ -47,44 +46,9 @@ __all__ = ["run_recovery_bench", "SCENARIOS"]
 SCENARIOS = ("sigterm", "sigkill", "new_host", "new_host_compacted")
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _records(settings: Settings, topics: list[str]) -> int:
-    """Records currently in ``topics`` (end minus start offsets: what a full read would read)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                             **settings.kafka_python_security())
-    try:
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in (consumer.partitions_for_topic(t) or [])]
-        if not parts:
-            return 0
-        ends, starts = consumer.end_offsets(parts), consumer.beginning_offsets(parts)
-        return sum(ends[tp] - starts[tp] for tp in parts)
-    finally:
-        consumer.close()
-
-
 def _log_bytes(log_dir: Path, topics: list[str]) -> int:
     """Bytes of record data the broker holds for ``topics`` (its ``*.log`` segment files)."""
     return sum(f.stat().st_size for t in topics for f in log_dir.glob(f"{t}-*/*.log"))
-
-
-def _wait_scored(worker: WorkerProcess, n: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last_said = 0.0
-    while time.monotonic() < deadline:
-        if worker.proc.poll() is not None:
-            raise RuntimeError(f"the worker exited; see {worker.log_path}")
-        got = worker.metric("fraudstream_transactions_scored_total") or 0
-        if got >= n:
-            return
-        if time.monotonic() - last_said > 10:
-            _say(f"  scored {got:,.0f}/{n:,}")
-            last_said = time.monotonic()
-        time.sleep(1.0)
-    raise RuntimeError(f"the worker scored fewer than {n} in {timeout:.0f} s; see {worker.log_path}")
 
 
 class _ScoreWatch:
@@ -150,7 +114,7 @@ def _restart(settings: Settings, env: dict[str, str], workdir: Path, worker: Wor
 def _one_history(settings: Settings, n_tx: int, workdir: Path, log_dir: Path, seed: int,
                  timeout: float) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
-    topics = TopicNames(**{k: f"rec-{tag}-{v}" for k, v in TopicNames().model_dump().items()})
+    topics = fresh_topics(f"rec-{tag}")
     s = settings.model_copy(update={"topics": topics, "app_id": f"rec-{tag}",
                                     "model_registry": workdir / f"registry-{tag}",
                                     "state_dir": workdir / f"state-{tag}"})
@@ -158,34 +122,36 @@ def _one_history(settings: Settings, n_tx: int, workdir: Path, log_dir: Path, se
     days = max(3, int(n_tx / 9700) + 8)  # ~9.7k tx/day with 5000 customers, plus label delay
     df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed)).head(n_tx)
     events = [e for e in sim.events(df, 7.0) if e[0] == "transaction" or e[3] <= df["ts"].max()]
-    _say(f"history of {len(df):,} transactions and "
-         f"{sum(1 for e in events if e[0] == 'label'):,} labels ...")
+    say(f"history of {len(df):,} transactions and "
+        f"{sum(1 for e in events if e[0] == 'label'):,} labels ...")
     env = settings_env(s, app_id=s.app_id, label_delay_days=7)
     worker = WorkerProcess(env, workdir / f"history-{tag}.log", "bench-w1")
     try:
         sim.produce_to_kafka(iter(events), s.bootstrap_servers,
                              {"transaction": topics.transactions, "label": topics.labels},
                              security_kwargs=s.kafka_python_security(),
-                             progress=lambda c: _say(f"  produced {c['transactions']:,} tx"))
-        _wait_scored(worker, len(df), timeout)
+                             progress=lambda c: say(f"  produced {c['transactions']:,} tx"))
+        wait_metric(worker, "fraudstream_transactions_scored_total", len(df), timeout,
+                    "transactions scored",
+                    progress=lambda got: say(f"  scored {got:,.0f}/{len(df):,}"))
         time.sleep(3)  # the last commits and changelog writes
         out: dict[str, Any] = {
             "transactions": len(df),
-            "changelog_records_written": _records(s, changelog_topics(s)),
+            "changelog_records_written": count_records(s, changelog_topics(s)),
             "changelog_bytes": _log_bytes(log_dir, changelog_topics(s)),
-            "terminal_events": _records(s, [internal_topics(s)["terminal_events"]]),
+            "terminal_events": count_records(s, [internal_topics(s)["terminal_events"]]),
         }
-        _say(f"  state to restore from: {out['changelog_records_written']:,} changelog records "
-             f"written ({out['changelog_bytes'] / 2**20:,.1f} MiB held), "
-             f"{out['terminal_events']:,} terminal-event messages")
+        say(f"  state to restore from: {out['changelog_records_written']:,} changelog records "
+            f"written ({out['changelog_bytes'] / 2**20:,.1f} MiB held), "
+            f"{out['terminal_events']:,} terminal-event messages")
         ts = float(df["ts"].max()) + 60.0
         for i, scenario in enumerate(SCENARIOS):
             if scenario == "new_host_compacted":
                 out["changelog_bytes_compacted"] = _compact(s, log_dir, ts + i)
             worker, result = _restart(s, env, workdir, worker, scenario, ts + i, timeout)
             out[scenario] = result
-            _say(f"  {scenario}: scoring again {result['restart_s']} s after the restart "
-                 f"(worker ready after {result['ready_s']} s)")
+            say(f"  {scenario}: scoring again {result['restart_s']} s after the restart "
+                f"(worker ready after {result['ready_s']} s)")
     finally:
         worker.stop()
     return out
@@ -199,7 +165,7 @@ def _compact(settings: Settings, log_dir: Path, ts: float) -> int:
     from .topics import CHANGELOG_CONFIG
 
     roll_s = int(CHANGELOG_CONFIG["segment.ms"]) / 1000.0 + 15.0
-    _say(f"  trickling transactions for {roll_s:.0f} s so every changelog segment rolls ...")
+    say(f"  trickling transactions for {roll_s:.0f} s so every changelog segment rolls ...")
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers,
                              **settings.kafka_python_security())
     started = time.monotonic()
@@ -223,7 +189,7 @@ def _compact(settings: Settings, log_dir: Path, ts: float) -> int:
         now = _log_bytes(log_dir, topics)
         if now != last:
             last, stable_since = now, time.monotonic()
-    _say(f"  compacted: changelog data {before / 2**20:,.1f} -> {last / 2**20:,.1f} MiB")
+    say(f"  compacted: changelog data {before / 2**20:,.1f} -> {last / 2**20:,.1f} MiB")
     return last
 
 
@@ -231,10 +197,7 @@ def run_recovery_bench(settings: Settings, histories: tuple[int, ...] = (100_000
                        seed: int = 0, timeout: float = 1800.0) -> dict[str, Any]:
     """Restart times against history length, on a fresh broker of its own."""
     workdir = Path(tempfile.mkdtemp(prefix="fraudstream-recovery-"))
-    broker = LocalBroker(workdir / "kafka", settings.kafka_home, port=free_port(), heap_mb=1024)
-    status = broker.start(progress=_say)
-    s = settings.model_copy(update={"broker_url": f"kafka://{status.bootstrap}"})
-    _say(f"recovery benchmark broker at {status.bootstrap} (data in {workdir})")
+    broker, s = own_broker(settings, workdir, "recovery benchmark")
     try:
         log_dir = workdir / "kafka" / "kraft-logs"  # the broker's log.dirs (kafka_local.py)
         runs = [_one_history(s, n, workdir, log_dir, seed + i, timeout)

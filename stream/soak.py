@@ -12,7 +12,6 @@ or an unbounded state.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -21,16 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import simulator as sim
-from .config import Settings, TopicNames
-from .kafka_local import LocalBroker, free_port
+from .bench_support import fresh_topics, own_broker, say
+from .config import Settings
 from .processes import TrainerProcess, WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
 
 __all__ = ["run_soak"]
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -79,19 +74,17 @@ def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
              labels: str = "all", every_s: float = 60.0, seed: int = 0) -> dict[str, Any]:
     """Run the service under a steady load; return the samples (start, end, every interval)."""
     workdir = Path(tempfile.mkdtemp(prefix="fraudstream-soak-"))
-    broker = LocalBroker(workdir / "kafka", settings.kafka_home, port=free_port(), heap_mb=1024)
-    status = broker.start(progress=_say)
+    broker, settings = own_broker(settings, workdir, "soak")
     tag = uuid.uuid4().hex[:6]
-    topics = TopicNames(**{k: f"soak-{tag}-{v}" for k, v in TopicNames().model_dump().items()})
+    topics = fresh_topics(f"soak-{tag}")
     settings = settings.model_copy(update={
-        "broker_url": f"kafka://{status.bootstrap}", "topics": topics,
-        "model_registry": workdir / "registry", "app_id": f"soak-{tag}"})
+        "topics": topics, "model_registry": workdir / "registry", "app_id": f"soak-{tag}"})
     n_tx = int(rate * minutes * 60)
     # The simulator makes ~1.9 transactions per customer per day; size the population so the
     # stream spans three weeks of event time (labels arrive 7 simulated days after their tx).
     customers = max(50, n_tx // (2 * 21))
     days = 23
-    _say(f"simulating {n_tx:,} transactions ({customers:,} customers, {days} days) ...")
+    say(f"simulating {n_tx:,} transactions ({customers:,} customers, {days} days) ...")
     df = sim.simulate(sim.SimulationConfig(n_customers=customers, n_terminals=2 * customers,
                                            n_days=days, seed=seed)).head(n_tx)
     mode = "all" if labels == "none" else labels
@@ -124,15 +117,15 @@ def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
     try:
         start = time.monotonic()
         producer.start()
-        _say(f"soaking for {minutes:g} min at {rate:,.0f} tx/s (labels: {labels}); worker log "
-             f"{worker.log_path}")
+        say(f"soaking for {minutes:g} min at {rate:,.0f} tx/s (labels: {labels}); worker log "
+            f"{worker.log_path}")
         previous: dict[float, float] = {}
         deadline = start + minutes * 60
         while time.monotonic() < deadline and not failure:
             time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
             sample, previous = _sample(worker, trainer, start, produced, previous)
             samples.append(sample)
-            _say(_line(sample))
+            say(_line(sample))
             for proc, name in ((worker, "worker"), (trainer, "trainer")):
                 if proc.proc.poll() is not None:
                     raise RuntimeError(f"the {name} exited ({proc.proc.returncode}); see {proc.log_path}")
@@ -148,7 +141,7 @@ def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
               "start": samples[0] if samples else None, "end": samples[-1] if samples else None,
               "workdir": str(workdir)}
     if samples:
-        _say("first and last sample:\n  " + _line(samples[0]) + "\n  " + _line(samples[-1]))
+        say("first and last sample:\n  " + _line(samples[0]) + "\n  " + _line(samples[-1]))
     return result
 
 

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ..models.durable import fsync_dir
+from ..models.durable import atomic_write
 from ..models.features import TerminalState
 
 __all__ = ["TerminalView", "TerminalEvents", "source_uid", "SnapshotError"]
@@ -148,13 +147,7 @@ class TerminalView:
             "terminals": {t: s.to_dict() for t, s in self.terminals.items()},
         })
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        atomic_write(path, data, prefix=f".{path.name}.")
         return len(data)
 
     @classmethod

@@ -1,4 +1,5 @@
-"""Helpers for the trainer's integration tests: phases of a simulated stream, group state."""
+"""Helpers for the trainer's tests: a simulated training window, phases of a simulated
+stream, group state."""
 
 from __future__ import annotations
 
@@ -9,13 +10,38 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from fraudstream.models.features import FEATURE_NAMES, compute_features
+from fraudstream.models.window import WindowData
 from fraudstream.stream import simulator as sim
 from fraudstream.stream.config import Settings
 from fraudstream.stream.processes import ServiceProcess
+
+
+def simulated_window(unknown_share: float = 0.0) -> WindowData:
+    """30 simulated days of 400 customers as a training window. The online learner's scores
+    at scoring time are informative and imperfect; ``unknown_share`` of them are unknown."""
+    df = sim.simulate(sim.SimulationConfig(n_customers=400, n_terminals=800, n_days=30))
+    features = compute_features(df, 7 * 86400)
+    order = np.argsort(df["ts"].to_numpy(), kind="stable")
+    y = df["is_fraud"].to_numpy(dtype=np.int64)[order]
+    rng = np.random.default_rng(0)
+    online = np.clip(0.35 * y + rng.uniform(0, 0.7, len(y)), 0, 1)
+    if unknown_share:
+        online[rng.random(len(y)) < unknown_share] = np.nan
+    return WindowData(
+        feature_names=list(FEATURE_NAMES),
+        X=features[FEATURE_NAMES].to_numpy(dtype=np.float64)[order],
+        y=y,
+        ts=df["ts"].to_numpy(dtype=np.float64)[order],
+        card=df["card_id"].to_numpy(dtype=object)[order],
+        tx_id=df["tx_id"].to_numpy(dtype=object)[order],
+        score_online=online,
+    )
 
 
 def produce(settings: Settings, df: pd.DataFrame, delay_days: float, transactions_only: bool = False) -> dict:

@@ -119,6 +119,8 @@ class TabularDiffusion:
         self.device = device
         self.seed = seed
 
+    _FORMAT = CHECKPOINT_FORMAT  # a subclass with other parameters has its own
+
     # -- parameters ------------------------------------------------------------------------
 
     _PARAMS = (
@@ -174,8 +176,7 @@ class TabularDiffusion:
         total = self._total_steps(n, batch, epochs, steps)
 
         g = torch.Generator(device=dev).manual_seed(self.seed)
-        config = DenoiserConfig(d, tuple(self.hidden), self.time_dim, self.dropout)
-        net = _empty_network(config)
+        net = _empty_network(self._network_config(d))
         net.reset_parameters(torch.Generator().manual_seed(self.seed))
         net.to(dev).train()
         params = list(net.parameters())
@@ -209,7 +210,7 @@ class TabularDiffusion:
                 noise = torch.randn(x0.shape, generator=g, device=dev)
                 xt = schedule.add_noise(x0, noise, t)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=on_cuda):
-                    pred = net(xt, t)
+                    pred = net(xt, t, self._batch_labels(idx, g))
                 loss = F.mse_loss(pred.float(), noise)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -240,6 +241,13 @@ class TabularDiffusion:
         self.loss_ = float((tail_sum / (total - tail_from)).item())  # also waits for the GPU
         self.fit_seconds_ = time.perf_counter() - t_start
         return self
+
+    def _network_config(self, d: int) -> DenoiserConfig:
+        return DenoiserConfig(d, tuple(self.hidden), self.time_dim, self.dropout)
+
+    def _batch_labels(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor | None:
+        """The label input of a training batch; none here (``ConditionalDiffusion`` has one)."""
+        return None
 
     def _total_steps(self, n: int, batch: int, epochs: int | None, steps: int | None) -> int:
         if epochs is not None and steps is not None:
@@ -275,6 +283,17 @@ class TabularDiffusion:
         ``"ddim"`` the deterministic probability-flow sampler (``ddim_steps`` steps), several
         times faster. Same seed, device and model -> the same rows.
         """
+        return self._reverse(n, seed, sampler, steps, self._eps)
+
+    def _reverse(
+        self,
+        n: int,
+        seed: int,
+        sampler: str,
+        steps: int | None,
+        eps_fn: Callable[[torch.Tensor, float], torch.Tensor],
+    ) -> np.ndarray:
+        """The reverse process with noise predictions ``eps_fn(x_t, t)``; see ``sample``."""
         self._check_fitted()
         if sampler not in ("ancestral", "ddim"):
             raise ValueError(f"sampler must be 'ancestral' or 'ddim', got {sampler!r}")
@@ -293,7 +312,7 @@ class TabularDiffusion:
             m = min(_SAMPLE_CHUNK, n - start)
             x = torch.randn((m, self.n_features_in_), generator=g, device=dev)
             for t, t_prev in zip(grid[:-1], grid[1:], strict=True):
-                eps = self._eps(x, t)
+                eps = eps_fn(x, t)
                 if sampler == "ancestral":
                     x = self.schedule.step(eps, t, t_prev, x, g, clip=clip)
                 else:
@@ -315,7 +334,7 @@ class TabularDiffusion:
         config["hidden"] = list(config["hidden"])
         torch.save(
             {
-                "format": CHECKPOINT_FORMAT,
+                "format": self._FORMAT,
                 "params": self.get_params(),
                 "network_config": config,
                 "transform": self.transform_.state_dict(),
@@ -336,8 +355,8 @@ class TabularDiffusion:
     ) -> TabularDiffusion:
         """Rebuild a fitted model from ``save()``; ``device`` overrides the saved setting."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint")
+        if ckpt.get("format") != cls._FORMAT:
+            raise ValueError(f"{path}: not a {cls._FORMAT} checkpoint")
         params = dict(ckpt["params"])
         if params["feature_kinds"] is not None:
             params["feature_kinds"] = [

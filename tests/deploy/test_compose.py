@@ -944,7 +944,7 @@ def test_dockerfile_is_slim_non_root_and_layered_for_code_changes():
 def test_dockerignore_keeps_the_build_context_small():
     for path in (".venv", ".git", "var", "tests", "dev2-data", "bench-ca3e33-lat-data"):
         assert _ignored(path), path
-    for path in ("pyproject.toml", "README.md", "stream", "stream/cli.py", "models",
+    for path in ("pyproject.toml", "README.md", "stream", "stream/cli/__init__.py", "models",
                  "deploy/worker-entrypoint.sh"):
         assert not _ignored(path), path
     assert _ignored("stream/__pycache__") and _ignored("models/x.pyc")

@@ -4,6 +4,7 @@ import hashlib
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -111,6 +112,12 @@ def test_with_version_relabels_without_retraining(model, data):
 
 
 # -- the per-round check ---------------------------------------------------------------------
+
+
+def test_scale_pos_weight_raises_the_frauds_scores(data, model):
+    X, y = data
+    weighted = XGBoostModel.train(X, y, NAMES, replace(PARAMS, scale_pos_weight=5.0))
+    assert weighted.predict_proba(X)[y == 1].mean() > model.predict_proba(X)[y == 1].mean()
 
 
 def test_check_runs_after_every_round(data):

@@ -33,7 +33,7 @@ def frame(ts, fraud):
 def test_every_label_is_learned_only_after_its_delay_and_after_its_score():
     features, ts, y = frame([0, 1, 2, 10, 11, 12.5, 30], [0, 1, 0, 0, 1, 0, 0])
     rec = Recorder()
-    run = prequential_replay(features, ts, y, ["t"], rec, delay_s=10.0, batch=3)
+    run = prequential_replay(features, ts, y, ["t"], rec, delay_s=10.0, micro_batch=3)
     assert run.learned == 6  # known by the last transaction (t = 30): all but its own
     scored = [-np.inf] + [t for kind, t, _ in rec.log if kind == "score"] + [np.inf]
     k = 0  # scores so far

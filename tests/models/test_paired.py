@@ -1,10 +1,11 @@
-"""The paired bootstrap of the AP gain: its AP is scikit-learn's, its intervals behave."""
+"""The paired bootstrap of the AP gain: its intervals behave (its AP: test_ranking.py)."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from fraudstream.models.paired import GainInterval, average_precision, paired_ap_gain, verdict
+from fraudstream.models.paired import GainInterval, paired_ap_gain, verdict
+from fraudstream.models.ranking import average_precision
 
 
 def rows(n=4000, rate=0.02, seed=0):
@@ -12,20 +13,6 @@ def rows(n=4000, rate=0.02, seed=0):
     y = rng.random(n) < rate
     y[:2] = [True, False]
     return y, rng
-
-
-@pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("ties", [False, True])
-def test_average_precision_is_scikit_learns(seed, ties):
-    y, rng = rows(n=500, rate=0.1, seed=seed)
-    score = rng.random(len(y)) + 0.4 * y
-    if ties:
-        score = np.round(score, 1)  # many tied scores: one threshold each
-    weight = rng.integers(0, 4, len(y)).astype(float)
-    weight[0] = 1.0
-    assert average_precision(y, score) == pytest.approx(average_precision_score(y, score), abs=1e-12)
-    assert average_precision(y, score, weight) == pytest.approx(
-        average_precision_score(y, score, sample_weight=weight), abs=1e-12)
 
 
 def test_identical_scores_gain_exactly_nothing():

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from fraudstream.models.quality import REPORT_FIELDS, c2st_auc, dcr, fidelity, gates, quality_report
+from fraudstream.models.quality import (
+    REPORT_FIELDS, c2st_auc, dcr, fidelity, gates, holdout_split, quality_report)
 
 
 def correlated(n: int, seed: int, rho: float = 0.6, d: int = 4) -> np.ndarray:
@@ -88,3 +89,14 @@ def test_nan_metrics_fail_and_bad_input_is_rejected():
         c2st_auc(np.full((10, 1), np.nan), np.zeros((10, 1)))
     with pytest.raises(ValueError, match="feature names"):
         quality_report(np.zeros((10, 2)), np.zeros((10, 2)), np.zeros((10, 2)), ["a"])
+
+
+def test_holdout_split_keeps_a_share_of_the_frauds_apart():
+    frauds = np.arange(200.0).reshape(100, 2)
+    holdout, fit = holdout_split(frauds, 0.2, seed=3)
+    assert (len(holdout), len(fit)) == (20, 80)
+    rows = {tuple(r) for r in np.vstack([holdout, fit])}
+    assert len(rows) == 100 and rows == {tuple(r) for r in frauds}  # a partition
+    again = holdout_split(frauds, 0.2, seed=3)
+    assert np.array_equal(again[0], holdout) and np.array_equal(again[1], fit)
+    assert len(holdout_split(frauds[:10], 0.2, seed=0)[0]) == 5  # never fewer than 5

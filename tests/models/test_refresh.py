@@ -3,19 +3,22 @@
 import contextlib
 import json
 import math
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from fraudstream.models.batch import XGBoostModel, XGBParams
-from fraudstream.models.evaluation import DAY_S, score_metrics
-from fraudstream.models.features import FEATURE_NAMES, compute_features
+from fraudstream.models.days import DAY_S
+from fraudstream.models.features import FEATURE_NAMES
+from fraudstream.models.ranking import score_metrics
 from fraudstream.models.refresh import (
     HEADLINE_METRICS, PHASES, CycleTimeout, Deadline, NotEnoughData, RefreshConfig, format_report,
     run_cycle)
 from fraudstream.models.window import WindowData
-from fraudstream.stream.simulator import SimulationConfig, simulate
+from trainer_helpers import simulated_window
 
 FAST = dict(min_frauds=10, diffusion_steps=50, device="cpu", xgb=XGBParams(n_estimators=20),
             synthetic_ratio=0.25)
@@ -29,23 +32,7 @@ def config(**overrides):
 
 @pytest.fixture(scope="module")
 def data():
-    df = simulate(SimulationConfig(n_customers=400, n_terminals=800, n_days=30))
-    features = compute_features(df, 7 * 86400)
-    order = np.argsort(df["ts"].to_numpy(), kind="stable")
-    y = df["is_fraud"].to_numpy(dtype=np.int64)[order]
-    rng = np.random.default_rng(0)
-    # The online learner's scores at scoring time: informative, imperfect, some unknown.
-    online = np.clip(0.35 * y + rng.uniform(0, 0.7, len(y)), 0, 1)
-    online[rng.random(len(y)) < 0.1] = np.nan
-    return WindowData(
-        feature_names=list(FEATURE_NAMES),
-        X=features[FEATURE_NAMES].to_numpy(dtype=np.float64)[order],
-        y=y,
-        ts=df["ts"].to_numpy(dtype=np.float64)[order],
-        card=df["card_id"].to_numpy(dtype=object)[order],
-        tx_id=df["tx_id"].to_numpy(dtype=object)[order],
-        score_online=online,
-    )
+    return simulated_window(unknown_share=0.1)
 
 
 def with_changes(data, **arrays):
@@ -515,3 +502,12 @@ def test_synthesis_switched_off_skips_the_diffusion_and_says_why(data):
     assert result.report["synthetic"]["reason"] == "the ledger shows no gain"
     assert result.report["comparisons"]["synthetic"] is None
     assert phases == ["window", "train", "evaluate"]
+
+
+def test_production_does_not_import_the_study():
+    """The trainer imports the refresh cycle; the augmentation study's SMOTE (imblearn) and
+    plots (matplotlib) stay out of its process."""
+    code = ("import sys, fraudstream.models.refresh; "
+            "print(sorted(m for m in ('imblearn', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

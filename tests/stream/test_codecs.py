@@ -180,10 +180,9 @@ def test_workers_trainer_and_tools_consume_every_codec(settings, tmp_path):
     metrics = CollectorRegistry()
     trainer = Trainer(other, metrics)
     try:
-        stats = trainer.rebuild_window()
+        stats = trainer.reader.rebuild()
     finally:
-        if trainer._examples is not None:
-            trainer._examples.close()
+        trainer.reader.close()
     example_ids = {json.loads(r.value)["tx_id"] for r in examples}
     assert stats["records_read"] == len(examples)
     assert stats["rows"] == len(example_ids)

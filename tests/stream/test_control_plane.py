@@ -513,8 +513,8 @@ def trainer(tmp_path) -> Trainer:
     t = Trainer(load_settings(model_registry=tmp_path / "registry", trainer_metrics_port=0),
                 registry=CollectorRegistry())
     for i in range(5):
-        assert t.on_example(dumps(training_example(f"seed{i}", NOW - (i + 1) * DAY)),
-                            now=NOW) == "kept"
+        assert t.reader.on_example(dumps(training_example(f"seed{i}", NOW - (i + 1) * DAY)),
+                                   now=NOW) == "kept"
     return t
 
 
@@ -546,11 +546,11 @@ def examples(trainer: Trainer, outcome: str) -> float:
 ])
 def test_odd_training_examples_are_counted_and_never_empty_the_window(trainer, value, outcome):
     raw = value if isinstance(value, (bytes, type(None))) else dumps(value)
-    got = trainer.on_example(raw, "test", now=NOW)
+    got = trainer.reader.on_example(raw, "test", now=NOW)
     assert got in outcome if isinstance(outcome, set) else got == outcome
     assert examples(trainer, got) == (6 if got == "kept" else 1)
-    assert trainer.window.newest_ts <= NOW + trainer.settings.max_future_skew_s
-    assert {f"seed{i}" for i in range(5)} <= set(trainer.window.snapshot().tx_id)
+    assert trainer.reader.window.newest_ts <= NOW + trainer.settings.max_future_skew_s
+    assert {f"seed{i}" for i in range(5)} <= set(trainer.reader.window.snapshot().tx_id)
 
 
 def test_control_requests_are_counted_when_refused(trainer):
@@ -569,7 +569,7 @@ def test_the_trainer_counts_refused_model_updates(trainer):
     records = [(b"champion", b"junk", 0), (None, b"{}", 1),
                (b"champion", dumps({"version": None, "artifact": None, "sha256": None,
                                     "metrics": {}}), 2)]
-    pick_announcements(records, on_refused=trainer._refused_announcement)
+    pick_announcements(records, on_refused=trainer.publisher.refused_announcement)
     get = trainer.metrics.registry.get_sample_value
     assert get("fraudstream_trainer_control_refused_total", {"topic": "model-updates",
                                                      "reason": "malformed"}) == 1
@@ -590,11 +590,11 @@ EXAMPLES = st.fixed_dictionaries(
 @PROPERTY
 @given(value=wire(EXAMPLES))
 def test_no_training_example_raises_or_moves_the_window_past_the_clock(trainer, value):
-    outcome = trainer.on_example(value, "test", now=NOW)
+    outcome = trainer.reader.on_example(value, "test", now=NOW)
     assert outcome in ("kept", "ignored", "future", "invalid")
-    assert trainer.window.newest_ts <= NOW + trainer.settings.max_future_skew_s
-    assert {f"seed{i}" for i in range(5)} <= set(trainer.window.snapshot().tx_id)
-    X = trainer.window.snapshot().X
+    assert trainer.reader.window.newest_ts <= NOW + trainer.settings.max_future_skew_s
+    assert {f"seed{i}" for i in range(5)} <= set(trainer.reader.window.snapshot().tx_id)
+    X = trainer.reader.window.snapshot().X
     assert np.isfinite(X).all() and (np.abs(X) <= trainer.settings.max_feature_abs).all()
 
 

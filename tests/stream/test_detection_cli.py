@@ -7,8 +7,8 @@ import json
 import pytest
 
 from fraudstream.stream.cli import build_parser
+from fraudstream.stream.cli.evaluate_detection import parse_online
 from fraudstream.stream.config import load_settings
-from fraudstream.stream.detection_cli import parse_online
 
 
 def run(argv):

@@ -10,7 +10,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from fraudstream.stream.contract import dead_letter, encode
-from fraudstream.stream.dlq import ReplayRange, judge, parse_time, replay
+from fraudstream.stream.cli.dlq import parse_time
+from fraudstream.stream.dlq import ReplayRange, judge, replay
 from fraudstream.stream.processes import WorkerProcess, settings_env
 from fraudstream.stream.topics import create_topics
 from kafka_helpers import json_values, produce_raw, read_topic

@@ -22,7 +22,7 @@ def test_a_saved_replica_loads_equal_and_resumes_at_its_offsets(tmp_path):
     view = _view()
     path = tmp_path / "state" / "terminal-view.json"
     size = view.save(path, "app-terminal-events")
-    assert size == path.stat().st_size and not path.with_name(path.name + ".tmp").exists()
+    assert size == path.stat().st_size and [p.name for p in path.parent.iterdir()] == [path.name]
     loaded = TerminalView.load(path, "app-terminal-events", DAY)
     assert loaded.offsets == {0: 17, 3: 4}
     assert set(loaded.terminals) == set(view.terminals)

@@ -5,31 +5,20 @@ carried in the metadata switches synthesis off and re-tests it."""
 import threading
 import time
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fraudstream.models.features import FEATURE_NAMES, compute_features
 from fraudstream.models.registry import MODEL_FILE
-from fraudstream.models.window import WindowData
-from fraudstream.stream import models_cli
-from fraudstream.stream import trainer as trainer_module
+from fraudstream.stream import publisher
 from fraudstream.stream.config import load_settings
-from fraudstream.stream.simulator import SimulationConfig, simulate
+from fraudstream.stream.registry_view import list_versions
 from fraudstream.stream.trainer import Trainer, _Cycle
+from trainer_helpers import simulated_window
 
 
 @pytest.fixture(scope="module")
 def data():
-    df = simulate(SimulationConfig(n_customers=400, n_terminals=800, n_days=30))
-    features = compute_features(df, 7 * 86400)
-    order = np.argsort(df["ts"].to_numpy(), kind="stable")
-    y = df["is_fraud"].to_numpy(dtype=np.int64)[order]
-    online = np.clip(0.35 * y + np.random.default_rng(0).uniform(0, 0.7, len(y)), 0, 1)
-    return WindowData(
-        feature_names=list(FEATURE_NAMES), X=features[FEATURE_NAMES].to_numpy(np.float64)[order],
-        y=y, ts=df["ts"].to_numpy(np.float64)[order], card=df["card_id"].to_numpy(object)[order],
-        tx_id=df["tx_id"].to_numpy(object)[order], score_online=online)
+    return simulated_window()
 
 
 class FakeProducer:
@@ -40,8 +29,8 @@ class FakeProducer:
 @pytest.fixture
 def trainer(tmp_path, monkeypatch):
     announced = []
-    monkeypatch.setattr(trainer_module, "producer", lambda settings: FakeProducer())
-    monkeypatch.setattr(trainer_module, "announce",
+    monkeypatch.setattr(publisher, "producer", lambda settings: FakeProducer())
+    monkeypatch.setattr(publisher, "announce",
                         lambda settings, payload, kafka=None: announced.append(payload))
     settings = load_settings(
         model_registry=tmp_path / "registry", trainer_metrics_port=0, label_delay_days=7,
@@ -95,7 +84,7 @@ def test_a_cycle_carries_its_intervals_to_the_metadata_metrics_and_listing(train
     assert sample(trainer, "fraudstream_trainer_synthesis_enabled") == 1
     assert sample(trainer, "fraudstream_trainer_synthetic_ratio") == report["synthetic"]["ratio"]
     # `fraudstream models list` shows both intervals and the ledger
-    assert models_cli._list(trainer.registry) == 0
+    assert list_versions(trainer.registry) == 0
     out = capsys.readouterr().out
     assert f"{gain['estimate']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]" in out
     assert f"{synthetic['estimate']:+.4f} [{synthetic['low']:+.4f}, {synthetic['high']:+.4f}] " \

@@ -1,4 +1,5 @@
-"""evaluate-augmentation across seeds: means with t intervals, in the JSON, table and report."""
+"""The study's numbers across windows (mean ± std, paired with none) and across seeds
+(means with t intervals)."""
 
 import json
 import math
@@ -6,7 +7,9 @@ import math
 import pytest
 from scipy import stats
 
-from fraudstream.models.evaluation import METRICS, format_seeds_table, summarize_seeds
+from fraudstream.models.evaluation_report import format_seeds_table
+from fraudstream.models.evaluation_stats import summarize, summarize_seeds
+from fraudstream.models.ranking import METRICS
 
 VARIANTS = ["none", "class_weight", "diffusion_x1"]
 
@@ -73,3 +76,19 @@ def test_results_of_other_variants_cannot_be_pooled():
         summarize_seeds([fake_result(0, 0.5, 0.0), other])
     with pytest.raises(ValueError, match="no results"):
         summarize_seeds([])
+
+
+def test_windows_pair_each_variant_with_none_in_the_same_window():
+    def window(none_ap, x1_ap):
+        metrics = {m: 0.5 for m in METRICS}
+        return {"variants": {"none": {**metrics, "average_precision": none_ap},
+                             "diffusion_x1": {**metrics, "average_precision": x1_ap}}}
+
+    per_window = [window(0.5, 0.6), window(0.7, 0.65), window(0.4, float("nan"))]
+    out = summarize(per_window, ["none", "diffusion_x1"])
+    ap = out["diffusion_x1"]["average_precision"]
+    assert ap["mean"] == pytest.approx(0.625)
+    assert ap["std"] == pytest.approx(stats.tstd([0.6, 0.65]))
+    d = out["diffusion_x1"]["vs_none"]["average_precision"]
+    assert d["mean"] == pytest.approx(0.025) and d["windows_ahead"] == 1  # NaN is left out
+    assert out["none"]["vs_none"]["card_precision_at_k"]["mean"] == 0.0

@@ -10,19 +10,18 @@ JSON. Progress goes to stderr, the table to stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "parse_online", "run"]
+from .options import elapsed_say, write_json
+
+__all__ = ["parse_online", "register", "run"]
 
 QUICK = {"customers": 1000, "days": 40}
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``evaluate-detection`` on an ``add_subparsers()`` object."""
+def register(subparsers: Any, settings: Any = None) -> None:
     p = subparsers.add_parser(
         "evaluate-detection",
         help="prequential AP of the online learner and time-split AP of the batch model, "
@@ -50,12 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "label watermark (default %(default)s, FRAUDSTREAM_PARTITIONS' default)")
     p.add_argument("--seed", type=int, default=0, help="seeds simulation and models")
     p.add_argument("--quick", action="store_true", help=f"a small run: {QUICK}")
-    p.set_defaults(handler=_handler)
-    return p
-
-
-def _handler(args: argparse.Namespace, settings: Any = None) -> int:
-    return run(args)
+    p.set_defaults(handler=lambda args, settings: run(args))
 
 
 def parse_online(text: str) -> tuple[Any, ...]:
@@ -84,12 +78,10 @@ def run(args: argparse.Namespace) -> int:
     from fraudstream.models.detection import DetectionConfig, evaluate_detection, format_detection
     from fraudstream.models.batch import XGBParams
 
-    from .simulator import MIXES, SimulationConfig, simulate, summary
+    from ..simulator import MIXES, SimulationConfig, simulate, summary
 
     t0 = time.perf_counter()
-
-    def say(message: str) -> None:
-        print(f"[{time.perf_counter() - t0:7.1f}s] {message}", file=sys.stderr, flush=True)
+    say = elapsed_say()
 
     customers = QUICK["customers"] if args.quick else args.customers
     days = QUICK["days"] if args.quick else args.days
@@ -119,10 +111,6 @@ def run(args: argparse.Namespace) -> int:
                                       "seed": args.seed, "summary": summary(df)}
     print(format_detection(results))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"mixes": results,
-                                    "seconds": time.perf_counter() - t0}, indent=1,
-                                   allow_nan=False), encoding="utf-8")
+        path = write_json(args.json, {"mixes": results, "seconds": time.perf_counter() - t0})
         say(f"wrote {path}")
     return 0

@@ -16,14 +16,14 @@ summary and windows.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
-__all__ = ["QUICK", "add_parser", "config_from_args", "run"]
+from .options import elapsed_say, write_json
+
+__all__ = ["QUICK", "config_from_args", "register", "run"]
 
 QUICK: dict[str, Any] = {
     "customers": 1000,
@@ -39,8 +39,7 @@ _DEFAULT_SEEDS = 5
 _DEFAULT_WINDOWS = 4
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``evaluate-augmentation`` on an ``add_subparsers()`` object."""
+def register(subparsers: Any, settings: Any = None) -> None:
     p = subparsers.add_parser(
         "evaluate-augmentation",
         help="utility of diffusion-synthetic frauds vs no rebalancing, class weights, SMOTE",
@@ -83,19 +82,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="CPU threads for torch and XGBoost (default %(default)s: the diffusion "
                    "MLP and these trees are small, and extra threads mostly contend; raise it "
                    "on an idle many-core machine; 0 leaves torch's default)")
-    p.set_defaults(handler=_handler)
-    return p
-
-
-def _handler(args: argparse.Namespace, settings: Any = None) -> int:
-    return run(args)
+    p.set_defaults(handler=lambda args, settings: run(args))
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     """``(SimulationConfig, EvaluationConfig)`` from parsed flags; ``ValueError`` if invalid."""
+    from fraudstream.models.batch import XGBParams
     from fraudstream.models.evaluation import EvaluationConfig
 
-    from .simulator import SimulationConfig
+    from ..simulator import SimulationConfig
 
     quick = bool(args.quick)
     try:
@@ -108,7 +103,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         alert_budget=args.budget,
         device=args.device,
         seed=args.seed,
-        n_jobs=max(1, args.threads),
+        xgb=XGBParams(n_jobs=max(1, args.threads), seed=args.seed),
         diffusion_steps=args.diffusion_steps or (QUICK["diffusion_steps"] if quick else None),
         **({"diffusion_hidden": QUICK["diffusion_hidden"]} if quick else {}),
         **({"burn_in_days": QUICK["burn_in_days"]} if quick else {}),
@@ -136,13 +131,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the evaluation for parsed flags; 0 on success, 2 on bad flags."""
     import torch
 
-    from fraudstream.models.evaluation import (
-        format_seeds_table, format_table, summarize_seeds, write_report)
+    from fraudstream.models.evaluation_report import format_seeds_table, format_table, write_report
+    from fraudstream.models.evaluation_stats import summarize_seeds
+    from fraudstream.models.formats import fmt_mean_std
 
     t0 = time.perf_counter()
-
-    def say(message: str) -> None:
-        print(f"[{time.perf_counter() - t0:7.1f}s] {message}", file=sys.stderr, flush=True)
+    say = elapsed_say()
 
     try:
         sim_config, config = config_from_args(args)
@@ -158,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for seed in range(args.seed, args.seed + args.seeds):
         say(f"seed {seed} ({seed - args.seed + 1}/{args.seeds})")
-        results.append(_one_seed(replace(sim_config, seed=seed), replace(config, seed=seed), say))
+        seed_config = replace(config, seed=seed, xgb=replace(config.xgb, seed=seed))
+        results.append(_one_seed(replace(sim_config, seed=seed), seed_config, say))
     result = results[0]
     result["seeds"] = summarize_seeds(results)
     result["per_seed"] = [{k: r[k] for k in ("config", "summary", "quality_summary", "per_window",
@@ -183,22 +178,20 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{label} minus none's, same window (windows ahead): {deltas}")
     print(
-        f"synthetic frauds: C2ST AUC {_pm(q['c2st_auc'])} (two real samples: "
-        f"{_pm(q['c2st_reference_auc'])}), DCR share {_pm(q['dcr_share'])} (~0.05 = no "
-        f"memorisation), quality gates passed in {q['gates_passed_windows']}/"
+        f"synthetic frauds: C2ST AUC {fmt_mean_std(q['c2st_auc'])} (two real samples: "
+        f"{fmt_mean_std(q['c2st_reference_auc'])}), DCR share {fmt_mean_std(q['dcr_share'])} "
+        f"(~0.05 = no memorisation), quality gates passed in {q['gates_passed_windows']}/"
         f"{n_windows} windows"
     )
     print(
-        f"diffusion on {perf['device']} ({perf['device_name']}): fit {_pm(perf['fit_seconds'])} s, "
-        f"{_pm(perf['samples_per_second'], 0)} samples/s, peak memory "
+        f"diffusion on {perf['device']} ({perf['device_name']}): fit "
+        f"{fmt_mean_std(perf['fit_seconds'])} s, "
+        f"{fmt_mean_std(perf['samples_per_second'], 0)} samples/s, peak memory "
         f"{perf['peak_memory_bytes'] / 2**20:,.0f} MiB"
     )
 
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1, allow_nan=False), encoding="utf-8")
-        say(f"wrote {path}")
+        say(f"wrote {write_json(args.json, result)}")
     if args.report:
         paths = write_report(result, args.report)
         say(f"wrote {paths['report']} and {len(paths) - 1} plots")
@@ -208,10 +201,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _one_seed(sim_config: Any, config: Any, say: Any) -> dict[str, Any]:
     """Simulate, compute features and evaluate, for one seed."""
+    from fraudstream.models.days import DAY_S
     from fraudstream.models.evaluation import evaluate_augmentation
     from fraudstream.models.features import compute_features
 
-    from .simulator import simulate, summary
+    from ..simulator import simulate, summary
 
     t0 = time.perf_counter()
     say(f"simulating {sim_config.n_days} days of {sim_config.n_customers:,} customers "
@@ -219,7 +213,7 @@ def _one_seed(sim_config: Any, config: Any, say: Any) -> dict[str, Any]:
     df = simulate(sim_config)
     t_sim = time.perf_counter() - t0
     say(f"simulated {len(df):,} transactions, {int(df['is_fraud'].sum()):,} frauds; features")
-    features = compute_features(df, config.delay_days * 86400.0)
+    features = compute_features(df, config.delay_days * DAY_S)
     t_features = time.perf_counter() - t0 - t_sim
     say(f"features ready; evaluating {config.n_windows} windows")
     result = evaluate_augmentation(df, features, config, progress=say)
@@ -230,9 +224,3 @@ def _one_seed(sim_config: Any, config: Any, say: Any) -> dict[str, Any]:
         "features_seconds": t_features,
     }
     return result
-
-
-def _pm(stats: dict[str, Any], digits: int = 3) -> str:
-    if stats["mean"] is None:
-        return "n/a"
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"

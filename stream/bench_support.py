@@ -1,0 +1,74 @@
+"""What the measurement programs share (``bench``, ``bench --recovery``, ``soak``): progress on
+stderr, topic names of their own, a broker of their own, record counts, and waiting for a
+worker's metric."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from kafka import KafkaConsumer, TopicPartition
+
+from .config import Settings, TopicNames
+from .kafka_local import LocalBroker, free_port
+from .processes import WorkerProcess
+
+__all__ = ["count_records", "fresh_topics", "own_broker", "say", "wait_metric"]
+
+
+def say(msg: str) -> None:
+    """A progress line on stderr (stdout is for the result)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def fresh_topics(prefix: str) -> TopicNames:
+    """Every topic of the contract, named ``<prefix>-<default name>``."""
+    return TopicNames(**{k: f"{prefix}-{v}" for k, v in TopicNames().model_dump().items()})
+
+
+def own_broker(settings: Settings, workdir: Path, what: str) -> tuple[LocalBroker, Settings]:
+    """A fresh local broker with its data in ``workdir/kafka``, and ``settings`` pointing at it."""
+    broker = LocalBroker(workdir / "kafka", settings.kafka_home, port=free_port(), heap_mb=1024)
+    status = broker.start(progress=say)
+    say(f"{what} broker at {status.bootstrap} (data in {workdir})")
+    return broker, settings.model_copy(update={"broker_url": f"kafka://{status.bootstrap}"})
+
+
+def count_records(settings: Settings, topics: Iterable[str]) -> int:
+    """Records currently in ``topics`` (end minus start offsets: what a full read would read)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                             **settings.kafka_python_security())
+    try:
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in (consumer.partitions_for_topic(t) or [])]
+        if not parts:
+            return 0
+        ends, starts = consumer.end_offsets(parts), consumer.beginning_offsets(parts)
+        return sum(ends[tp] - starts[tp] for tp in parts)
+    finally:
+        consumer.close()
+
+
+def wait_metric(worker: WorkerProcess, name: str, n: float, timeout: float, what: str,
+                labels: dict[str, str] | None = None,
+                progress: Callable[[float], None] | None = None) -> None:
+    """Until the worker's metric ``name`` reaches ``n``; raises if the worker exits or time runs
+    out. ``progress`` hears the value at most every 10 s."""
+    deadline = time.monotonic() + timeout
+    last_said = 0.0
+    got = 0.0
+    while time.monotonic() < deadline:
+        got = worker.metric(name, labels) or 0
+        if got >= n:
+            return
+        if worker.proc.poll() is not None:
+            raise RuntimeError(f"the worker exited ({worker.proc.returncode}); "
+                               f"see {worker.log_path}")
+        if progress is not None and time.monotonic() - last_said > 10:
+            progress(got)
+            last_said = time.monotonic()
+        time.sleep(1.0)
+    raise RuntimeError(f"{what}: {got:,.0f} of {n:,.0f} after {timeout:.0f} s; "
+                       f"see {worker.log_path}")

@@ -1,0 +1,72 @@
+"""Targeted synthetic frauds: hard ones near the boundary or low, rare clusters filled."""
+
+import numpy as np
+import pytest
+
+from fraudstream.models.targeting import cluster_quotas, select_clusters, select_hard
+
+
+def test_boundary_keeps_the_scores_nearest_the_threshold_on_the_log_odds_scale():
+    scores = np.array([0.99, 0.02, 0.31, 0.5, 0.7, 0.001, 0.2])
+    assert select_hard(scores, 3, threshold=0.5).tolist() == [2, 3, 4]
+    # On the log-odds scale 0.2 is nearer 0.3 than 0.7 is (|logit| 0.85 vs 1.39 from 0.3).
+    assert select_hard(scores, 2, threshold=0.3).tolist() == [2, 6]
+
+
+def test_low_keeps_the_lowest_scores_and_the_indices_are_sorted():
+    rng = np.random.default_rng(0)
+    scores = rng.random(200)
+    idx = select_hard(scores, 20, mode="low")
+    assert (np.diff(idx) > 0).all()
+    assert scores[idx].max() < np.delete(scores, idx).min()
+
+
+def test_select_hard_refuses_bad_input():
+    with pytest.raises(ValueError, match="n must be"):
+        select_hard(np.array([0.1, 0.2]), 3)
+    with pytest.raises(ValueError, match="finite"):
+        select_hard(np.array([0.1, np.nan]), 1)
+    with pytest.raises(ValueError, match="mode"):
+        select_hard(np.array([0.1]), 1, mode="high")
+    assert select_hard(np.array([0.0, 1.0, 0.6]), 1).tolist() == [2]  # 0 and 1 are fine
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 100, 1001])
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_quotas_sum_to_n_and_favour_small_clusters(n, power):
+    counts = np.array([500, 100, 20, 0])
+    q = cluster_quotas(counts, n, power)
+    assert q.sum() == n and (q >= 0).all() and q[3] == 0  # an empty cluster gets nothing
+    if n >= 100 and power < 1:
+        # Per real row, the smallest cluster gets more synthetic rows than the largest.
+        assert q[2] / 20 > q[0] / 500
+    if power == 1.0:
+        np.testing.assert_allclose(q[:3], n * counts[:3] / counts.sum(), atol=1)
+
+
+def test_select_clusters_fills_the_rare_cluster():
+    rng = np.random.default_rng(0)
+    # Real frauds: 180 in a common pattern, 20 in a rare one. Candidates follow the real mix.
+    real = np.vstack([rng.normal(0, 0.3, (180, 2)), rng.normal(5, 0.3, (20, 2))])
+    cand = np.vstack([rng.normal(0, 0.3, (540, 2)), rng.normal(5, 0.3, (60, 2))])
+    cand = cand[rng.permutation(len(cand))]
+    idx, info = select_clusters(real, cand, 100, k=2, power=0.0, seed=0)
+    assert len(idx) == 100 and len(set(idx.tolist())) == 100 and (np.diff(idx) > 0).all()
+    rare = (cand[idx, 0] > 2.5).sum()
+    # Untargeted, 10 % of 100 would be rare; equal cluster sizes want (300 / 2) - 20 = 130,
+    # more than the 60 rare candidates: all of them, and the rest from the common cluster.
+    assert rare == 60
+    assert sorted(info["real"]) == [20, 180] and sum(info["chosen"]) == 100
+
+
+def test_select_clusters_with_half_power_and_few_real_rows():
+    rng = np.random.default_rng(1)
+    real = np.vstack([rng.normal(0, 0.3, (90, 2)), rng.normal(5, 0.3, (10, 2))])
+    cand = np.vstack([rng.normal(0, 0.3, (300, 2)), rng.normal(5, 0.3, (300, 2))])
+    idx, _ = select_clusters(real, cand, 100, k=2, power=0.5, seed=0)
+    rare = int((cand[idx, 0] > 2.5).sum())
+    # sqrt weights 9.49 : 3.16 -> targets 150 : 50 rows of 200, deficits 60 : 40.
+    assert rare == 40
+    # k is capped so that clusters hold ~5 real rows each.
+    _, info = select_clusters(real[:12], cand, 10, k=8, seed=0)
+    assert len(info["real"]) == 2
