@@ -20,7 +20,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 __all__ = [
-    "BatchModel", "FALLBACK_BATCH_FAILED", "FALLBACK_ONLINE", "FALLBACK_REVIEW", "Thresholds",
+    "BatchModel", "fallback_class", "FALLBACK_BATCH_FAILED", "FALLBACK_ONLINE", "FALLBACK_REVIEW", "Thresholds",
     "ScoredBatch", "Scorer", "decide",
 ]
 
@@ -28,6 +28,14 @@ __all__ = [
 FALLBACK_ONLINE = "batch score not finite; online learner decided"
 FALLBACK_BATCH_FAILED = "batch model failed; online learner decided"
 FALLBACK_REVIEW = "no finite score; review"
+_FALLBACK_CLASSES = {FALLBACK_ONLINE: "champion_failed", FALLBACK_BATCH_FAILED: "champion_failed",
+                     FALLBACK_REVIEW: "no_finite_score"}
+
+
+def fallback_class(fallback: str) -> str:
+    """A fallback reason's class (``champion_failed``, ``no_finite_score``, ``scoring_error``)."""
+    return _FALLBACK_CLASSES.get(fallback, "scoring_error")
+
 
 
 class BatchModel(Protocol):
@@ -130,10 +138,11 @@ class Scorer:
         self._shadow = model
 
     def score(self, features: list[dict[str, float]]) -> ScoredBatch:
-        """Score one micro-batch of feature dicts in vectorised calls.
+        """Score one micro-batch of feature dicts (each model sees the whole micro-batch).
 
-        When every deciding score is finite this costs a few vectorised ``isfinite`` checks
-        over what it did before; the per-row fall-back work runs only for the other rows.
+        The online learner scores row by row (models/online.py), the champion in one call.
+        When every deciding score is finite this costs a few vectorised ``isfinite`` checks;
+        the per-row fall-back work runs only for the other rows.
         """
         batch, shadow = self._batch, self._shadow  # one model per batch, even across a swap
         n = len(features)

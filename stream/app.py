@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -32,18 +31,21 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ..models.features import feature_names, schema_hash
-from ..models.online import OnlineLearner, PrequentialMetrics
-from ..models.scorer import (
-    FALLBACK_BATCH_FAILED, FALLBACK_ONLINE, FALLBACK_REVIEW, ScoredBatch, Scorer, Thresholds,
-)
+from ..models.online import PrequentialMetrics
+from ..models.scorer import ScoredBatch, Scorer, Thresholds, fallback_class
 from .config import Settings
 from .contract import Bounds, dead_letter, encode, parse_ts
 from .event_time import EventTimeGuard
 from .joiner import Joined, LabelJoiner
 from .kafka_clients import faust_credentials
-from .metrics import WorkerMetrics
+from .learner_checkpoint import load_learner, save_learner
+from .metrics import ConsumerLag, WorkerMetrics
 from .model_follower import ModelFollower
 from .outbox import Outbox, SettledApp
+from .records import (
+    Featurised, Snapshot, TrainingExample, finite_scores, score_record, snapshot,
+    training_example,
+)
 from .stages import (
     Message, dead_message, feature_stage, partition_for, processing_error, triage,
 )
@@ -72,7 +74,7 @@ class WorkerApp:
         self.feature_names = feature_names(s.extra_features, s.feature_set)
         self.checkpoint_path = Path(s.model_registry) / "online" / f"{s.worker_id}.pkl"
         self.metrics = WorkerMetrics(self.registry)
-        self.learner = self._load_learner()
+        self.learner = load_learner(self.checkpoint_path, s, self.metrics)
         self.scorer = Scorer(self.learner, Thresholds(s.review_threshold, s.decline_threshold))
         self.prequential = PrequentialMetrics(window=s.prequential_window)
         # The batch models' quality on the same labelled window, from their scoring-time scores.
@@ -150,7 +152,7 @@ class WorkerApp:
         self.view = self.feed.view
         self._dropped_seen = dict(self.joiner.dropped)
         self._tx_queue: Any = None  # the score agent's input queue, once it runs
-        self._lag_labels: set[tuple[str, str]] = set()
+        self.lag = ConsumerLag(self.metrics.consumer_lag)
         if passthrough:
             app.agent(self.transactions, name="passthrough")(self._passthrough_agent)
         else:
@@ -163,33 +165,6 @@ class WorkerApp:
         return state
 
     # -- set-up ------------------------------------------------------------------------
-    def _load_learner(self) -> OnlineLearner:
-        """This worker's checkpointed learner, verified; a fresh one if there is none or it is refused.
-
-        The checkpoint is pickle, so it is verified against its sha256 sidecar before it is
-        unpickled, and refused if its weights are not finite (models/online.py): a tampered or
-        poisoned checkpoint costs the learner its history, never the worker its safety.
-        """
-        s = self.settings
-        if self.checkpoint_path.exists():
-            try:
-                learner = OnlineLearner.load(self.checkpoint_path)
-            except Exception as exc:
-                self.metrics.checkpoint_refused.labels("load").inc()
-                log.error("refused the online-learner checkpoint %s (%s: %s); the learner "
-                          "starts fresh", self.checkpoint_path, type(exc).__name__, exc)
-            else:
-                if learner.model == s.online_model:
-                    log.info("restored online learner from %s (%d examples)",
-                             self.checkpoint_path, learner.n_learned)
-                    return learner
-                # Keeping it would run another model than the one configured, silently.
-                log.warning("the online-learner checkpoint %s holds a %r model, the settings "
-                            "ask for %r (FRAUDSTREAM_ONLINE_MODEL): the learner starts fresh",
-                            self.checkpoint_path, learner.model, s.online_model)
-        return OnlineLearner(model=s.online_model, class_weight_fraud=s.online_fraud_weight,
-                             seed=s.seed)
-
     def _register_agents(self) -> None:
         app = self.app
         app.agent(self.transactions, name="score")(self._score_agent)
@@ -221,7 +196,7 @@ class WorkerApp:
             self._observe_batch("score", len(msgs), started)
             await self.outbox.flush()
 
-    def _pend(self, snapshots: list[tuple[int, dict[str, Any]]]) -> None:
+    def _pend(self, snapshots: list[tuple[int, Snapshot]]) -> None:
         """Scoring-time snapshots wait in the join for their labels (same partition as the card)."""
         joined: list[Joined] = []
         for partition, snap in snapshots:
@@ -256,44 +231,26 @@ class WorkerApp:
         self.outbox.add(self.settings.topics.transactions_dlq, None, encode("dlq", letter))
         self.metrics.dead_letters.labels("transactions", "processing_error").inc()
 
-    def _score_and_emit(self, records: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    def _score_and_emit(self, records: list[Featurised]) -> list[tuple[int, Snapshot]]:
         """Score a batch and send the scores; returns ``(partition, snapshot)`` per record."""
         if not records:
             return []
-        scored = self._score([r["features"] for r in records])
+        scored = self._score([r.features for r in records])
         now = time.time()
         t_scores = self.settings.topics.scores
         m = self.metrics
         snapshots = []
         value: dict[str, Any] = {}
         for i, rec in enumerate(records):
-            # A non-finite per-model score is left out: the wire carries numbers only, and the
-            # fallback field says which model could not score.
-            per_model = {k: float(v[i]) for k, v in scored.per_model.items() if math.isfinite(v[i])}
-            score = float(scored.scores[i])
-            value = {
-                "tx_id": rec["tx_id"], "card_id": rec["card_id"], "score": score,
-                "decision": scored.decisions[i], "model_version": scored.versions[i],
-                "event_ts": rec["ts"], "scored_at": now, "models": per_model,
-                "reasons": scored.reasons[i],
-            }
-            fallback = scored.fallbacks[i]
-            if fallback is not None:
-                value["fallback"] = fallback
-                m.score_fallbacks.labels(_fallback_class(fallback)).inc()
-            if scored.shadow_version is not None:
-                value["shadow_version"] = scored.shadow_version
-            self.outbox.add(t_scores, rec["card_id"].encode("utf-8"), dumps(value))
-            snapshots.append((rec["partition"], {
-                "tx_id": rec["tx_id"], "card_id": rec["card_id"],
-                "terminal_id": rec["terminal_id"], "event_ts": rec["ts"],
-                "features": rec["features"], "score_online": per_model.get("online"),
-                "scores": per_model, "model_version": scored.model_version,
-                "shadow_version": scored.shadow_version,
-            }))
-            m.latency.observe(max(0.0, now - rec["arrived"]))
-            m.scores.observe(score)
-            m.decisions.labels(scored.decisions[i]).inc()
+            per_model = finite_scores(scored, i)
+            value = score_record(rec, scored, i, per_model, now)
+            if "fallback" in value:
+                m.score_fallbacks.labels(fallback_class(value["fallback"])).inc()
+            self.outbox.add(t_scores, rec.card_id.encode("utf-8"), dumps(value))
+            snapshots.append((rec.partition, snapshot(rec, scored, per_model)))
+            m.latency.observe(max(0.0, now - rec.arrived))
+            m.scores.observe(value["score"])
+            m.decisions.labels(value["decision"]).inc()
         m.transactions_scored.inc(len(records))
         encode("scores", value)  # the shape is identical across a batch: validate one per batch
         return snapshots
@@ -386,15 +343,15 @@ class WorkerApp:
         if example is not None:
             encode("training-examples", example)  # one per batch, as for scores
 
-    def _learn_one(self, j: Joined, events: TerminalEvents) -> dict[str, Any]:
+    def _learn_one(self, j: Joined, events: TerminalEvents) -> TrainingExample:
         m = self.metrics
         snap = j.snapshot
         if self.learner.learn_one(snap["features"], j.is_fraud) is False:
             m.learn_refused.inc()  # non-finite features or weights: the learner kept its state
-        online = snap.get("score_online")
-        if online is not None:
-            self.prequential.update(online, j.is_fraud)
-        scores = snap.get("scores") or ({"online": online} if online is not None else {})
+        example = training_example(snap, j.is_fraud, j.label_ts, j.source)
+        scores = example["scores"]
+        if "online" in scores:
+            self.prequential.update(scores["online"], j.is_fraud)
         for role, key in (("champion", "batch"), ("shadow", "shadow")):
             if key in scores:
                 self.role_prequential[role].update(scores[key], j.is_fraud)
@@ -405,13 +362,6 @@ class WorkerApp:
             fraud = [snap["terminal_id"], float(snap["event_ts"]), snap["tx_id"]]
             if self.view.add_fraud(*fraud):
                 events.frauds.append(fraud)
-        example = {
-            "tx_id": snap["tx_id"], "card_id": snap["card_id"],
-            "event_ts": snap["event_ts"], "features": snap["features"],
-            "is_fraud": j.is_fraud, "label_ts": j.label_ts, "label_source": j.source,
-            "model_version": snap["model_version"], "scores": scores,
-            "shadow_version": snap.get("shadow_version"),
-        }
         self.outbox.add(self.settings.topics.training_examples,
                         snap["card_id"].encode("utf-8"), dumps(example))
         return example
@@ -464,37 +414,15 @@ class WorkerApp:
             self._dropped_seen[kind] = n
         m.snapshots_pending.set(len(self.joiner.pending))
         m.labels_waiting.set(len(self.joiner.waiting))
-        consumer = self.app.consumer
-        read = getattr(consumer, "_read_offset", {})
-        # A revoked partition's lag is the new owner's to report: drop ours, or it stays stale.
-        owned = {(tp.topic, str(tp.partition)) for tp in assignment}
-        for labels in self._lag_labels - owned:
-            m.consumer_lag.remove(*labels)
-        self._lag_labels &= owned
-        for tp in assignment:
-            if tp.topic not in (self.settings.topics.transactions, self.settings.topics.labels):
-                continue
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
-            position = read.get(tp)
-            lag = high - (position + 1 if position is not None else 0)
-            m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
-            self._lag_labels.add((tp.topic, str(tp.partition)))
+        t = self.settings.topics
+        self.lag.update(self.app.consumer, assignment, (t.transactions, t.labels))
 
     def _on_swap(self, role: str) -> None:
         """A new model in a role starts a fresh quality window (older scores were another's)."""
         self.role_prequential[role] = PrequentialMetrics(window=self.settings.prequential_window)
 
     async def _checkpoint(self) -> None:
-        try:
-            self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-            self.learner.save(self.checkpoint_path)
-        except OSError:  # a full disk must not stop scoring; the next interval retries
-            log.exception("could not checkpoint the online learner to %s", self.checkpoint_path)
-        except ValueError as exc:  # non-finite weights are never written (models/online.py)
-            self.metrics.checkpoint_refused.labels("save").inc()
-            log.error("did not checkpoint the online learner: %s", exc)
+        save_learner(self.learner, self.checkpoint_path, self.metrics)
 
     # -- helpers -----------------------------------------------------------------------
     def _dead_letter(self, topic: str, source: str, dead: list) -> None:
@@ -513,15 +441,6 @@ class WorkerApp:
     def _observe_batch(self, stage: str, size: int, started: float) -> None:
         self.metrics.batch_size.labels(stage).observe(size)
         self.metrics.processing.labels(stage).observe(time.perf_counter() - started)
-
-
-_FALLBACK_CLASSES = {FALLBACK_ONLINE: "champion_failed", FALLBACK_BATCH_FAILED: "champion_failed",
-                     FALLBACK_REVIEW: "no_finite_score"}
-
-
-def _fallback_class(fallback: str) -> str:
-    """The metric label of a fallback reason (models/scorer.py's FALLBACK_* texts)."""
-    return _FALLBACK_CLASSES.get(fallback, "scoring_error")
 
 
 def build_app(settings: Settings, registry: CollectorRegistry | None = None,

@@ -4,12 +4,13 @@ The faust agents in :mod:`fraudstream.stream.app` are loops around these: decode
 micro-batch, call a stage, send what it returns. Keyed state is reached through
 :class:`KeyedStore` (a RocksDB-backed table in production, stream/state.py; a dict in tests).
 
-Stages (see DESIGN.md):
+Stages:
 
 1. :func:`feature_stage` (partitioned by card): validate, card features from the card's
    state, terminal features from this worker's replica of every terminal
    (stream/terminal_view.py), then both states take the transaction. The records it returns
-   are scored in one vectorised call; the terminal events it returns go to the other workers.
+   (:class:`~fraudstream.stream.records.Featurised`) are scored as one micro-batch; the
+   terminal events it returns go to the other workers.
 2. the label join (partitioned by card): :class:`fraudstream.stream.joiner.LabelJoiner`.
 
 Redelivery after a crash is harmless: the card state remembers the last source offset it
@@ -29,6 +30,7 @@ from kafka.partitioner.default import murmur2
 from ..models.features import DEFAULT_FEATURE_SET, CardState, assemble_features
 from .contract import DEFAULT_BOUNDS, REASONS, Bounds, dead_letter, decode, parse_ts
 from .event_time import EventTimeGuard
+from .records import Featurised
 from .terminal_view import TerminalEvents, TerminalView, source_uid
 
 __all__ = [
@@ -79,7 +81,7 @@ class DeadLetter:
 
 @dataclass
 class FeatureStageResult:
-    records: list[dict[str, Any]] = field(default_factory=list)  # complete features, to score
+    records: list[Featurised] = field(default_factory=list)  # complete features, to score
     dead: list[DeadLetter] = field(default_factory=list)
     events: TerminalEvents = field(default_factory=TerminalEvents)  # for the other replicas
 
@@ -156,7 +158,7 @@ def feature_stage(messages: list[Message], cards: KeyedStore, terminals: Termina
 
 def _feature_step(m: Message, tx: dict[str, Any], cards: KeyedStore, terminals: TerminalView,
                   extra: tuple[str, ...], events: TerminalEvents,
-                  feature_set: str = DEFAULT_FEATURE_SET) -> dict[str, Any]:
+                  feature_set: str = DEFAULT_FEATURE_SET) -> Featurised:
     ts = parse_ts(tx["ts"])
     card_id, terminal_id = tx["card_id"], tx["terminal_id"]
     state, last_offset = _card_entry(cards.get(m.partition, card_id))
@@ -169,8 +171,7 @@ def _feature_step(m: Message, tx: dict[str, Any], cards: KeyedStore, terminals: 
     uid = source_uid(m.partition, m.offset)
     if terminals.add_transaction(terminal_id, ts, uid):  # False: the replica has it already
         events.transactions.append([terminal_id, ts, uid])
-    return {"tx_id": tx["tx_id"], "card_id": card_id, "terminal_id": terminal_id,
-            "ts": ts, "arrived": m.timestamp, "features": feats, "partition": m.partition}
+    return Featurised(tx["tx_id"], card_id, terminal_id, ts, m.timestamp, feats, m.partition)
 
 
 def _card_entry(entry: Any) -> tuple[CardState, int]:

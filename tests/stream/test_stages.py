@@ -55,11 +55,11 @@ def test_card_stage_features_use_only_earlier_events_and_redelivery_is_idempoten
     cards = DictStore()
     batch = [msg(tx(i, ts=1767225600.0 + i * 3600, amount=10.0 * (i + 1)), i) for i in range(3)]
     first = card_stage(batch, cards, 65536, now=0.0)
-    assert [r["features"]["card_count_1d"] for r in first.records] == [0.0, 1.0, 2.0]
-    assert first.records[2]["features"]["card_mean_amount_1d"] == 15.0
+    assert [r.features["card_count_1d"] for r in first.records] == [0.0, 1.0, 2.0]
+    assert first.records[2].features["card_mean_amount_1d"] == 15.0
     # the same messages again (a crash before the offset commit): same features, no double count
     again = card_stage(batch, cards, 65536, now=0.0)
-    assert [r["features"] for r in again.records] == [r["features"] for r in first.records]
+    assert [r.features for r in again.records] == [r.features for r in first.records]
     assert len(cards["c1"]["state"]) == 3
 
 
@@ -76,7 +76,7 @@ def test_live_stages_match_offline_features():
             if rows[j]["ts"] + delay <= row["ts"]:
                 view.add_fraud(rows[j]["terminal_id"], rows[j]["ts"], rows[j]["tx_id"])  # once
         [rec] = feature_stage([msg(row, i)], cards, view, 65536, now=0.0).records
-        out.append(rec["features"])
+        out.append(rec.features)
     df = pd.DataFrame(rows)
     df["is_fraud"] = [i in frauds for i in range(len(rows))]
     offline = compute_features(df, delay)
@@ -121,8 +121,8 @@ def test_live_matches_offline_for_out_of_order_and_redelivered_records():
             expected = compute_features(df, delay, feature_set=feature_set)
             expected = expected[expected["tx_id"] == row["tx_id"]].iloc[0]
             for name in names:
-                assert abs(rec["features"][name] - expected[name]) <= 1e-9, (i, name)
-            seen.append(rec["features"])
+                assert abs(rec.features[name] - expected[name]) <= 1e-9, (i, name)
+            seen.append(rec.features)
         assert sum(len(e["state"]) for e in cards.values()) == len(rows)
         # The stream exercises the windows: short card windows, terminal counts and ratios.
         assert sum(f["terminal_fraud_ratio_1d"] > 0 for f in seen) > 20
@@ -232,7 +232,7 @@ def test_a_record_whose_processing_raises_is_dead_lettered_and_the_batch_carries
     batch = [msg(tx(0, ts=1767225600.0), 0), msg(tx(1, card="c-bad", ts=1767225601.0), 1),
              msg(tx(2, ts=1767225602.0), 2)]
     out = card_stage(batch, cards, 65536, now=9.0)
-    assert [r["tx_id"] for r in out.records] == ["tx0", "tx2"]
+    assert [r.tx_id for r in out.records] == ["tx0", "tx2"]
     [dead] = out.dead
     assert dead.reason == "processing_error"
     assert dead.record["error"].startswith("processing_error: RuntimeError: corrupt state")
@@ -253,7 +253,7 @@ def test_the_event_time_guard_dead_letters_a_far_future_transaction_without_movi
     out = card_stage(batch, cards, 65536, now=1_790_000_000.0, clock=clock)
     [dead] = out.dead
     assert dead.reason == "ts_skew" and "FRAUDSTREAM_MAX_FUTURE_SKEW_S" in dead.record["error"]
-    assert out.records[-1]["features"]["card_count_1d"] == 25.0  # the card's history survived
+    assert out.records[-1].features["card_count_1d"] == 25.0  # the card's history survived
     assert len(cards["c1"]["state"]) == 26
 
 
@@ -290,8 +290,8 @@ def test_card_stage_survives_surrogates_huge_numbers_and_deep_nesting(records):
     assert len(out.records) + len(out.dead) == len(msgs)
     assert all(d.reason != "processing_error" for d in out.dead), [d.record["error"] for d in out.dead]
     for rec in out.records:  # whatever passes is finite and encodable
-        assert all(abs(v) <= 1e9 for v in rec["features"].values())
-        rec["card_id"].encode("utf-8"), rec["terminal_id"].encode("utf-8")
+        assert all(abs(v) <= 1e9 for v in rec.features.values())
+        rec.card_id.encode("utf-8"), rec.terminal_id.encode("utf-8")
 
 
 @hsettings(max_examples=200, deadline=None)
@@ -329,13 +329,13 @@ def test_a_redelivered_transaction_is_counted_once_by_card_and_terminal():
         replica.apply(p, 0, value)
     again = feature_stage(batch[2:] + [msg(tx(4, card="c0", ts=1767225600.0 + 240), 4,
                                            partition=3)], cards, replica, 65536, now=0.0)
-    assert [r["features"] for r in again.records[:2]] == [r["features"] for r in first.records[2:]]
+    assert [r.features for r in again.records[:2]] == [r.features for r in first.records[2:]]
     assert len(replica.terminals["t1"]) == 5  # tx2 and tx3 not again; tx4 added
     assert [e[2] for e in again.events.transactions] == [(3 << 40) | 4]  # only the new one sent
     assert len(cards["c0"]["state"]) == 3
     probe = feature_stage([msg(tx(5, card="c9", ts=1767225600.0 + 2 * DAY), 5, partition=3)],
                           cards, replica, 65536, now=0.0)
-    assert probe.records[0]["features"]["terminal_count_1d"] == 5.0
+    assert probe.records[0].features["terminal_count_1d"] == 5.0
 
 
 def test_a_fraud_label_joined_twice_counts_once():

@@ -1,0 +1,75 @@
+"""The scoring path's records: built in one place, valid against the wire contract."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+from faust.types import TP
+from fraudstream.models.scorer import FALLBACK_ONLINE, ScoredBatch, fallback_class
+from fraudstream.stream.contract import decode, encode
+from fraudstream.stream.metrics import ConsumerLag
+from fraudstream.stream.records import (
+    Featurised,
+    finite_scores,
+    score_record,
+    snapshot,
+    snapshot_scores,
+    training_example,
+)
+from prometheus_client import CollectorRegistry, Gauge
+
+REC = Featurised("tx1", "c1", "t1", 1767225600.0, 1767225600.5, {"amount": 12.5}, 3)
+
+
+def _scored(batch_score: float = 0.9, shadow: str | None = None) -> ScoredBatch:
+    return ScoredBatch(np.array([0.2]), {"online": np.array([0.2]), "batch": np.array([batch_score])},
+                       ["approve"], "xgb-1", [[]], shadow,
+                       fallbacks=[FALLBACK_ONLINE if math.isnan(batch_score) else None],
+                       versions=["online" if math.isnan(batch_score) else "xgb-1"])
+
+
+def test_a_score_record_is_valid_on_the_wire_and_leaves_out_non_finite_scores() -> None:
+    scored = _scored(batch_score=float("nan"))
+    per_model = finite_scores(scored, 0)
+    assert per_model == {"online": 0.2}  # the champion's NaN is not put on the wire
+    value = score_record(REC, scored, 0, per_model, now=1767225601.0)
+    assert value["fallback"] == FALLBACK_ONLINE and value["model_version"] == "online"
+    assert fallback_class(value["fallback"]) == "champion_failed"
+    assert decode("scores", encode("scores", value), 65536).error is None
+
+
+def test_a_shadow_version_is_carried_only_when_a_shadow_scored() -> None:
+    assert "shadow_version" not in score_record(REC, _scored(), 0, {}, 0.0)
+    assert score_record(REC, _scored(shadow="xgb-2"), 0, {}, 0.0)["shadow_version"] == "xgb-2"
+    assert "fallback" not in score_record(REC, _scored(), 0, {}, 0.0)
+
+
+def test_a_snapshot_becomes_a_valid_training_example() -> None:
+    scored = _scored()
+    snap = snapshot(REC, scored, finite_scores(scored, 0))
+    assert snap["score_online"] == 0.2 and snap["scores"] == {"online": 0.2, "batch": 0.9}
+    example = training_example(dict(snap), True, 1767225700.0, "explicit")
+    assert example["scores"] == snap["scores"] and example["features"] == REC.features
+    assert decode("training-examples", encode("training-examples", dict(example)),
+                  1 << 20).error is None
+
+
+def test_an_old_snapshot_without_per_model_scores_keeps_its_online_score() -> None:
+    assert snapshot_scores({"score_online": 0.4}) == {"online": 0.4}
+    assert snapshot_scores({"score_online": None}) == {}
+
+
+def test_consumer_lag_reports_owned_partitions_and_drops_revoked_ones() -> None:
+    gauge = Gauge("lag", "lag", ["topic", "partition"], registry=CollectorRegistry())
+    tx0, tx1, other = TP("tx", 0), TP("tx", 1), TP("changelog", 0)
+    consumer = SimpleNamespace(_read_offset={tx0: 9, tx1: None},
+                               highwater=lambda tp: {"tx": 20}.get(tp.topic))
+    lag = ConsumerLag(gauge)
+    lag.update(consumer, frozenset({tx0, tx1, other}), ("tx",))
+    assert gauge.labels("tx", "0")._value.get() == 10  # 20 - (9 + 1)
+    assert gauge.labels("tx", "1")._value.get() == 20  # nothing read yet
+    lag.update(consumer, frozenset({tx0}), ("tx",))  # partition 1 revoked
+    series = {s.labels["partition"] for m in gauge.collect() for s in m.samples}
+    assert series == {"0"}
