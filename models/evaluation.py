@@ -58,7 +58,7 @@ from .batch import XGBoostModel, XGBParams
 from .days import DAY_S, day_index, utc_date, utc_iso
 from .diffusion import resolve_device
 from .evaluation_stats import mean_std, summarize, summarize_quality
-from .evaluation_windows import protocol_windows, required_days, split_window
+from .evaluation_windows import WindowProtocol, protocol_windows, split_window
 from .formats import jsonable
 from .quality import gates, holdout_split, quality_report
 from .ranking import METRICS, average_precision, card_precision_at_k, score_metrics
@@ -81,7 +81,7 @@ _DIFFUSION_VARIANT = re.compile(r"^diffusion_x(.+)$")
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
+class EvaluationConfig(WindowProtocol):
     """Every setting of :func:`evaluate_augmentation`; stored in its result.
 
     Protocol: ``n_windows`` windows of ``train_days`` / ``delay_days`` / ``test_days`` after
@@ -96,12 +96,6 @@ class EvaluationConfig:
     ``plot_samples`` caps the synthetic rows kept for the report's plots.
     """
 
-    n_windows: int = 4
-    train_days: float = 7
-    delay_days: float = 7
-    test_days: float = 7
-    burn_in_days: float = 30
-    exclude_known_cards: bool = True
     ratios: tuple[float, ...] = (1.0, 5.0)
     threshold: float = 0.5
     top_k_cards: int = 100
@@ -123,12 +117,6 @@ class EvaluationConfig:
         if not 0 < self.quality_holdout < 1:
             raise ValueError(f"quality_holdout must be in (0, 1), got {self.quality_holdout}")
 
-    def days_needed(self) -> int:
-        """Days of simulated data the protocol needs."""
-        return required_days(
-            self.n_windows, train_days=self.train_days, delay_days=self.delay_days,
-            test_days=self.test_days, burn_in_days=self.burn_in_days,
-        )  # fmt: skip
 
 
 def training_set(

@@ -19,7 +19,7 @@ from scipy import stats as scipy_stats
 from .formats import jsonable
 from .ranking import METRICS
 
-__all__ = ["PAIRED_METRICS", "mean_std", "summarize", "summarize_quality", "summarize_seeds"]
+__all__ = ["PAIRED_METRICS", "mean_std", "summarize", "summarize_quality", "summarize_seeds", "t_interval"]
 
 PAIRED_METRICS = ("average_precision", "card_precision_at_k")
 """The metrics compared with ``none`` window by window: the two that decide whether
@@ -74,18 +74,18 @@ def summarize_seeds(
     for variant in variants:
         row: dict[str, Any] = {}
         for metric in METRICS:
-            row[metric] = _t_interval([r["summary"][variant][metric]["mean"] for r in results],
+            row[metric] = t_interval([r["summary"][variant][metric]["mean"] for r in results],
                                       confidence)
         row["vs_none"] = {}
         for metric in PAIRED_METRICS:
             means = [r["summary"][variant]["vs_none"][metric]["mean"] for r in results]
-            stats = _t_interval(means, confidence)
+            stats = t_interval(means, confidence)
             stats["seeds_ahead"] = int(sum(m is not None and m > 0 for m in means))
             stats["windows_ahead"] = int(sum(
                 r["summary"][variant]["vs_none"][metric]["windows_ahead"] for r in results))
             row["vs_none"][metric] = stats
         out["summary"][variant] = row
-    out["quality"] = {k: _t_interval([r["quality_summary"][k]["mean"] for r in results], confidence)
+    out["quality"] = {k: t_interval([r["quality_summary"][k]["mean"] for r in results], confidence)
                       for k in ("c2st_auc", "dcr_share")}
     out["quality"]["gates_passed_windows"] = int(sum(r["quality_summary"]["gates_passed_windows"]
                                                      for r in results))
@@ -104,7 +104,7 @@ def mean_std(values: Sequence[float | None]) -> dict[str, Any]:
     }
 
 
-def _t_interval(values: Sequence[float | None], confidence: float) -> dict[str, Any]:
+def t_interval(values: Sequence[float | None], confidence: float) -> dict[str, Any]:
     """:func:`mean_std` with the Student t interval of the mean (NaN for one value)."""
     stats = mean_std(values)
     n = int(np.isfinite(np.asarray(stats["values"], dtype=np.float64)).sum())

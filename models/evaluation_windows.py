@@ -21,7 +21,27 @@ import pandas as pd
 
 from .days import DAY_S, day_index, utc_iso
 
-__all__ = ["Window", "protocol_windows", "required_days", "split_window"]
+__all__ = ["Window", "WindowProtocol", "protocol_windows", "required_days", "split_window"]
+
+
+@dataclass(frozen=True)
+class WindowProtocol:
+    """The protocol's settings, shared by the studies' configs: ``n_windows`` windows of
+    ``train_days`` / ``delay_days`` / ``test_days`` after ``burn_in_days`` of history, with or
+    without the handbook's ``exclude_known_cards`` rule (:func:`split_window`)."""
+
+    n_windows: int = 4
+    train_days: float = 7
+    delay_days: float = 7
+    test_days: float = 7
+    burn_in_days: float = 30
+    exclude_known_cards: bool = True
+
+    def days_needed(self) -> int:
+        """Days of simulated data the protocol needs."""
+        return required_days(self.n_windows, train_days=self.train_days,
+                             delay_days=self.delay_days, test_days=self.test_days,
+                             burn_in_days=self.burn_in_days)
 
 
 @dataclass(frozen=True)

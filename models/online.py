@@ -44,20 +44,18 @@ are set on observed scores.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import os
-import pickle
-import tempfile
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from river import forest, imblearn, linear_model, optim, preprocessing, tree
 
-from .durable import fsync_dir
 from .online_binned import BinnedLogistic, _sigmoid
+from .online_checkpoint import SIDECAR_SUFFIX, CheckpointError, load_checkpoint, save_checkpoint
+from .online_explain import logreg_reasons, top_reasons
+from .online_metrics import PrequentialMetrics
 
 
 def _shifted(p: float, shift: float) -> float:
@@ -66,26 +64,17 @@ def _shifted(p: float, shift: float) -> float:
         return p
     return _sigmoid(math.log(p / (1.0 - p)) + shift)
 
-__all__ = ["MODELS", "SAMPLERS", "CheckpointError", "OnlineLearner", "PrequentialMetrics"]
+
+__all__ = [
+    "MODELS", "SAMPLERS", "SIDECAR_SUFFIX", "CheckpointError", "OnlineLearner",
+    "PrequentialMetrics",
+]
 
 MODELS: tuple[str, ...] = ("binned", "logreg", "arf", "hoeffding")
 SAMPLERS: tuple[str | None, ...] = ("under", None)
 
-# v2: learners carry the finiteness guard's state; every checkpoint has a sha256 sidecar.
-_CHECKPOINT_VERSION = 2
-SIDECAR_SUFFIX = ".sha256"
-
 ModelName = Literal["binned", "logreg", "arf", "hoeffding"]
 _LEARNING_RATES = {"binned": 0.05, "logreg": 0.01}  # AdaGrad's, SGD's
-
-
-class CheckpointError(ValueError):
-    """A checkpoint :meth:`OnlineLearner.load` will not use; the caller starts a fresh learner.
-
-    Raised before unpickling when the checksum sidecar is missing, malformed or does not
-    vouch for the checkpoint's bytes, and after unpickling when the content is not a
-    learner of this format or its numeric state is not finite.
-    """
 
 
 class OnlineLearner:
@@ -291,28 +280,10 @@ class OnlineLearner:
                 terms = cached[2]  # the batch just scored, by the same state
             else:
                 terms = [self._predictor.terms_one(x) for x in X]
-            return [_top(x, t[1], top) for x, t in zip(X, terms)]
+            return [top_reasons(x, t[1], top) for x, t in zip(X, terms)]
         if self.model != "logreg" or not X:
             return [[] for _ in X]
-        scaler, logreg = self._scaler, self._logreg
-        cols = list(X[0])
-        weights = np.array([logreg.weights.get(c, 0.0) for c in cols])
-        means = np.array([scaler.means.get(c, 0.0) for c in cols])
-        stds = np.sqrt(np.array([scaler.vars.get(c, 0.0) for c in cols]))
-        raw = np.array([[x[c] for c in cols] for x in X], dtype=np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):  # NaN or huge rows: zeroed below
-            scaled = np.divide(raw - means, stds, out=np.zeros_like(raw), where=stds > 0)
-            contrib = scaled * weights
-        finite = np.isfinite(contrib)
-        if not finite.all():
-            # Never shown nor ranked. A finite non-zero contribution implies a finite value.
-            contrib = np.where(finite, contrib, 0.0)
-        order = np.argsort(-contrib, axis=1)[:, :top]
-        return [
-            [{"feature": cols[j], "value": float(raw[i, j]), "contribution": float(contrib[i, j])}
-             for j in order[i] if contrib[i, j] > 0]
-            for i in range(len(X))
-        ]
+        return logreg_reasons(self._scaler, self._logreg, X, top)
 
     def _acceptable(self, x: Mapping[str, float], weight: float) -> bool:
         """Every value (and the weight) a finite number within ``max_abs_feature``."""
@@ -419,49 +390,18 @@ class OnlineLearner:
             learned += self.learn_one(x, yi, 1.0 if weights is None else weights[i])
         return learned
 
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Checkpoint to ``path``, with its checksum in ``<path>.sha256``, crash-safely.
 
         Refuses (``ValueError``) a learner whose state is not finite: the last good
         checkpoint stays in place. The format is pickle, which runs code when loaded, so
-        :meth:`load` unpickles only bytes whose sha256 the sidecar lists.
-
-        The sidecar holds one hex digest a line: the new checkpoint's first, then the
-        digest of the checkpoint it replaces, if that one verified. Both files are written
-        to temp files in the same folder and fsynced; then the sidecar is renamed into
-        place (and the folder fsynced), then the checkpoint. A crash between the two renames
-        leaves the old checkpoint with a sidecar that still lists it, so it loads; a crash
-        before leaves both old files; after, both new. So the checkpoint in place is always
-        listed, and only digests of bytes a save wrote (fsynced before they are listed) or
-        had verified are ever listed. The previous digest stays listed until the next save:
-        those bytes were ours and finite. A crash can leave a ``.online-*.tmp`` file behind;
-        nothing reads it.
+        :meth:`load` unpickles only bytes whose sha256 the sidecar lists; the protocol is
+        in models/online_checkpoint.py.
         """
         if not self.state_is_finite():
             raise ValueError("refusing to checkpoint an online learner whose state is not finite")
-        path = os.fspath(path)
-        sidecar = path + SIDECAR_SUFFIX
-        folder = os.path.dirname(os.path.abspath(path))
-        data = pickle.dumps({"version": _CHECKPOINT_VERSION, "learner": self},
-                            protocol=pickle.HIGHEST_PROTOCOL)
-        digests = [hashlib.sha256(data).hexdigest()]
-        current = _verified_digest(path, sidecar)
-        if current is not None and current != digests[0]:
-            digests.append(current)
-        temps: list[str] = []
-        try:
-            tmp_data = _write_temp(folder, data, temps)
-            tmp_sidecar = _write_temp(folder, "".join(d + "\n" for d in digests).encode(), temps)
-            os.replace(tmp_sidecar, sidecar)
-            temps.remove(tmp_sidecar)
-            fsync_dir(folder)  # the sidecar's rename is durable before the checkpoint's
-            os.replace(tmp_data, path)
-            temps.remove(tmp_data)
-            fsync_dir(folder)
-        finally:
-            for tmp in temps:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+        save_checkpoint(path, self)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> OnlineLearner:
@@ -474,32 +414,7 @@ class OnlineLearner:
         format. ``FileNotFoundError`` when there is no checkpoint at all.
         """
         path = os.fspath(path)
-        sidecar = path + SIDECAR_SUFFIX
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            allowed = _read_sidecar(sidecar)
-        except FileNotFoundError:
-            raise CheckpointError(
-                f"{path!r} has no checksum sidecar {sidecar!r} (checkpoints written before "
-                f"format v{_CHECKPOINT_VERSION} have none): not unpickling it; the online "
-                "learner starts fresh"
-            ) from None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest not in allowed:
-            raise CheckpointError(
-                f"{path!r} (sha256 {digest}) does not match its sidecar {sidecar!r}: corrupt "
-                "or altered, not unpickling it; the online learner starts fresh"
-            )
-        try:
-            obj = pickle.loads(data)  # noqa: S301 - bytes save() wrote, verified above
-        except Exception as e:  # ours, but e.g. from code that has since changed
-            raise CheckpointError(f"{path!r} could not be unpickled ({type(e).__name__}: {e}); "
-                                  "the online learner starts fresh") from e
-        if not isinstance(obj, dict) or obj.get("version") != _CHECKPOINT_VERSION:
-            raise CheckpointError(
-                f"{path!r} is not an online-learner checkpoint v{_CHECKPOINT_VERSION}")
-        learner = obj.get("learner")
+        learner = load_checkpoint(path)
         if not isinstance(learner, cls):
             raise CheckpointError(f"{path!r} holds a {type(learner).__name__}")
         if not learner.state_is_finite():
@@ -523,141 +438,9 @@ class OnlineLearner:
         )
 
 
-def _top(x: Mapping[str, float], contrib: Mapping[str, float], top: int
-         ) -> list[dict[str, float]]:
-    """The ``top`` positive, finite contributions of one row, largest first."""
-    ranked = sorted(((c, k) for k, c in contrib.items() if math.isfinite(c) and c > 0),
-                    reverse=True)[:top]
-    return [{"feature": k, "value": float(x[k]), "contribution": float(c)} for c, k in ranked]
-
-
 def _accumulators(logreg: Any) -> dict[Any, float]:
     """The optimiser's per-weight state (AdaGrad's squared-gradient sums; SGD has none)."""
     return getattr(logreg.optimizer, "g2", _NO_ACCUMULATORS)
 
 
 _NO_ACCUMULATORS: dict[Any, float] = {}
-
-
-def _write_temp(folder: str, data: bytes, temps: list[str]) -> str:
-    """``data`` in a new fsynced temp file in ``folder``; its name is appended to ``temps``."""
-    fd, tmp = tempfile.mkstemp(prefix=".online-", suffix=".tmp", dir=folder)
-    temps.append(tmp)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
-
-
-def _read_sidecar(sidecar: str) -> set[str]:
-    """The digests a sidecar lists; :class:`CheckpointError` if it is not one a line."""
-    with open(sidecar, "rb") as f:
-        raw = f.read(4096)
-    try:
-        lines = raw.decode("ascii").split()
-    except UnicodeDecodeError:
-        lines = []
-    if not lines or not all(len(d) == 64 and set(d) <= set("0123456789abcdef") for d in lines):
-        raise CheckpointError(f"checksum sidecar {sidecar!r} is malformed: the online learner "
-                              "starts fresh")
-    return set(lines)
-
-
-def _verified_digest(path: str, sidecar: str) -> str | None:
-    """The sha256 of the checkpoint at ``path`` if its sidecar lists it, else ``None``."""
-    try:
-        allowed = _read_sidecar(sidecar)
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-    except (OSError, CheckpointError):
-        return None
-    return digest if digest in allowed else None
-
-
-class PrequentialMetrics:
-    """Ranking quality of scores given *before* their labels, over the last ``window`` labels.
-
-    Undefined values (no frauds in the window for AP and recall, nothing flagged for
-    precision, an empty window) are ``nan``.
-
-    >>> m = PrequentialMetrics(window=4)
-    >>> for s, y in [(0.9, True), (0.2, False), (0.7, False), (0.6, True)]:
-    ...     m.update(s, y)
-    >>> round(m.average_precision(), 4), m.recall_at(0.65), m.precision_at(0.65)
-    (0.8333, 0.5, 0.5)
-    """
-
-    def __init__(self, window: int = 10_000) -> None:
-        if window < 1:
-            raise ValueError("window must be >= 1")
-        self.window = window
-        self._scores: deque[float] = deque(maxlen=window)
-        self._labels: deque[bool] = deque(maxlen=window)
-
-    @property
-    def n(self) -> int:
-        """Labelled scores in the window."""
-        return len(self._labels)
-
-    @property
-    def n_positives(self) -> int:
-        """Frauds in the window."""
-        return sum(self._labels)
-
-    def update(self, score: float, y: bool) -> None:
-        """Add the score a transaction got and its (later) label."""
-        self._scores.append(float(score))
-        self._labels.append(bool(y))
-
-    def update_many(self, scores: Iterable[float], ys: Iterable[bool]) -> None:
-        """Add several (score, label) pairs in order."""
-        for score, y in zip(scores, ys, strict=True):
-            self.update(score, y)
-
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self._labels)
-        return (
-            np.fromiter(self._scores, dtype=np.float64, count=n),
-            np.fromiter(self._labels, dtype=bool, count=n),
-        )
-
-    def base_rate(self) -> float:
-        """Fraud share of the window (the AP of a random ranking)."""
-        return self.n_positives / self.n if self.n else math.nan
-
-    def average_precision(self) -> float:
-        """Average precision, as ``sklearn.metrics.average_precision_score``.
-
-        AP = sum over distinct score thresholds of (R_k - R_{k-1}) * P_k, ties grouped.
-        """
-        scores, labels = self._arrays()
-        if not labels.any():
-            return math.nan
-        order = np.argsort(-scores, kind="stable")
-        scores, labels = scores[order], labels[order]
-        # Last index of each run of equal scores: one threshold per distinct score.
-        last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-        tps = np.cumsum(labels)[last]
-        precision = tps / (last + 1)
-        recall = tps / tps[-1]
-        return float(np.sum(np.diff(recall, prepend=0.0) * precision))
-
-    def recall_at(self, threshold: float) -> float:
-        """Share of the window's frauds scored ``>= threshold``."""
-        scores, labels = self._arrays()
-        positives = labels.sum()
-        if not positives:
-            return math.nan
-        return float((labels & (scores >= threshold)).sum() / positives)
-
-    def precision_at(self, threshold: float) -> float:
-        """Share of frauds among the window's scores ``>= threshold``."""
-        scores, labels = self._arrays()
-        flagged = scores >= threshold
-        if not flagged.any():
-            return math.nan
-        return float(labels[flagged].mean())
-
-    def __repr__(self) -> str:
-        return f"PrequentialMetrics(window={self.window}, n={self.n})"

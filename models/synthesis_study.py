@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from xgboost import XGBClassifier
 
 from .augmentation import default_steps, feature_kinds, legit_sample, synthesize_frauds
 from .days import DAY_S
-from .evaluation_windows import protocol_windows, required_days, split_window
-from .formats import jsonable
+from .evaluation_stats import t_interval
+from .evaluation_windows import WindowProtocol, protocol_windows, split_window
+from .formats import fmt_interval, jsonable
 from .ledger import summarize as ledger_summary
 from .paired import paired_ap_gain
 from .quality import holdout_split, quality_report
@@ -57,7 +57,7 @@ _TARGETS = ("boundary", "low", "clusters")
 
 
 @dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(WindowProtocol):
     """Every setting of :func:`compare_synthesis`; stored in its result.
 
     Protocol as ``EvaluationConfig``. ``ratio``: synthetic rows per training fraud, the same
@@ -68,12 +68,6 @@ class StudyConfig:
     ``default_steps`` of the rows each model is fitted on.
     """
 
-    n_windows: int = 4
-    train_days: float = 7
-    delay_days: float = 7
-    test_days: float = 7
-    burn_in_days: float = 30
-    exclude_known_cards: bool = True
     ratio: float = 1.0
     guidance: tuple[float, ...] = (0.0, 1.0, 3.0)
     p_uncond: float = 0.1
@@ -105,11 +99,6 @@ class StudyConfig:
         generators = study_variants(self)[1:]
         if any(g not in generators for g in self.target_generators):
             raise ValueError(f"target_generators must be among {generators}")
-
-    def days_needed(self) -> int:
-        return required_days(self.n_windows, train_days=self.train_days,
-                             delay_days=self.delay_days, test_days=self.test_days,
-                             burn_in_days=self.burn_in_days)
 
 
 def _generators(config: StudyConfig) -> list[str]:
@@ -316,29 +305,20 @@ def format_study_table(seeds: Mapping[str, Any]) -> str:
             f"{v:<24}{_ci(s.get('c2st_auc')):>25}{_ci(s.get('dcr_share')):>25}"
             f"{_ci(s['average_precision']):>25}{_ci(s.get('gain'), True):>28}"
             f"{_ci(s.get('vs_frauds_only'), True):>28}"
-            + (f"{led['gain']:+.4f} [{led['low']:+.4f}, {led['high']:+.4f}]".rjust(28)
+            + (fmt_interval({"mean": led["gain"], "low": led["low"], "high": led["high"]},
+                            4, signed=True).rjust(28)
                + f"{s['windows_ahead']}/{s['n_windows']}".rjust(7) if led else ""))
     return "\n".join(lines)
 
 
 def _interval(values: Sequence[float], confidence: float) -> dict[str, Any]:
-    x = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-    if len(x) == 0:
-        return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0}
-    mean = float(x.mean())
-    if len(x) < 2:
-        return {"mean": mean, "low": math.nan, "high": math.nan, "n": 1}
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(x)}
+    interval = t_interval(values, confidence)
+    return {k: interval[k] for k in ("mean", "low", "high", "n")}
 
 
 def _ci(s: Mapping[str, Any] | None, signed: bool = False) -> str:
-    if not s or s["mean"] is None or not math.isfinite(s["mean"]):
-        return "-"
-    f = "{:+.4f}" if signed else "{:.4f}"
-    if s["low"] is None or not math.isfinite(s["low"]):
-        return f.format(s["mean"])
-    return f"{f.format(s['mean'])} [{f.format(s['low'])}, {f.format(s['high'])}]"
+    text = fmt_interval(s, 4, signed) if s else "n/a"
+    return "-" if text == "n/a" else text  # the table marks a missing value with a dash
 
 
 def _mean(values: Sequence[float]) -> float:

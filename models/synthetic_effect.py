@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from .days import DAY_S
 from .formats import fmt_number
 from .window import WindowData
 
 __all__ = ["synthetic_effect"]
 
-_DAY_S = 86_400.0
 
 
 def synthetic_effect(data: WindowData, published_by: str, n_published: int,
@@ -55,7 +55,7 @@ def synthetic_effect(data: WindowData, published_by: str, n_published: int,
                f"{fmt_number(ap_before, 4)} ({sides['before']['n']} tx), after "
                f"{fmt_number(ap_after, 4)} ({sides['after']['n']} tx): {verdict}")
     return {"published_by": published_by, "n_published": n_published, "at_event_ts": at,
-            "span_days": span / _DAY_S, **sides, "raised": raised, "summary": summary}
+            "span_days": span / DAY_S, **sides, "raised": raised, "summary": summary}
 
 
 def _ap(data: WindowData, mask: np.ndarray) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Callable, Literal
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 
+from ..models.days import DAY_S
 from . import simulator as sim
 from .bench_support import count_records, fresh_topics, say, wait_metric
 from .config import Settings
@@ -94,7 +95,7 @@ def _lines(df, labels: LabelMode, delay_days: float) -> tuple[list, list]:
     rows = df[df["is_fraud"] == 1] if labels == "fraud_only" else df
     lab = [(str(r.card_id).encode(), encode("labels", {
         "tx_id": r.tx_id, "card_id": r.card_id, "is_fraud": bool(r.is_fraud),
-        "ts": float(r.ts) + delay_days * sim.DAY_S})) for r in rows.itertuples()]
+        "ts": float(r.ts) + delay_days * DAY_S})) for r in rows.itertuples()]
     return tx, lab
 
 

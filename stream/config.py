@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..models.days import DAY_S
+
 __all__ = ["ConfigError", "Settings", "TopicNames", "load_settings", "ENV_PREFIX"]
 
 ENV_PREFIX = "FRAUDSTREAM_"
@@ -95,11 +97,11 @@ class Settings(BaseSettings):
     max_id_length: int = Field(128, ge=1, le=128, description="Longest tx/card/terminal id.")
     max_json_depth: int = Field(16, ge=2, le=256, description="Deepest JSON nesting accepted.")
     max_future_skew_s: float = Field(
-        86400.0, gt=0,
+        DAY_S, gt=0,
         description="How far an event time may run ahead of its partition's watermark "
                     "(or of the wall clock, before the partition has one).")
     max_past_skew_s: float = Field(
-        40 * 86400.0, gt=0,
+        40 * DAY_S, gt=0,
         description="How far an event time may lag behind its partition's watermark.")
     label_delay_days: float = Field(7.0, ge=0, description="How long until a fraud becomes known.")
 
@@ -258,7 +260,7 @@ class Settings(BaseSettings):
     @property
     def maturity_s(self) -> float:
         days = self.label_delay_days if self.maturity_days is None else self.maturity_days
-        return days * 86400.0
+        return days * DAY_S
 
     @property
     def worker_state_dir(self) -> Path:

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..models.days import DAY_S
+from ..models.formats import fmt_number
 from . import simulator as sim
 from .config import Settings
 from .kafka_local import LocalBroker, free_port, port_free
@@ -197,7 +199,7 @@ def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers
     df = sim.simulate(sim.SimulationConfig.scaled(customers, n_days=days, seed=settings.seed,
                                                   label_delay_days=settings.label_delay_days))
     print(sim.summary(df), flush=True)
-    span = float(df["ts"].max() - df["ts"].min()) + settings.label_delay_days * 86400
+    span = float(df["ts"].max() - df["ts"].min()) + settings.label_delay_days * DAY_S
     speed = span / (minutes * 60 * 0.9)  # leave the last tenth for the worker to catch up
     produced: dict[str, int] = {}
     topics = {"transaction": demo.topics.transactions, "label": demo.topics.labels}
@@ -295,10 +297,10 @@ def _print_registry(root: Path) -> None:
         report = meta.get("report") or {}
         h = report.get("holdout") or {}
         ap = lambda k: (h.get(k) or {}).get("average_precision")  # noqa: E731
-        fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
         gains = report.get("comparisons") or {}
-        print(f"  {v}{' (champion)' if v == champion else '':<11} champion {fmt(ap('champion'))}  "
-              f"challenger {fmt(ap('challenger'))}  no synthetic {fmt(ap('challenger_no_synthetic'))}  "
+        print(f"  {v}{' (champion)' if v == champion else '':<11} champion {fmt_number(ap('champion'))}  "
+              f"challenger {fmt_number(ap('challenger'))}  "
+              f"no synthetic {fmt_number(ap('challenger_no_synthetic'))}  "
               f"synthetic {(report.get('synthetic') or {}).get('verdict', '?')}\n"
               f"  {'':<37} gain over champion {gain_interval(gains.get('challenger_vs_champion'))} "
               f"({(report.get('decision') or {}).get('verdict', '?')}), "

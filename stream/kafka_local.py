@@ -16,11 +16,7 @@ Kafka 4.0 removed old protocol versions (KIP-896), which older client releases s
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .kafka_config import LOG4J, PLAINTEXT_LISTENERS, SECURE_LISTENERS, SERVER_PROPERTIES
+from .kafka_jars import KAFKA_VERSION, BrokerError, ensure_jars, find_java
+from .kafka_secure import ROLES, SecureFiles, client_env, role_acls, write_private
+
 __all__ = [
     "KAFKA_VERSION",
     "BrokerError",
@@ -37,19 +37,14 @@ __all__ = [
     "LocalBroker",
     "ROLES",
     "SecureFiles",
+    "client_env",
     "ensure_jars",
+    "find_java",
     "free_port",
+    "metadata_ok",
     "port_free",
     "role_acls",
 ]
-
-KAFKA_VERSION = "3.9.1"
-_POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
-_READY_MARKER = ".complete"
-
-
-class BrokerError(RuntimeError):
-    """The local broker cannot be provided; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -70,305 +65,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _java_major(java: str) -> int:
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
-    text = out.stderr + out.stdout
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
-    if not match:
-        raise BrokerError(f"could not read the Java version from `{java} -version`: {text.strip()!r}")
-    major = int(match.group(1))
-    return int(match.group(2)) if major == 1 and match.group(2) else major
-
-
-def find_java() -> str:
-    """The ``java`` executable (JAVA_HOME first), checked to be 17 or newer."""
-    home = os.environ.get("JAVA_HOME")
-    java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
-    if not java:
-        raise BrokerError(
-            "Java not found: the local Kafka broker needs a JDK 17 or newer "
-            "(Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`; or set JAVA_HOME)."
-        )
-    major = _java_major(java)
-    if major < 17:
-        raise BrokerError(f"{java} is Java {major}; Kafka {KAFKA_VERSION} here needs Java 17 or newer.")
-    return java
-
-
-def ensure_jars(kafka_home: Path, *, progress=print) -> Path:
-    """Resolve the broker's jars from Maven Central into ``kafka_home/<version>/libs`` once."""
-    libs = kafka_home / KAFKA_VERSION / "libs"
-    if (libs / _READY_MARKER).exists():
-        return libs
-    mvn = shutil.which("mvn")
-    if not mvn:
-        raise BrokerError(
-            "Maven (`mvn`) not found: it resolves the Kafka broker's jars from Maven Central "
-            "(Debian/Ubuntu: `apt-get install maven`)."
-        )
-    if not _POM.exists():
-        raise BrokerError(f"{_POM} is missing; run from a checkout of fraudstream")
-    find_java()
-    tmp = libs.with_name("libs.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    progress(f"resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central into {libs} ...")
-    cmd = [
-        mvn, "-q", "-B", "-f", str(_POM),
-        f"-Dkafka.version={KAFKA_VERSION}",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={tmp}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BrokerError(
-            "mvn could not resolve the Kafka jars:\n" + (result.stdout + result.stderr)[-3000:]
-        )
-    jars = list(tmp.glob("*.jar"))
-    if not any(j.name.startswith(f"kafka_2.13-{KAFKA_VERSION}") for j in jars):
-        raise BrokerError(f"mvn finished but kafka_2.13-{KAFKA_VERSION}.jar is not in {tmp}")
-    (tmp / _READY_MARKER).write_text(f"{len(jars)} jars\n")
-    shutil.rmtree(libs, ignore_errors=True)
-    tmp.rename(libs)  # the marker makes a half-copied cache impossible to mistake for a full one
-    progress(f"resolved {len(jars)} jars")
-    return libs
-
-
-_SERVER_PROPERTIES = """\
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
-controller.listener.names=CONTROLLER
-{listeners}log.dirs={log_dir}
-num.partitions=1
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-# single node: let consumer groups form at once instead of waiting for more members
-group.initial.rebalance.delay.ms=0
-log.retention.check.interval.ms=60000
-message.max.bytes=2097152
-"""
-
-_PLAINTEXT_LISTENERS = """\
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-"""
-
-# Clients and the broker itself authenticate with SCRAM-SHA-512 over TLS. The controller
-# listener uses SASL PLAIN over TLS: SCRAM credentials live in the metadata log the controller
-# serves, so they cannot authenticate the broker to its own controller (KIP-631/KIP-900).
-# Both super-user logins are `admin`; every other principal gets only its ACLs.
-_SECURE_LISTENERS = """\
-listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=SASL_SSL://127.0.0.1:{port}
-inter.broker.listener.name=SASL_SSL
-listener.security.protocol.map=CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL
-sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
-listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{admin_password}";
-sasl.mechanism.controller.protocol=PLAIN
-listener.name.controller.sasl.enabled.mechanisms=PLAIN
-listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="{admin_password}" user_admin="{admin_password}";
-ssl.keystore.type=PKCS12
-ssl.keystore.location={keystore}
-ssl.keystore.password={store_password}
-ssl.key.password={store_password}
-ssl.truststore.type=PEM
-ssl.truststore.location={cafile}
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:admin
-allow.everyone.if.no.acl.found=false
-"""
-
-_LOG4J = """\
-log4j.rootLogger=WARN, file
-log4j.appender.file=org.apache.log4j.RollingFileAppender
-log4j.appender.file.File={log_file}
-log4j.appender.file.MaxFileSize=20MB
-log4j.appender.file.MaxBackupIndex=2
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.server.KafkaServer=INFO
-log4j.logger.kafka.server.BrokerServer=INFO
-# Secure mode: the authorizer's refusals (what to grant is read from here) and failed logins.
-log4j.appender.authorizer=org.apache.log4j.RollingFileAppender
-log4j.appender.authorizer.File={security_log_file}
-log4j.appender.authorizer.MaxFileSize=20MB
-log4j.appender.authorizer.MaxBackupIndex=1
-log4j.appender.authorizer.layout=org.apache.log4j.PatternLayout
-log4j.appender.authorizer.layout.ConversionPattern=[%d] %m%n
-log4j.logger.kafka.authorizer.logger=INFO, authorizer
-log4j.additivity.kafka.authorizer.logger=false
-log4j.logger.org.apache.kafka.common.network.Selector=INFO, authorizer
-log4j.additivity.org.apache.kafka.common.network.Selector=false
-"""
-
-
-ROLES = ("worker", "trainer")
-"""The SCRAM principals a secure broker is made with besides the super user ``admin``."""
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` readable by the owner only (created 0600, never world-readable)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)
-
-
-@dataclass(frozen=True)
-class SecureFiles:
-    """Where a secure broker keeps its CA, certificate and passwords (``<data_dir>/secure``)."""
-
-    root: Path
-
-    @property
-    def cafile(self) -> Path:
-        return self.root / "ca.pem"
-
-    @property
-    def keystore(self) -> Path:
-        return self.root / "broker.p12"
-
-    @property
-    def passwords_file(self) -> Path:
-        return self.root / "passwords.json"
-
-    def env_file(self, user: str) -> Path:
-        return self.root / f"client-{user}.env"
-
-    def passwords(self) -> dict[str, str]:
-        return json.loads(self.passwords_file.read_text())
-
-    def ready(self) -> bool:
-        return all(p.exists() for p in (self.cafile, self.keystore, self.passwords_file))
-
-    def make(self, progress=print) -> None:
-        """Passwords, a CA and the broker's certificate (SAN 127.0.0.1, localhost), once."""
-        if self.ready():
-            return
-        openssl = shutil.which("openssl")
-        if not openssl:
-            raise BrokerError("`openssl` not found: the secure broker makes its CA and certificate "
-                              "with it (Debian/Ubuntu: `apt-get install openssl`).")
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
-        progress(f"making a CA, the broker's certificate and passwords in {self.root} ...")
-        pw = {user: secrets.token_urlsafe(24) for user in ("admin", *ROLES)}
-        store = secrets.token_urlsafe(24)
-        r = self.root
-        ext = r / "broker-ext.cnf"
-        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                       "basicConstraints=critical,CA:FALSE\n"
-                       "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                       "extendedKeyUsage=serverAuth,clientAuth\n"
-                       "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
-        steps = [
-            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "825",
-             "-keyout", str(r / "ca.key"), "-out", str(self.cafile),
-             "-subj", "/CN=fraudstream local CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-            [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-sha256",
-             "-keyout", str(r / "broker.key"), "-out", str(r / "broker.csr"), "-subj", "/CN=localhost"],
-            [openssl, "x509", "-req", "-sha256", "-days", "825", "-in", str(r / "broker.csr"),
-             "-CA", str(self.cafile), "-CAkey", str(r / "ca.key"), "-CAcreateserial",
-             "-extfile", str(ext), "-out", str(r / "broker.pem")],
-            # The password goes through the environment, not argv (which `ps` shows).
-            [openssl, "pkcs12", "-export", "-in", str(r / "broker.pem"), "-inkey", str(r / "broker.key"),
-             "-certfile", str(self.cafile), "-name", "broker", "-out", str(self.keystore),
-             "-passout", "env:FRAUDSTREAM_KEYSTORE_PASSWORD"],
-        ]
-        old = os.umask(0o077)
-        try:
-            for cmd in steps:
-                res = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                                     env={**os.environ, "FRAUDSTREAM_KEYSTORE_PASSWORD": store})
-                if res.returncode != 0:
-                    raise BrokerError(f"{' '.join(cmd[:3])} failed:\n{res.stdout}{res.stderr}")
-        finally:
-            os.umask(old)
-        for name in ("broker.csr", "broker-ext.cnf"):
-            (r / name).unlink(missing_ok=True)
-        os.chmod(self.cafile, 0o644)  # the CA certificate is public; its key is not
-        _write_private(self.passwords_file, json.dumps({**pw, "_keystore": store}, indent=2) + "\n")
-
-    def write_env_files(self, bootstrap: str) -> None:
-        """One ``client-<user>.env`` per principal: the FRAUDSTREAM_* settings that use it."""
-        for user, password in self.passwords().items():
-            if user.startswith("_"):
-                continue
-            env = client_env(bootstrap, user, password, self.cafile)
-            _write_private(self.env_file(user), "".join(f"{k}={v}\n" for k, v in env.items()))
-
-
-def client_env(bootstrap: str, user: str, password: str, cafile: Path) -> dict[str, str]:
-    """The FRAUDSTREAM_* variables that point every fraudstream client at a SASL_SSL broker."""
-    return {
-        "FRAUDSTREAM_BROKER_URL": f"kafka://{bootstrap}",
-        "FRAUDSTREAM_SECURITY_PROTOCOL": "SASL_SSL",
-        "FRAUDSTREAM_SASL_MECHANISM": "SCRAM-SHA-512",
-        "FRAUDSTREAM_SASL_USERNAME": user,
-        "FRAUDSTREAM_SASL_PASSWORD": password,
-        "FRAUDSTREAM_SSL_CAFILE": str(cafile),
-    }
-
-
-def role_acls(settings: Any, role: str, principal: str | None = None) -> list[Any]:
-    """The minimal ACLs of ``role`` (``worker`` or ``trainer``) for ``settings``' topic names and
-    app id, as kafka-python ``ACL`` objects (allow, any host). Found by starting from none and
-    adding what the authorizer refused; docs/security.md says what each one is for."""
-    from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType,
-                             ResourcePattern, ResourceType)
-
-    from .topics import topic_specs
-
-    t = settings.topics
-    topic, group = ResourceType.TOPIC, ResourceType.GROUP
-    read, write, describe = ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE
-    literal, prefixed = ACLResourcePatternType.LITERAL, ACLResourcePatternType.PREFIXED
-    if role == "worker":
-        grants = [
-            (topic, t.transactions, literal, read),
-            (topic, t.labels, literal, read),
-            (topic, t.model_updates, literal, read),     # the model follower (hot-swap)
-            (topic, t.synthetic_frauds, literal, read),  # the model follower (online learner)
-            (topic, t.scores, literal, write),
-            (topic, t.transactions_dlq, literal, write),
-            (topic, t.labels_dlq, literal, write),
-            (topic, t.training_examples, literal, write),
-            # repartition and changelog topics, and faust's leader topic: `<app_id>-*`
-            (topic, f"{settings.app_id}-", prefixed, read),
-            (topic, f"{settings.app_id}-", prefixed, write),
-            (topic, f"{settings.app_id}-__assignor-__leader", literal, ACLOperation.CREATE),
-            (group, settings.app_id, literal, read),
-        ]
-    elif role == "trainer":
-        grants = [
-            (topic, t.training_examples, literal, read),
-            (topic, t.control, literal, read),
-            (topic, t.model_updates, literal, write),
-            (topic, t.synthetic_frauds, literal, write),
-        ]
-    else:
-        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    # Both processes run `create_topics` at start: a topic they cannot see they try to create.
-    # DESCRIBE (implied by READ and WRITE) on every other topic of `fraudstream topics list`
-    # lets that check see them; it reads no data.
-    covered = {name for _, name, pattern, _ in grants if pattern == literal}
-    prefixes = [name for _, name, pattern, _ in grants if pattern == prefixed]
-    grants += [(topic, spec.name, literal, describe) for spec in topic_specs(settings)
-               if spec.name not in covered and not any(spec.name.startswith(p) for p in prefixes)]
-    who = principal or f"User:{role}"
-    return [ACL(who, "*", op, ACLPermissionType.ALLOW, ResourcePattern(kind, name, pattern))
-            for kind, name, pattern, op in grants]
 
 
 class LocalBroker:
@@ -486,17 +182,17 @@ class LocalBroker:
         if self.secure:
             self.secure_files.make(progress)
             pw = self.secure_files.passwords()
-            listeners = _SECURE_LISTENERS.format(
+            listeners = SECURE_LISTENERS.format(
                 port=port, controller_port=controller_port, admin_password=pw["admin"],
                 store_password=pw["_keystore"], keystore=self.secure_files.keystore,
                 cafile=self.secure_files.cafile)
         else:
-            listeners = _PLAINTEXT_LISTENERS.format(port=port, controller_port=controller_port)
+            listeners = PLAINTEXT_LISTENERS.format(port=port, controller_port=controller_port)
         props = self.data_dir / "server.properties"
-        _write_private(props, _SERVER_PROPERTIES.format(
+        write_private(props, SERVER_PROPERTIES.format(
             controller_port=controller_port, listeners=listeners, log_dir=log_dir))
         log4j = self.data_dir / "log4j.properties"
-        log4j.write_text(_LOG4J.format(log_file=self.log_file, security_log_file=self.security_log_file))
+        log4j.write_text(LOG4J.format(log_file=self.log_file, security_log_file=self.security_log_file))
         classpath = str(libs / "*")
         jvm = [java, f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m",
                f"-Dlog4j.configuration=file:{log4j}", "-cp", classpath]

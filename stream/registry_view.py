@@ -5,8 +5,8 @@ that the demo prints too."""
 from __future__ import annotations
 
 import json
-import math
 
+from ..models.formats import fmt_interval, fmt_number
 from ..models.registry import ArtifactError, Registry
 
 __all__ = ["gain_interval", "ledger_line", "list_versions", "show_version"]
@@ -65,8 +65,8 @@ def gain_interval(gain: dict | None, suffix: str | None = None) -> str:
     """``+0.0123 [-0.0040, +0.0290]``: a gain and its interval, or n/a."""
     if not gain or gain.get("estimate") is None:
         return "n/a"
-    return (f"{gain['estimate']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]"
-            + (suffix or ""))
+    interval = {"mean": gain["estimate"], "low": gain["low"], "high": gain["high"]}
+    return fmt_interval(interval, 4, signed=True) + (suffix or "")
 
 
 def ledger_line(meta: dict | None) -> str:
@@ -76,13 +76,13 @@ def ledger_line(meta: dict | None) -> str:
     if not summary.get("n"):
         return "augmentation ledger: no measured cycle yet"
     synthesis = ledger.get("synthesis") or {}
-    return (f"augmentation ledger: synthetic rows' AP gain {summary['gain']:+.4f} "
-            f"[{summary['low']:+.4f}, {summary['high']:+.4f}] over the last {summary['n']} "
+    gain = fmt_interval({"mean": summary["gain"], "low": summary["low"], "high": summary["high"]},
+                        4, signed=True)
+    return (f"augmentation ledger: synthetic rows' AP gain {gain} over the last {summary['n']} "
             f"measured cycle(s); last cycle: synthesis {'on' if synthesis.get('on') else 'off'} "
             f"({synthesis.get('reason', '')})")
 
 
 def _ap(metrics: dict | None, width: int = 9) -> str:
     value = (metrics or {}).get("average_precision")
-    text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-    return f"{text:>{width}}"
+    return f"{fmt_number(value, 4):>{width}}"

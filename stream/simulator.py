@@ -42,16 +42,19 @@ I/O.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
+
+from ..models.days import DAY_S, utc_iso
+from .simulator_kafka import produce_to_kafka
+from .simulator_scenarios import account_takeover, card_testing
 
 __all__ = [
     "COLUMNS",
@@ -68,7 +71,6 @@ __all__ = [
     "write_file",
 ]
 
-DAY_S = 86_400.0
 #: 2026-01-01T00:00:00Z as epoch seconds.
 DEFAULT_START = 1_767_225_600.0
 #: Columns of :func:`simulate`'s DataFrame, in order, with their dtypes.
@@ -107,12 +109,6 @@ MIXES: dict[str, dict[str, int]] = {
     "extended": {"card_testing_per_day": 4, "account_takeover_per_day": 3},
 }
 
-# Card testing: probe amounts, seconds between probes, then minutes until the large amount.
-_PROBE_AMOUNT_RANGE = (0.5, 3.0)
-_PROBE_GAP_MEAN_S = 45.0
-_CASHOUT_DELAY_RANGE_S = (120.0, 1800.0)
-_CASHOUT_FACTOR_RANGE = (5.0, 10.0)
-_TAKEOVER_FACTOR_RANGE = (2.0, 6.0)
 
 
 @dataclass(frozen=True)
@@ -286,7 +282,7 @@ def simulate(config: SimulationConfig = SimulationConfig()) -> pd.DataFrame:
         scenario[hit] = 3
 
     ts = c.start_ts + day * DAY_S + tod
-    added = [_card_testing(c, rng_s4, mean_amount), _account_takeover(c, rng_s5, mean_amount,
+    added = [card_testing(c, rng_s4, mean_amount), account_takeover(c, rng_s5, mean_amount,
                                                                        cust_xy, term_xy)]
     for a_cust, a_term, a_ts, a_amount, a_scenario in added:
         cust, terminal = np.concatenate((cust, a_cust)), np.concatenate((terminal, a_term))
@@ -303,69 +299,6 @@ def simulate(config: SimulationConfig = SimulationConfig()) -> pd.DataFrame:
         "is_fraud": scenario[order] > 0,
         "fraud_scenario": scenario[order],
     })
-
-
-_Added = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def _no_rows() -> _Added:
-    e = np.empty(0)
-    return (e.astype(np.int64), e.astype(np.int64), e, e, e.astype(np.int8))
-
-
-def _card_testing(c: SimulationConfig, rng: np.random.Generator,
-                  mean_amount: np.ndarray) -> _Added:
-    """Scenario 4: per tested card, probes of tiny amounts, then one large amount."""
-    if not c.card_testing_per_day:
-        return _no_rows()
-    k = c.card_testing_probes
-    cust = np.concatenate([rng.choice(c.n_customers, size=c.card_testing_per_day, replace=False)
-                           for _ in range(c.n_days)])
-    day = np.repeat(np.arange(c.n_days), c.card_testing_per_day)
-    m = len(cust)
-    start = day * DAY_S + rng.uniform(0, DAY_S - 3 * 3600.0, size=m)
-    # Whole seconds, as the legitimate traffic: probes k apart by exponential gaps.
-    # Capped so that a burst always ends within the 3 h left of its day.
-    gaps = np.minimum(rng.exponential(_PROBE_GAP_MEAN_S, size=(m, k)), 600.0)
-    gaps[:, 0] = 0.0
-    probe_t = np.trunc(start[:, None] + np.cumsum(gaps, axis=1))
-    cashout_t = np.trunc(probe_t[:, -1] + rng.uniform(*_CASHOUT_DELAY_RANGE_S, size=m))
-    t = np.concatenate((probe_t, cashout_t[:, None]), axis=1).ravel()
-    amount = np.concatenate(
-        (rng.uniform(*_PROBE_AMOUNT_RANGE, size=(m, k)),
-         (mean_amount[cust] * rng.uniform(*_CASHOUT_FACTOR_RANGE, size=m))[:, None]), axis=1)
-    term = rng.integers(0, c.n_terminals, size=(m, k + 1)).ravel()
-    return (np.repeat(cust, k + 1), term, c.start_ts + t, np.round(amount.ravel(), 2),
-            np.full(m * (k + 1), 4, dtype=np.int8))
-
-
-def _account_takeover(c: SimulationConfig, rng: np.random.Generator, mean_amount: np.ndarray,
-                      cust_xy: np.ndarray, term_xy: np.ndarray) -> _Added:
-    """Scenario 5: added transactions at unreachable terminals, larger amounts, any hour."""
-    if not c.account_takeover_per_day or not c.account_takeover_days:
-        return _no_rows()
-    cust = np.concatenate([rng.choice(c.n_customers, size=c.account_takeover_per_day,
-                                      replace=False) for _ in range(c.n_days)])
-    first = np.repeat(np.arange(c.n_days), c.account_takeover_per_day)
-    # One row per (taken-over customer, day of the takeover within the simulated span).
-    span = np.arange(c.account_takeover_days)
-    t_cust = np.repeat(cust, len(span))
-    t_day = (first[:, None] + span).ravel()
-    inside = t_day < c.n_days
-    t_cust, t_day = t_cust[inside], t_day[inside]
-    per_day = rng.poisson(c.account_takeover_rate, size=len(t_cust))
-    cust_rows, day_rows = np.repeat(t_cust, per_day), np.repeat(t_day, per_day)
-    m = len(cust_rows)
-    t = day_rows * DAY_S + np.trunc(rng.uniform(1.0, DAY_S, size=m))
-    # Terminals the customer never uses: redraw the few that fall within its radius.
-    term = rng.integers(0, c.n_terminals, size=m)
-    for _ in range(100):
-        near = np.linalg.norm(term_xy[term] - cust_xy[cust_rows], axis=1) < c.radius
-        if not near.any():
-            break
-        term[near] = rng.integers(0, c.n_terminals, size=int(near.sum()))
-    amount = mean_amount[cust_rows] * rng.uniform(*_TAKEOVER_FACTOR_RANGE, size=m)
-    return (cust_rows, term, c.start_ts + t, np.round(amount, 2), np.full(m, 5, dtype=np.int8))
 
 
 # --- the event stream -------------------------------------------------------------------
@@ -420,10 +353,6 @@ def events(df: pd.DataFrame, label_delay_days: float = 7.0,
 
 
 # --- summary ----------------------------------------------------------------------------
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def summary(df: pd.DataFrame) -> str:
     """A one-screen, human-readable summary of a simulated DataFrame."""
     n = len(df)
@@ -446,7 +375,7 @@ def summary(df: pd.DataFrame) -> str:
     ]
     if n:
         lo, hi = float(df["ts"].min()), float(df["ts"].max())
-        lines.append(f"time span     {_iso(lo)} .. {_iso(hi)}  ({(hi - lo) / DAY_S:.1f} days)")
+        lines.append(f"time span     {utc_iso(lo)} .. {utc_iso(hi)}  ({(hi - lo) / DAY_S:.1f} days)")
     return "\n".join(lines)
 
 
@@ -485,123 +414,3 @@ def read_file(path: str | Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{str(path)!r} is not a simulator file: missing columns {missing}")
     return df[list(COLUMNS)].astype(COLUMNS)
-
-
-# --- Kafka sink -------------------------------------------------------------------------
-# Event kind -> contract kind; topics may be keyed by either.
-_CONTRACT_KIND = {"transaction": "transactions", "label": "labels"}
-
-
-class _Pacer:
-    """Holds the producer back to ``speed`` (sim seconds per wall second) and ``rate``
-    (transactions per wall second), sleeping only when at least ``min_sleep_s`` ahead."""
-
-    def __init__(self, speed: float | None, rate: float | None,
-                 clock: Callable[[], float], sleep: Callable[[float], None],
-                 min_sleep_s: float = 0.05):
-        if speed is not None and not speed > 0:
-            raise ValueError("speed must be > 0 simulated seconds per wall second, or None")
-        if rate is not None and not rate > 0:
-            raise ValueError("rate must be > 0 transactions per second, or None")
-        self.speed, self.rate = speed, rate
-        self._clock, self._sleep, self._min_sleep_s = clock, sleep, min_sleep_s
-        self._wall0 = clock()
-        self._sim0: float | None = None
-        self._n_tx = 0
-
-    def wait(self, event_ts: float, is_transaction: bool) -> None:
-        """Called before each send; returns at once unless a chunk's worth ahead."""
-        target = self._wall0
-        if self.speed is not None:
-            if self._sim0 is None:
-                self._sim0 = event_ts
-            target = max(target, self._wall0 + (event_ts - self._sim0) / self.speed)
-        if self.rate is not None and is_transaction:
-            target = max(target, self._wall0 + self._n_tx / self.rate)
-            self._n_tx += 1
-        ahead = target - self._clock()
-        if ahead >= self._min_sleep_s:
-            self._sleep(ahead)
-
-
-def _contract() -> tuple[Callable[[str, dict], bytes], type[Exception]]:
-    # Imported late: the pure generator above must not need the contract's schemas.
-    from .contract import ContractError, encode
-
-    return encode, ContractError
-
-
-def produce_to_kafka(
-    event_iter: Iterable[Event],
-    bootstrap_servers: str | list[str],
-    topics: Mapping[str, str],
-    speed: float | None = None,
-    rate: float | None = None,
-    security_kwargs: Mapping[str, Any] | None = None,
-    progress: Callable[[dict[str, int]], None] | None = None,
-    *,
-    producer: Any | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, int]:
-    """Send :func:`events` to Kafka as contract-valid UTF-8 JSON keyed by card_id.
-
-    ``topics`` maps the event kind (``"transaction"``/``"label"``, or the contract kinds
-    ``"transactions"``/``"labels"``) to a topic name. ``speed`` replays at that many
-    simulated seconds per wall second and ``rate`` caps transactions per wall second; None
-    means as fast as possible. ``progress`` gets the counts about once a second and at the
-    end. A value that breaks the contract raises ValueError before anything of it is sent;
-    a failed delivery raises RuntimeError after the flush. Returns
-    ``{"transactions": n, "labels": m}``.
-
-    ``producer`` (anything with kafka-python's ``send``/``flush``) is used as given and not
-    closed; by default a KafkaProducer is built (acks=all, linger 5 ms, no compression).
-    """
-    encode, contract_error = _contract()
-    topic_of: dict[str, str] = {}
-    for kind, contract_kind in _CONTRACT_KIND.items():
-        name = topics.get(kind, topics.get(contract_kind))
-        if name:
-            topic_of[kind] = name
-    pacer = _Pacer(speed, rate, clock, sleep)
-    owned = producer is None
-    if owned:
-        from kafka import KafkaProducer
-
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5,
-            compression_type=None, client_id="fraudstream-simulator",
-            **dict(security_kwargs or {}),
-        )
-
-    counts = {"transactions": 0, "labels": 0}
-    failures: list[BaseException] = []
-    next_report = clock() + 1.0
-    try:
-        for kind, key, value, event_ts in event_iter:
-            if kind not in topic_of:
-                raise ValueError(f"no topic for {kind!r} events; topics has {sorted(topics)}")
-            contract_kind = _CONTRACT_KIND[kind]
-            try:
-                payload = encode(contract_kind, value)
-            except contract_error as exc:
-                tx_id = value.get("tx_id")
-                raise ValueError(f"simulated {kind} {tx_id!r} breaks the contract: {exc}") from exc
-            pacer.wait(event_ts, kind == "transaction")
-            future = producer.send(topic_of[kind], key=key.encode("utf-8"), value=payload)
-            if hasattr(future, "add_errback"):
-                future.add_errback(failures.append)
-            counts[contract_kind] += 1
-            if progress is not None and clock() >= next_report:
-                progress(dict(counts))
-                next_report = clock() + 1.0
-        producer.flush()
-    finally:
-        if owned:
-            producer.close()
-    if failures:
-        raise RuntimeError(f"{len(failures)} of {sum(counts.values())} messages were not delivered; "
-                           f"first error: {failures[0]!r}")
-    if progress is not None:
-        progress(dict(counts))
-    return counts

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ..models.days import DAY_S
 from .config import Settings
 from .kafka_clients import aiokafka_security, follow_forever
 from .metrics import WorkerMetrics
@@ -37,7 +38,7 @@ class TerminalFeed:
         self.path = path
         self.metrics = metrics
         self.started = started  # process start (time.monotonic()), for the ready gauge
-        self.delay_s = settings.label_delay_days * 86400.0
+        self.delay_s = settings.label_delay_days * DAY_S
         self.view = self._load()
         self.ready = asyncio.Event()
         self._lag = 0

@@ -22,6 +22,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from ..models.days import DAY_S
 from ..models.window import TrainingWindow, WindowData
 from .announce import LONG_LIVED_CLIENT, feature_problem, safe_decode
 from .config import Settings
@@ -31,7 +32,6 @@ from .metrics import TrainerMetrics
 __all__ = ["WindowReader"]
 
 log = logging.getLogger("fraudstream.trainer")
-_DAY_S = 86_400.0
 
 
 class WindowReader:
@@ -44,7 +44,7 @@ class WindowReader:
         self.metrics = metrics
         self.refusals = refusals
         self.stop = stop or threading.Event()
-        self.window = TrainingWindow(names, settings.trainer_window_days * _DAY_S,
+        self.window = TrainingWindow(names, settings.trainer_window_days * DAY_S,
                                      settings.trainer_max_rows,
                                      max_future_skew_s=settings.max_future_skew_s)
         self.new_frauds = 0
@@ -77,7 +77,7 @@ class WindowReader:
         and read up to the end offsets seen at start. Returns the window's stats."""
         consumer = self._consumer or self.open()
         now = time.time() if now is None else now
-        since_ms = int((now - (self.settings.trainer_window_days + 1) * _DAY_S) * 1000)
+        since_ms = int((now - (self.settings.trainer_window_days + 1) * DAY_S) * 1000)
         starts = consumer.offsets_for_times({tp: since_ms for tp in self.partitions})
         ends = consumer.end_offsets(self.partitions)
         total = 0

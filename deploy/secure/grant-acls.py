@@ -3,7 +3,7 @@
 Run by the one-shot service kafka-secure-acls (docker-compose.yml) in the fraudstream image,
 as the super user `admin`, after the broker is up: KRaft keeps ACLs in its metadata log, so
 unlike the SCRAM users they cannot be written when the storage is formatted. What each role
-may do comes from fraudstream.stream.kafka_local.role_acls (the same list `fraudstream kafka
+may do comes from fraudstream.stream.kafka_secure.role_acls (the same list `fraudstream kafka
 start --secure` grants and tests/stream/test_secure_kafka.py checks), for the topic names and
 FRAUDSTREAM_APP_ID of this process's settings: give it the same FRAUDSTREAM_* variables as
 the workers. Principal `User:<role>`: the SCRAM user kafka-init.sh made for that role.
@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from fraudstream.stream.config import load_settings
-from fraudstream.stream.kafka_local import ROLES, role_acls
+from fraudstream.stream.kafka_secure import ROLES, role_acls
 
 
 def wanted(settings: Any, roles: tuple[str, ...] = ROLES) -> list[Any]:

@@ -17,7 +17,7 @@
 #     no listener lets an anonymous client in.
 #  3. SASL: one SCRAM-SHA-512 user per principal: `admin` (super user: topics-secure,
 #     kafka-secure-acls and the operator's tools), `worker` and `trainer` (only the ACLs of
-#     fraudstream.stream.kafka_local.role_acls, which deploy/secure/grant-acls.py creates once
+#     fraudstream.stream.kafka_secure.role_acls, which deploy/secure/grant-acls.py creates once
 #     the broker is up). KRaft keeps SCRAM credentials in its metadata log, so they are added
 #     when the storage is formatted (kafka-storage.sh format --add-scram, KIP-900), before any
 #     client could log in.

@@ -11,12 +11,12 @@ seeds, and the ledger's interval over every window). Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
+
+from .options import elapsed_say, write_json
 
 __all__ = ["QUICK", "register", "run"]
 
@@ -77,10 +77,7 @@ def run(args: argparse.Namespace) -> int:
         StudyConfig, format_study_table, summarize_seeds)
 
     t0 = time.perf_counter()
-
-    def say(message: str) -> None:
-        print(f"[{time.perf_counter() - t0:7.1f}s] {message}", file=sys.stderr, flush=True)
-
+    say = elapsed_say()
     quick = bool(args.quick)
     try:
         config = StudyConfig(
@@ -109,15 +106,13 @@ def run(args: argparse.Namespace) -> int:
           f"{total:.0f} s")
     print(format_study_table(seeds))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         out = jsonable({"seeds": seeds, "per_seed": results, "total_seconds": total})
-        path.write_text(json.dumps(out, indent=1, allow_nan=False), encoding="utf-8")
-        say(f"wrote {path}")
+        say(f"wrote {write_json(args.json, out)}")
     return 0
 
 
 def _one_seed(config: Any, customers: int, say: Any) -> dict[str, Any]:
+    from fraudstream.models.days import DAY_S
     from fraudstream.models.features import compute_features
     from fraudstream.models.synthesis_study import compare_synthesis
 
@@ -127,5 +122,5 @@ def _one_seed(config: Any, customers: int, say: Any) -> dict[str, Any]:
                                   label_delay_days=config.delay_days)
     df = simulate(sim)
     say(f"simulated {len(df):,} transactions, {int(df['is_fraud'].sum()):,} frauds; features")
-    features = compute_features(df, config.delay_days * 86400.0)
+    features = compute_features(df, config.delay_days * DAY_S)
     return compare_synthesis(df, features, config, progress=say)

@@ -39,7 +39,7 @@ def _broker(args: argparse.Namespace, settings: Settings):
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from ..kafka_local import BrokerError, ensure_jars
+    from ..kafka_jars import BrokerError, ensure_jars
 
     try:
         if args.action == "fetch":
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             status = broker.start(progress=lambda m: print(m, file=sys.stderr))
             print(status.describe())
             if broker.secure:
-                from ..kafka_local import ROLES, role_acls
+                from ..kafka_secure import ROLES, role_acls
 
                 broker.grant([a for role in ROLES for a in role_acls(settings, role)])
                 files = broker.secure_files

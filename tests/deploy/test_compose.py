@@ -548,8 +548,8 @@ def _properties(text: str) -> dict[str, str]:
 
 def test_each_secure_service_logs_in_as_its_own_principal_under_the_authorizer(compose):
     """One SCRAM principal per role with its own required password; the broker authorizes
-    every request as `fraudstream kafka start --secure` does (stream/kafka_local.py)."""
-    from fraudstream.stream.kafka_local import _SECURE_LISTENERS
+    every request as `fraudstream kafka start --secure` does (stream/kafka_config.py)."""
+    from fraudstream.stream.kafka_config import SECURE_LISTENERS
 
     services = compose["services"]
     init = services["kafka-secure-init"]["environment"]
@@ -578,7 +578,7 @@ def test_each_secure_service_logs_in_as_its_own_principal_under_the_authorizer(c
         assert _wrapped(services[name])[0] == KAFKA_PASSWORDS[user], name
 
     kafka = services["kafka-secure"]["environment"]
-    local = _properties(_SECURE_LISTENERS)
+    local = _properties(SECURE_LISTENERS)
     assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == local["authorizer.class.name"]
     assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == local["allow.everyone.if.no.acl.found"] == "false"
     supers = kafka["KAFKA_SUPER_USERS"].split(";")

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from sklearn.metrics import average_precision_score, precision_score, recall_score
 
-from fraudstream.models import online
 from fraudstream.models.online import MODELS, CheckpointError, OnlineLearner, PrequentialMetrics
 
 N_FEATURES = 20
@@ -179,7 +178,7 @@ def test_failed_save_keeps_previous_checkpoint(train, probe, tmp_path, monkeypat
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(online.pickle, "dumps", boom)
+    monkeypatch.setattr(pickle, "dumps", boom)
     with pytest.raises(OSError):
         OnlineLearner().save(path)
     assert path.read_bytes() == good
@@ -451,10 +450,10 @@ def test_a_crash_between_the_two_renames_leaves_the_old_checkpoint_loadable(
             raise KeyboardInterrupt("power cut")
         real_replace(src, dst)
 
-    monkeypatch.setattr(online.os, "replace", crash_on_the_checkpoint)
+    monkeypatch.setattr(os, "replace", crash_on_the_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         new.save(path)
-    monkeypatch.setattr(online.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     # The sidecar already names the new checkpoint, and still the old one, which loads.
     assert len((tmp_path / "online.pkl.sha256").read_text().split()) == 2
     np.testing.assert_array_equal(OnlineLearner.load(path).predict_proba_many(probe),

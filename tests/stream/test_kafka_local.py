@@ -10,7 +10,7 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from fraudstream.stream import kafka_local
+from fraudstream.stream import kafka_jars
 from fraudstream.stream.contract import decode, encode
 from fraudstream.stream.kafka_local import BrokerError, LocalBroker, free_port, metadata_ok
 from fraudstream.stream.topics import admin_client, create_topics, topic_specs
@@ -95,15 +95,15 @@ def test_cli_start_status_stop_leaves_no_java(tmp_path):
 
 def test_missing_java_is_named(monkeypatch):
     monkeypatch.delenv("JAVA_HOME", raising=False)
-    monkeypatch.setattr(kafka_local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kafka_jars.shutil, "which", lambda name: None)
     with pytest.raises(BrokerError, match="JDK 17"):
-        kafka_local.find_java()
+        kafka_jars.find_java()
 
 
 def test_missing_maven_is_named(monkeypatch, tmp_path):
-    monkeypatch.setattr(kafka_local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kafka_jars.shutil, "which", lambda name: None)
     with pytest.raises(BrokerError, match="apt-get install maven"):
-        kafka_local.ensure_jars(tmp_path)
+        kafka_jars.ensure_jars(tmp_path)
 
 
 def test_port_in_use_is_a_clear_error(kafka_broker, tmp_path, settings):
