@@ -171,6 +171,19 @@ _DEMO_TRAINER = dict(trainer_interval_s=40, trainer_holdout_days=5, trainer_gap_
                      trainer_publish_synthetic="true")
 
 
+def demo_settings(settings: Settings, data_dir: Path, bootstrap: str) -> Settings:
+    """The demo's settings: everything it writes (registry, worker state) under ``data_dir``.
+
+    The demo starts a fresh broker in a wiped ``data_dir`` each time; worker state kept
+    elsewhere would hold changelog offsets the new broker never had, and faust refuses to
+    start on it (ConsistencyError): a second ``make demo`` would fail.
+    """
+    return settings.model_copy(update={"broker_url": f"kafka://{bootstrap}",
+                                       "model_registry": data_dir / "registry",
+                                       "state_dir": data_dir / "state",
+                                       "app_id": "fraudstream-demo"})
+
+
 def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers: int = 1000,
              keep: bool = False) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -180,9 +193,8 @@ def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers
     broker = LocalBroker(data_dir, settings.kafka_home, port=port)
     print(f"starting a fresh local Kafka broker on 127.0.0.1:{port} ...", flush=True)
     status = broker.start(progress=print)
-    registry = data_dir / "registry"
-    demo = settings.model_copy(update={"broker_url": f"kafka://{status.bootstrap}",
-                                       "model_registry": registry, "app_id": "fraudstream-demo"})
+    demo = demo_settings(settings, data_dir, status.bootstrap)
+    registry = demo.model_registry
     for name, state in create_topics(demo).items():
         print(f"  topic {name:28s} {state}")
     env = settings_env(demo, app_id=demo.app_id, checkpoint_every_s=10)
