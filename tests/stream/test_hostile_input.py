@@ -191,6 +191,10 @@ def test_no_hostile_record_blinds_or_crashes_the_worker_or_the_trainer(settings,
         for i, (codec, rows) in enumerate(zip(CODECS, chunks)):
             _produce(settings, [clean[j] for j in rows], codec)
             if i == 1:  # mid-stream: every partition's watermark is established by now
+                # ... once the worker scores: its follower reads synthetic frauds from the
+                # end it found at start, so garbage sent before it started is never judged
+                # (one CI run produced it during the worker's 5 s start-up).
+                read_topic(settings, settings.topics.scores, lambda r: len(r) >= 1, timeout=120)
                 _produce(settings, [(t, k, v) for t, k, v, _ in hostile])
                 _produce(settings, control)
         scores = read_topic(settings, settings.topics.scores, lambda r: len(r) >= len(df), timeout=300)
@@ -204,6 +208,12 @@ def test_no_hostile_record_blinds_or_crashes_the_worker_or_the_trainer(settings,
         wait_for("the trainer to read the hostile examples",
                  lambda: (trainer.metric("fraudstream_trainer_examples_total",
                                          {"outcome": "invalid"}) or 0) >= 3, 60, trainer)
+        # The worker's follower reads the control topics on a task of its own: wait for it
+        # to have judged the garbage (reading its counters at once raced it in one CI run).
+        wait_for("the worker to refuse the control-plane garbage",
+                 lambda: (worker.metric("fraudstream_synthetic_refused_total") or 0) >= 3
+                 and (worker.metric("fraudstream_model_swaps_total", {"outcome": "refused"})
+                      or 0) >= 5, 60, worker)
         worker_metrics = {name: worker.metric(name, labels) for name, labels in [
             ("fraudstream_model_swaps_total", {"outcome": "refused"}),
             ("fraudstream_synthetic_refused_total", None),
