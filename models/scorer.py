@@ -1,7 +1,7 @@
 """The scorer: per-model scores for a micro-batch, the final score, and a decision.
 
-The online learner always scores. A batch model (the trainer's champion) can be plugged in
-and swapped at any time with :meth:`Scorer.swap_batch`; a swap replaces one reference, so a
+The online learner always scores. A batch model (XGBoost, trained by the trainer) can be plugged in
+as the champion and swapped at any time with :meth:`Scorer.swap_champion`; a swap replaces one reference, so a
 micro-batch is scored entirely by the model that was current when it started. A shadow model
 is scored and reported but never decides.
 
@@ -20,15 +20,15 @@ from typing import Protocol, Sequence
 import numpy as np
 
 __all__ = [
-    "BatchModel", "fallback_class", "FALLBACK_BATCH_FAILED", "FALLBACK_ONLINE", "FALLBACK_REVIEW", "Thresholds",
+    "BatchModel", "fallback_class", "FALLBACK_CHAMPION_FAILED", "FALLBACK_ONLINE", "FALLBACK_REVIEW", "Thresholds",
     "ScoredBatch", "Scorer", "decide",
 ]
 
 # The reasons in ScoredBatch.fallbacks: a small fixed set, fit for a metric label.
-FALLBACK_ONLINE = "batch score not finite; online learner decided"
-FALLBACK_BATCH_FAILED = "batch model failed; online learner decided"
+FALLBACK_ONLINE = "champion score not finite; online learner decided"
+FALLBACK_CHAMPION_FAILED = "champion failed; online learner decided"
 FALLBACK_REVIEW = "no finite score; review"
-_FALLBACK_CLASSES = {FALLBACK_ONLINE: "champion_failed", FALLBACK_BATCH_FAILED: "champion_failed",
+_FALLBACK_CLASSES = {FALLBACK_ONLINE: "champion_failed", FALLBACK_CHAMPION_FAILED: "champion_failed",
                      FALLBACK_REVIEW: "no_finite_score"}
 
 
@@ -82,14 +82,14 @@ def decide(scores: np.ndarray, thresholds: Thresholds) -> list[str]:
 class ScoredBatch:
     """A scored micro-batch; all lists and arrays have one entry per row.
 
-    ``model_version`` is the batch's nominal deciding model (the champion when one is
+    ``model_version`` is the micro-batch's nominal deciding model (the champion when one is
     loaded); ``versions`` is the model that decided each row, which differs where the online
     learner stood in for the champion (``fallbacks`` says so). A row no model could score
     keeps the nominal version. Put ``versions[i]`` on the wire.
     """
 
     scores: np.ndarray               # the deciding score, finite, in [0, 1]
-    per_model: dict[str, np.ndarray]  # "online", and "batch"/"shadow" when loaded; NaN: no score
+    per_model: dict[str, np.ndarray]  # "online", "batch" (the champion), "shadow"; NaN: no score
     decisions: list[str]
     model_version: str
     reasons: list[list[dict[str, float]]]  # per row: top features by contribution (may be empty)
@@ -107,19 +107,19 @@ class ScoredBatch:
 
 
 class Scorer:
-    """Scores micro-batches with the online learner and, when loaded, the batch champion."""
+    """Scores micro-batches with the online learner and, when loaded, the champion."""
 
     def __init__(self, online: OnlineModel, thresholds: Thresholds = Thresholds(),
                  online_version: str = "online-v1") -> None:
         self.online = online
         self.thresholds = thresholds
         self.online_version = online_version
-        self._batch: BatchModel | None = None
+        self._champion: BatchModel | None = None
         self._shadow: BatchModel | None = None
 
     @property
-    def batch(self) -> BatchModel | None:
-        return self._batch
+    def champion(self) -> BatchModel | None:
+        return self._champion
 
     @property
     def shadow(self) -> BatchModel | None:
@@ -128,11 +128,11 @@ class Scorer:
     @property
     def model_version(self) -> str:
         """The version of the model whose score decides (when it can score)."""
-        return self._batch.version if self._batch is not None else self.online_version
+        return self._champion.version if self._champion is not None else self.online_version
 
-    def swap_batch(self, model: BatchModel | None) -> None:
-        """Replace the deciding batch model (``None`` returns to the online learner)."""
-        self._batch = model
+    def swap_champion(self, model: BatchModel | None) -> None:
+        """Replace the deciding model, the champion (``None`` returns to the online learner)."""
+        self._champion = model
 
     def swap_shadow(self, model: BatchModel | None) -> None:
         self._shadow = model
@@ -144,20 +144,21 @@ class Scorer:
         When every deciding score is finite this costs a few vectorised ``isfinite`` checks;
         the per-row fall-back work runs only for the other rows.
         """
-        batch, shadow = self._batch, self._shadow  # one model per batch, even across a swap
+        # One model per role for the whole micro-batch, even across a swap.
+        champion, shadow = self._champion, self._shadow
         n = len(features)
         errors: dict[str, str] = {}
         online, online_ok = self._online_scores(features, errors)
         per_model = {"online": online}
         final, ok, version = online, online_ok, self.online_version
-        batch_failed = False
-        if batch is not None:
-            version = batch.version
+        champion_failed = False
+        if champion is not None:
+            version = champion.version
             try:
-                final, ok = _unit(batch.predict_proba(_matrix(features, batch)), n)
+                final, ok = _unit(champion.predict_proba(_matrix(features, champion)), n)
             except Exception as e:  # a broken champion: the online learner stands in
-                errors["batch"] = _describe(e)
-                final, ok, batch_failed = np.full(n, np.nan), np.zeros(n, dtype=bool), True
+                errors["champion"] = _describe(e)
+                final, ok, champion_failed = np.full(n, np.nan), np.zeros(n, dtype=bool), True
             per_model["batch"] = final
         if shadow is not None:
             try:
@@ -168,8 +169,8 @@ class Scorer:
         fallbacks: list[str | None] = [None] * n
         versions = [version] * n
         if ok is not None:  # some deciding score is not finite
-            final = self._fall_back(final, ok, online, online_ok, batch is not None,
-                                    batch_failed, fallbacks, versions)
+            final = self._fall_back(final, ok, online, online_ok, champion is not None,
+                                    champion_failed, fallbacks, versions)
         try:
             explain = getattr(self.online, "explain_many", None)
             # Reasons come from the online model, the only one with an additive decomposition
@@ -200,15 +201,15 @@ class Scorer:
         return _unit(raw, n)
 
     def _fall_back(self, final: np.ndarray, ok: np.ndarray, online: np.ndarray,
-                   online_ok: np.ndarray | None, has_batch: bool, batch_failed: bool,
+                   online_ok: np.ndarray | None, has_champion: bool, champion_failed: bool,
                    fallbacks: list[str | None], versions: list[str]) -> np.ndarray:
         """``final`` with its non-finite rows filled from the online learner, else review."""
         final = final.copy()
         bad = np.flatnonzero(~ok)
-        if has_batch:
+        if has_champion:
             by_online = bad if online_ok is None else bad[online_ok[bad]]
             final[by_online] = online[by_online]
-            reason = FALLBACK_BATCH_FAILED if batch_failed else FALLBACK_ONLINE
+            reason = FALLBACK_CHAMPION_FAILED if champion_failed else FALLBACK_ONLINE
             for i in by_online.tolist():
                 fallbacks[i], versions[i] = reason, self.online_version
             bad = np.setdiff1d(bad, by_online, assume_unique=True)

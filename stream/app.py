@@ -67,13 +67,13 @@ def _message(event: faust.EventT) -> Message:
 class WorkerApp:
     """One worker process: the faust app plus the objects its agents share."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
+    def __init__(self, settings: Settings, metrics_registry: CollectorRegistry | None = None,
                  passthrough: bool = False) -> None:
         self.settings = s = settings
-        self.registry = registry or CollectorRegistry()
+        self.metrics_registry = metrics_registry or CollectorRegistry()
         self.feature_names = feature_names(s.extra_features, s.feature_set)
         self.checkpoint_path = Path(s.model_registry) / "online" / f"{s.worker_id}.pkl"
-        self.metrics = WorkerMetrics(self.registry)
+        self.metrics = WorkerMetrics(self.metrics_registry)
         self.learner = load_learner(self.checkpoint_path, s, self.metrics)
         self.scorer = Scorer(self.learner, Thresholds(s.review_threshold, s.decline_threshold))
         self.prequential = PrequentialMetrics(window=s.prequential_window)
@@ -443,7 +443,7 @@ class WorkerApp:
         self.metrics.processing.labels(stage).observe(time.perf_counter() - started)
 
 
-def build_app(settings: Settings, registry: CollectorRegistry | None = None,
+def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = None,
               passthrough: bool = False) -> WorkerApp:
     """Build one worker's faust app from the settings."""
-    return WorkerApp(settings, registry=registry, passthrough=passthrough)
+    return WorkerApp(settings, metrics_registry=metrics_registry, passthrough=passthrough)

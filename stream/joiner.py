@@ -31,21 +31,13 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-__all__ = ["Joined", "LabelJoiner", "PartitionedStore"]
+from .store import PartitionedStore
+
+__all__ = ["Joined", "LabelJoiner"]
 
 Mode = Literal["all", "fraud_only"]
-
-
-class PartitionedStore(Protocol):
-    """stream/state.py's table, or a dict wrapper in tests."""
-
-    def __len__(self) -> int: ...
-    def get(self, partition: int, key: str) -> Any: ...
-    def put(self, partition: int, key: str, value: Any) -> None: ...
-    def delete(self, partition: int, key: str) -> None: ...
-    def items(self, partitions: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ class ModelFollower:
             self._refuse_record(ann)
             return
         try:
-            current = self.scorer.batch if ann.role == "champion" else self.scorer.shadow
+            current = self.scorer.champion if ann.role == "champion" else self.scorer.shadow
             if (current.version if current is not None else None) == ann.version:
                 self.metrics.model_swaps.labels("unchanged").inc()
                 return
@@ -227,13 +227,13 @@ class ModelFollower:
         """Swap ``model`` in for ``ann.role``; False (counted, logged) when it was refused."""
         role, payload = ann.role, ann.payload
         if isinstance(model, _Refused):
-            kept = self.scorer.batch if role == "champion" else self.scorer.shadow
+            kept = self.scorer.champion if role == "champion" else self.scorer.shadow
             self._refuse(role, model.reason, f"refused {role} {printable(ann.version, 80)}: "
                          f"{model.error}; keeping "
                          f"{kept.version if kept is not None else 'no batch model'}")
             return False
         if role == "champion":
-            self.scorer.swap_batch(model)
+            self.scorer.swap_champion(model)
         else:
             self.scorer.swap_shadow(model)
         self.metrics.model_swaps.labels("loaded" if model is not None else "cleared").inc()

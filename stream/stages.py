@@ -2,7 +2,7 @@
 
 The faust agents in :mod:`fraudstream.stream.app` are loops around these: decode a
 micro-batch, call a stage, send what it returns. Keyed state is reached through
-:class:`KeyedStore` (a RocksDB-backed table in production, stream/state.py; a dict in tests).
+:class:`~fraudstream.stream.store.PartitionedStore` (a RocksDB-backed table in production, a dict in tests).
 
 Stages:
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from kafka.partitioner.default import murmur2
 
@@ -31,10 +31,10 @@ from ..models.features import DEFAULT_FEATURE_SET, CardState, assemble_features
 from .contract import DEFAULT_BOUNDS, REASONS, Bounds, dead_letter, decode, parse_ts
 from .event_time import EventTimeGuard
 from .records import Featurised
+from .store import PartitionedStore
 from .terminal_view import TerminalEvents, TerminalView, source_uid
 
 __all__ = [
-    "KeyedStore",
     "Message",
     "DeadLetter",
     "FeatureStageResult",
@@ -51,13 +51,6 @@ def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as in the Java client) picks for
     ``key``: where records keyed by this card/terminal live in every co-partitioned topic."""
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
-
-
-class KeyedStore(Protocol):
-    """Partitioned key/value state (stream/state.py's table, or a dict wrapper in tests)."""
-
-    def get(self, partition: int, key: str) -> Any: ...
-    def put(self, partition: int, key: str, value: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -135,7 +128,7 @@ def triage(kind: str, messages: list[Message], max_bytes: int, now: float,
     return valid, dead
 
 
-def feature_stage(messages: list[Message], cards: KeyedStore, terminals: TerminalView,
+def feature_stage(messages: list[Message], cards: PartitionedStore, terminals: TerminalView,
                   max_bytes: int, now: float, extra: tuple[str, ...] = (),
                   bounds: Bounds = DEFAULT_BOUNDS, clock: EventTimeGuard | None = None,
                   feature_set: str = DEFAULT_FEATURE_SET) -> FeatureStageResult:
@@ -156,7 +149,7 @@ def feature_stage(messages: list[Message], cards: KeyedStore, terminals: Termina
     return out
 
 
-def _feature_step(m: Message, tx: dict[str, Any], cards: KeyedStore, terminals: TerminalView,
+def _feature_step(m: Message, tx: dict[str, Any], cards: PartitionedStore, terminals: TerminalView,
                   extra: tuple[str, ...], events: TerminalEvents,
                   feature_set: str = DEFAULT_FEATURE_SET) -> Featurised:
     ts = parse_ts(tx["ts"])

@@ -60,7 +60,8 @@ def _to_dict(value: Any) -> Any:
 
 
 class PartitionedTable:
-    """One faust table's state, written with an explicit partition.
+    """One faust table's state, written with an explicit partition: the production
+    :class:`~fraudstream.stream.store.PartitionedStore`.
 
     ``counted`` keeps the number of keys per partition (the label join caps its stores by
     size); it costs a RocksDB lookup per ``put`` of a key not in memory.

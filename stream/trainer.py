@@ -139,9 +139,9 @@ class _Cycle:
 class Trainer:
     """The trainer's loop: window, schedule, requests, one cycle thread at a time."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, settings: Settings, metrics_registry: CollectorRegistry | None = None) -> None:
         s = self.settings = settings
-        self.metrics = TrainerMetrics(registry or CollectorRegistry())
+        self.metrics = TrainerMetrics(metrics_registry or CollectorRegistry())
         self.registry = Registry(s.model_registry, keep=s.trainer_keep_versions)
         self.names = feature_names(s.extra_features, s.feature_set)
         self.schema = schema_hash(self.names)

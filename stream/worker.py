@@ -23,7 +23,7 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
         worker_app.follower.load_initial()  # a worker started later begins with the champion
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_bind,
-                          registry=worker_app.registry)
+                          registry=worker_app.metrics_registry)
         logging.getLogger("fraudstream.worker").info(
             "metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
     limit_client_logs()  # a broker outage must not write megabytes of retry lines a second

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from fraudstream.models.scorer import (
-    FALLBACK_BATCH_FAILED, FALLBACK_ONLINE, FALLBACK_REVIEW, Scorer, ScoredBatch, Thresholds,
+    FALLBACK_CHAMPION_FAILED, FALLBACK_ONLINE, FALLBACK_REVIEW, Scorer, ScoredBatch, Thresholds,
     decide,
 )
 
@@ -60,7 +60,7 @@ def test_online_decides_until_a_batch_model_is_plugged_in_then_it_swaps():
     feats = [{"amount": 1.0}] * 3
     first = scorer.score(feats)
     assert first.model_version == "online-v1" and set(first.per_model) == {"online"}
-    scorer.swap_batch(Const(0.95, version="batch-7"))
+    scorer.swap_champion(Const(0.95, version="batch-7"))
     second = scorer.score(feats)
     assert second.model_version == "batch-7" and second.decisions == ["decline"] * 3
     assert second.versions == ["batch-7"] * 3 and second.fallbacks == [None] * 3
@@ -68,7 +68,7 @@ def test_online_decides_until_a_batch_model_is_plugged_in_then_it_swaps():
     scorer.swap_shadow(Const(0.6, version="shadow-1"))
     third = scorer.score(feats)
     assert third.model_version == "batch-7" and third.per_model["shadow"].tolist() == [0.6] * 3
-    scorer.swap_batch(None)
+    scorer.swap_champion(None)
     assert scorer.score(feats).model_version == "online-v1"
 
 
@@ -81,7 +81,7 @@ FEATS = [{"amount": float(i)} for i in range(5)]
 
 def test_a_batch_score_that_is_not_finite_falls_back_to_the_online_learner_per_row():
     scorer = Scorer(Rows([0.1, 0.6, 0.95, 0.2, np.nan]))
-    scorer.swap_batch(Rows([0.96, np.nan, -np.inf, np.inf, np.nan], version="batch-3"))
+    scorer.swap_champion(Rows([0.96, np.nan, -np.inf, np.inf, np.nan], version="batch-3"))
     out = scorer.score(FEATS)
     assert out.scores.tolist()[:4] == [0.96, 0.6, 0.95, 0.2]
     assert out.scores[4] == scorer.thresholds.review
@@ -104,17 +104,17 @@ def test_without_a_finite_score_a_row_is_reviewed():
 
 def test_a_batch_model_that_raises_hands_the_whole_batch_to_the_online_learner():
     scorer = Scorer(Rows([0.1, np.nan, 0.95]))
-    scorer.swap_batch(Raises())
+    scorer.swap_champion(Raises())
     out = scorer.score(FEATS[:3])
     assert out.decisions == ["approve", "review", "decline"]
-    assert out.fallbacks == [FALLBACK_BATCH_FAILED, FALLBACK_REVIEW, FALLBACK_BATCH_FAILED]
+    assert out.fallbacks == [FALLBACK_CHAMPION_FAILED, FALLBACK_REVIEW, FALLBACK_CHAMPION_FAILED]
     assert out.versions == ["online-v1", "broken-1", "online-v1"]
-    assert out.errors == {"batch": "RuntimeError: xgboost said no"}
+    assert out.errors == {"champion": "RuntimeError: xgboost said no"}
     assert np.isnan(out.per_model["batch"]).all()
     # A wrong number of scores is no better than an exception.
-    scorer.swap_batch(Rows([0.99], version="short-1"))
+    scorer.swap_champion(Rows([0.99], version="short-1"))
     out = scorer.score(FEATS[:3])
-    assert out.fallbacks[0] == FALLBACK_BATCH_FAILED and "shape" in out.errors["batch"]
+    assert out.fallbacks[0] == FALLBACK_CHAMPION_FAILED and "shape" in out.errors["champion"]
 
 
 def test_an_online_learner_that_raises_on_a_row_loses_only_that_row():
@@ -179,7 +179,7 @@ def test_property_no_unscorable_row_is_approved_and_scores_stay_in_the_unit_inte
     t = Thresholds(review=min(a, b), decline=max(a, b))
     scorer = Scorer(Rows(online), thresholds=t)
     if batch is not None:
-        scorer.swap_batch(Rows(batch, version="b-1"))
+        scorer.swap_champion(Rows(batch, version="b-1"))
     out = scorer.score([{"amount": 1.0}] * len(online))
     assert np.isfinite(out.scores).all() and (out.scores >= 0).all() and (out.scores <= 1).all()
     deciding = [online] if batch is None else [batch, online]

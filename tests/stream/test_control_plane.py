@@ -80,7 +80,7 @@ class World:
         self.metrics = WorkerMetrics(self.prom)
         self.follower = ModelFollower(self.settings, self.scorer, self.learner, self.metrics, SCHEMA)
         self.announce(b"champion", self.record(self.v1, action="promote"))
-        self.champion = self.scorer.batch
+        self.champion = self.scorer.champion
         assert self.champion is not None and self.champion.version == self.v1
 
     def record(self, of, role="champion", **changes) -> dict:
@@ -141,7 +141,7 @@ def test_a_null_version_under_champion_is_refused_and_the_champion_stays(world, 
     for action in ("clear", "rollback", None):
         world.announce(b"champion", {"version": None, "artifact": None, "sha256": None,
                                      "metrics": {}, **({"action": action} if action else {})})
-    assert world.scorer.batch is world.champion
+    assert world.scorer.champion is world.champion
     assert world.refusals("champion_clear", "champion") == 3
     assert world.swaps("refused") == 3 and world.swaps("cleared") == 0
     assert "cannot clear the champion" in caplog.text
@@ -160,24 +160,24 @@ def test_the_shadow_is_cleared_only_by_an_explicit_clear(world):
     assert world.scorer.shadow is None and world.swaps("cleared") == 1
     world.announce(b"shadow", {**clear, "action": "clear"})           # nothing left to clear
     assert world.swaps("unchanged") == 1
-    assert world.scorer.batch is world.champion
+    assert world.scorer.champion is world.champion
 
 
 def test_a_verified_version_that_is_not_the_registrys_champion_is_refused(world):
     world.announce(b"champion", world.record(world.v2, action="promote"))
     world.announce(b"champion", world.record(world.v2, action="rollback"))
-    assert world.scorer.batch is world.champion
+    assert world.scorer.champion is world.champion
     assert world.refusals("not_champion", "champion") == 2
 
 
 def test_a_promotion_and_a_rollback_through_the_registry_move_the_champion(world):
     world.registry.set_champion(world.v2, "promoted", SCHEMA)
     world.announce(b"champion", world.record(world.v2, action="promote"))
-    assert world.scorer.batch.version == world.v2
+    assert world.scorer.champion.version == world.v2
     state = world.registry.rollback("test rollback")
     assert state["version"] == world.v1
     world.announce(b"champion", world.registry.announcement(world.v1) | {"action": "rollback"})
-    assert world.scorer.batch.version == world.v1
+    assert world.scorer.champion.version == world.v1
     assert world.swaps("loaded") == 3 and world.swaps("refused") == 0
 
 
@@ -205,7 +205,7 @@ def test_champion_announcements_that_fail_a_check_are_refused(world, case, reaso
         # even named by champion.json (forged: set_champion verifies), the artifact is refused
         w.registry._write_champion(record["version"], [], "test", None)  # noqa: SLF001
     w.announce(b"champion", record)
-    assert w.scorer.batch is w.champion
+    assert w.scorer.champion is w.champion
     assert w.refusals(reason, "champion") == 1 and w.swaps("refused") == 1
     if case == "corrupted":
         assert "refused champion" in caplog.text and "sha256" in caplog.text
@@ -230,13 +230,13 @@ def test_champion_announcements_that_fail_a_check_are_refused(world, case, reaso
 ])
 def test_undecodable_and_unknown_records_are_refused(world, key, value, reason):
     world.announce(key, value)
-    assert world.scorer.batch is world.champion
+    assert world.scorer.champion is world.champion
     assert world.refusals(reason) == 1 and world.swaps("refused") == 1
 
 
 def test_the_current_champion_announced_again_is_unchanged(world):
     world.announce(b"champion", world.record(world.v1, action="reannounce"))
-    assert world.scorer.batch is world.champion and world.swaps("unchanged") == 1
+    assert world.scorer.champion is world.champion and world.swaps("unchanged") == 1
 
 
 # -- model-updates at start-up: the newest valid announcement per role wins ---------------------
@@ -261,7 +261,7 @@ def test_at_start_up_garbage_after_the_last_announcement_does_not_unseat_the_cha
     history = pick_announcements(records, on_refused=fresh._refuse_record)
     assert [a.offset for a in history["champion"]] == [4, 3, 0]
     fresh.install_initial(history)
-    assert fresh.scorer.batch.version == w.v1 and fresh.scorer.shadow.version == w.v2
+    assert fresh.scorer.champion.version == w.v1 and fresh.scorer.shadow.version == w.v2
     # refused: the null champion, the bytes, the unknown key, the deep shadow (reading);
     # v2 and v3 as champion, v3 as shadow (loading, newest first until one loads)
     assert w.refusals("champion_clear") == 1 and w.refusals("unknown_role") == 1
@@ -276,7 +276,7 @@ def test_at_start_up_only_garbage_leaves_the_online_learner(world):
                                          "metrics": {}}).encode(), 1)]
     fresh = ModelFollower(world.settings, Scorer(world.learner), world.learner, world.metrics, SCHEMA)
     fresh.install_initial(pick_announcements(records, on_refused=fresh._refuse_record))
-    assert fresh.scorer.batch is None and fresh.scorer.shadow is None
+    assert fresh.scorer.champion is None and fresh.scorer.shadow is None
 
 
 def test_pick_announcements_keeps_a_bounded_history():
@@ -450,7 +450,7 @@ def test_no_announcement_like_record_moves_the_champion(shared_world, data):
 def check_every_record_is_accounted_for_and_the_champion_stays(w: World, key, value) -> None:
     before = w.swaps()
     w.announce(key, value)
-    assert w.scorer.batch is w.champion  # v1 is the registry's champion: nothing else may decide
+    assert w.scorer.champion is w.champion  # v1 is the registry's champion: nothing else may decide
     assert w.swaps() == before + 1       # every record in exactly one outcome
     assert w.swaps("refused") == w.refusals()
 
@@ -493,7 +493,7 @@ def test_no_synthetic_fraud_raises_and_only_bounded_finite_ones_are_learned(shar
         assert set(features) == set(FEATURE_NAMES)
         assert all(math.isfinite(v) and abs(v) <= w.settings.max_feature_abs
                    for v in features.values())
-    assert w.scorer.batch is w.champion
+    assert w.scorer.champion is w.champion
 
 
 # -- the trainer: training-examples and control ---------------------------------------------------
@@ -511,7 +511,7 @@ def training_example(tx_id="t1", event_ts=NOW - DAY, **changes) -> dict:
 @pytest.fixture
 def trainer(tmp_path) -> Trainer:
     t = Trainer(load_settings(model_registry=tmp_path / "registry", trainer_metrics_port=0),
-                registry=CollectorRegistry())
+                metrics_registry=CollectorRegistry())
     for i in range(5):
         assert t.reader.on_example(dumps(training_example(f"seed{i}", NOW - (i + 1) * DAY)),
                                    now=NOW) == "kept"

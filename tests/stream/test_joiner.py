@@ -1,22 +1,7 @@
 from fraudstream.stream.joiner import LabelJoiner
+from store_fakes import DictStore
 
 DAY = 86400.0
-
-
-class DictStore(dict):
-    """The partition-aware store protocol over a dict (partition recorded for the checks)."""
-
-    def get(self, partition, key, default=None):
-        return super().get(key, default)
-
-    def items(self, partitions=None):
-        return list(super().items())
-
-    def put(self, partition, key, value):
-        self[key] = value
-
-    def delete(self, partition, key):
-        self.pop(key, None)
 
 
 def snap(tx, ts):

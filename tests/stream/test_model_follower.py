@@ -51,16 +51,16 @@ class FakeRegistry:
 
 class FakeScorer:
     def __init__(self) -> None:
-        self.batch = None
+        self.champion = None
         self.shadow = None
         self.online_version = "online-0"
 
     @property
     def model_version(self) -> str:
-        return self.batch.version if self.batch is not None else self.online_version
+        return self.champion.version if self.champion is not None else self.online_version
 
-    def swap_batch(self, model) -> None:
-        self.batch = model
+    def swap_champion(self, model) -> None:
+        self.champion = model
 
     def swap_shadow(self, model) -> None:
         self.shadow = model
@@ -129,7 +129,7 @@ def w(tmp_path) -> Follower:
 
 def test_the_registrys_champion_is_swapped_in_and_counted(w):
     w.announce(V1)
-    assert w.scorer.batch.version == V1
+    assert w.scorer.champion.version == V1
     assert w.swaps("loaded") == 1 and w.swapped == ["champion"]
     info = w.prom.get_sample_value("fraudstream_model_info",
                                    {"decision_model": V1, "online": "online-0", "shadow": "none"})
@@ -147,7 +147,7 @@ def test_a_loadable_version_that_is_not_the_registrys_champion_is_refused(w, cap
     w.announce(V1)
     caplog.set_level(logging.ERROR, "fraudstream.worker.models")
     w.announce(V2)
-    assert w.scorer.batch.version == V1
+    assert w.scorer.champion.version == V1
     assert w.refusals("champion", "not_champion") == 1 and w.swaps("refused") == 1
     assert f"keeping {V1}" in caplog.text
 
@@ -155,13 +155,13 @@ def test_a_loadable_version_that_is_not_the_registrys_champion_is_refused(w, cap
 def test_a_version_that_fails_verification_is_refused(w):
     w.registry.champion_version = V3
     w.announce(V3)
-    assert w.scorer.batch is None
+    assert w.scorer.champion is None
     assert w.refusals("champion", "artifact") == 1
 
 
 def test_a_model_of_another_feature_schema_is_refused_without_loading_it(w):
     w.announce(V1, feature_schema="f" * 64)
-    assert w.registry.loaded == [] and w.scorer.batch is None
+    assert w.registry.loaded == [] and w.scorer.champion is None
     assert w.refusals("champion", "feature_schema") == 1
 
 
@@ -171,17 +171,17 @@ def test_a_loader_that_raises_is_counted_and_the_follower_goes_on(w):
     assert w.refusals("champion", "error") == 1
     w.registry.fail_with = None
     w.announce(V1)
-    assert w.scorer.batch.version == V1
+    assert w.scorer.champion.version == V1
 
 
 def test_a_record_under_an_unknown_key_is_refused_as_no_role(w):
     w.announce(V1, key="admin")
-    assert w.scorer.batch is None and w.refusals("none", "unknown_role") == 1
+    assert w.scorer.champion is None and w.refusals("none", "unknown_role") == 1
 
 
 def test_the_shadow_is_deployed_and_cleared(w):
     w.announce(V2, role="shadow")
-    assert w.scorer.shadow.version == V2 and w.scorer.batch is None
+    assert w.scorer.shadow.version == V2 and w.scorer.champion is None
     w.announce(None, role="shadow", artifact=None, sha256=None, action="clear")
     assert w.scorer.shadow is None
     assert w.swaps("loaded") == 1 and w.swaps("cleared") == 1
@@ -199,7 +199,7 @@ def test_at_start_up_the_newest_announcement_that_loads_wins(w):
     # newest first, as announcement_history gives them: V3 does not load, V2 is not champion
     w.follower.install_initial({"champion": [ann(V3, offset=2), ann(V2, offset=1), ann(V1)],
                                 "shadow": [ann(V2, "shadow", 3)]})
-    assert w.scorer.batch.version == V1 and w.scorer.shadow.version == V2
+    assert w.scorer.champion.version == V1 and w.scorer.shadow.version == V2
     assert w.refusals("champion", "artifact") == 1 and w.refusals("champion", "not_champion") == 1
 
 
@@ -210,7 +210,7 @@ def test_load_initial_reads_the_history_and_resumes_after_it(w, monkeypatch):
 
     monkeypatch.setattr(model_follower, "announcement_history", history)
     w.follower.load_initial()
-    assert w.scorer.batch.version == V1 and w.follower.updates_offset == 2
+    assert w.scorer.champion.version == V1 and w.follower.updates_offset == 2
     assert w.refusals("none", "unknown_role") == 1
 
 
@@ -220,7 +220,7 @@ def test_load_initial_without_a_broker_starts_on_the_online_learner(w, monkeypat
 
     monkeypatch.setattr(model_follower, "announcement_history", history)
     w.follower.load_initial()
-    assert w.scorer.batch is None and w.follower.updates_offset == 0
+    assert w.scorer.champion is None and w.follower.updates_offset == 0
     assert "starting without a batch model" in caplog.text
 
 
@@ -309,7 +309,7 @@ def test_follow_resumes_after_the_last_announcement_and_routes_each_topic(w, mon
         asyncio.run(w.follower._follow())
     assert consumer.assigned == [updates, frauds] and consumer.stopped
     assert consumer.seeks == {updates: 7, frauds: "end"}
-    assert w.scorer.batch.version == V1 and w.scorer.shadow.version == V2
+    assert w.scorer.champion.version == V1 and w.scorer.shadow.version == V2
     assert w.refusals("champion", "malformed") == 1
     assert len(w.learner.learned) == 1
     # a reconnect resumes after the last record handled, garbage included

@@ -8,21 +8,9 @@ import pandas as pd
 from fraudstream.models.features import compute_features, feature_names
 from fraudstream.stream.stages import Message, feature_stage, partition_for, triage
 from fraudstream.stream.terminal_view import TerminalView
+from store_fakes import DictStore
 
 DAY = 86400.0
-
-
-class DictStore(dict):
-    """A partitioned store as the stages see it (stream/state.py), in a dict."""
-
-    def get(self, partition, key, default=None):
-        return super().get(key, default)
-
-    def put(self, partition, key, value):
-        self[key] = value
-
-    def delete(self, partition, key):
-        self.pop(key, None)
 
 
 def card_stage(batch, cards, max_bytes, now, view=None, **kw):

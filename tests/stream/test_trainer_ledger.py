@@ -39,7 +39,7 @@ def trainer(tmp_path, monkeypatch):
         trainer_synthetic_ratios=(0.0, 0.25), trainer_validation_days=4,
         trainer_bootstrap_resamples=200, trainer_ledger_cycles=3, trainer_ledger_min_cycles=1,
         trainer_synthesis_retest_every=2)
-    t = Trainer(settings, registry=CollectorRegistry())
+    t = Trainer(settings, metrics_registry=CollectorRegistry())
     t.announced = announced
     return t
 

@@ -74,7 +74,7 @@ def trainer(tmp_path) -> Trainer:
     t = Trainer(load_settings(model_registry=tmp_path / "registry", trainer_metrics_port=0,
                               trainer_interval_s=600, trainer_new_frauds_trigger=50,
                               trainer_cycle_timeout_s=60),
-                registry=CollectorRegistry())
+                metrics_registry=CollectorRegistry())
     t.next_due = NOW + 600
     t.started: list[str] = []
     t.start_cycle = t.started.append  # the cycle itself is not what these tests are about
@@ -130,7 +130,7 @@ def test_no_cycle_starts_while_one_runs(trainer):
 
 def test_start_cycle_takes_the_window_and_counts_the_trigger(tmp_path, monkeypatch):
     t = Trainer(load_settings(model_registry=tmp_path / "registry", trainer_metrics_port=0),
-                registry=CollectorRegistry())
+                metrics_registry=CollectorRegistry())
     taken = []
 
     def run_cycle(cycle, data):

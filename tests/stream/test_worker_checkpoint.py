@@ -14,11 +14,11 @@ from fraudstream.stream.config import load_settings
 def _worker(tmp_path) -> WorkerApp:
     settings = load_settings(model_registry=tmp_path / "registry", worker_id="w-ckpt",
                              metrics_port=0)
-    return WorkerApp(settings, registry=CollectorRegistry())
+    return WorkerApp(settings, metrics_registry=CollectorRegistry())
 
 
 def _refused(app: WorkerApp) -> float:
-    return app.registry.get_sample_value("fraudstream_online_checkpoint_refused_total",
+    return app.metrics_registry.get_sample_value("fraudstream_online_checkpoint_refused_total",
                                          {"action": "load"})
 
 
@@ -66,7 +66,7 @@ def test_a_poisoned_learner_is_never_checkpointed(tmp_path):
     app.learner = learner
     asyncio.run(app._checkpoint())
     assert not app.checkpoint_path.exists()
-    assert app.registry.get_sample_value("fraudstream_online_checkpoint_refused_total",
+    assert app.metrics_registry.get_sample_value("fraudstream_online_checkpoint_refused_total",
                                          {"action": "save"}) == 1
 
 
