@@ -10,7 +10,12 @@ The cycle, in the order of :data:`PHASES`:
                    yet when a model goes live, the handbook's delay period).
 ``diffusion_fit``  a ``TabularDiffusion`` on the training frauds, less a share
                    (``quality_holdout``) kept back to judge the synthetic rows against.
-``sample``         ``synthetic_ratio`` x (training frauds) synthetic frauds.
+``sample``         ``synthetic_ratio`` x (training frauds) synthetic frauds. With a
+                   ``synthesis_target`` (``models/targeting.py``) the model samples
+                   ``oversample`` x as many candidates and keeps the hardest: ``boundary``
+                   (default) those a model trained on the real rows scores nearest the review
+                   threshold (``evaluate-synthesis`` measured it best of the targets, 6 of 6
+                   runs).
 ``quality``        C2ST and DCR (``models/quality.py``); failing a gate rejects the synthetic
                    set and the cycle trains without it, and says so.
 ``train``          the challenger (real + the chosen share of the accepted synthetic rows)
@@ -55,6 +60,7 @@ from .paired import GainInterval, paired_ap_gain, verdict
 from .quality import gates, holdout_split, quality_report
 from .ranking import average_precision, score_metrics
 from .scorer import BatchModel
+from .targeting import select
 from .window import WindowData
 
 __all__ = ["PHASES", "CycleTimeout", "Deadline", "NotEnoughData", "RefreshConfig",
@@ -93,6 +99,8 @@ class RefreshConfig:
     synthetic_ratio: float = 1.0
     diffusion_steps: int | None = None
     synthesis_model: str = "frauds_only"   # one of augmentation.SYNTHESIS_MODELS
+    synthesis_target: str = "boundary"     # one of targeting.TARGETS: which candidates to keep
+    oversample: int = 3                    # candidates sampled per synthetic row kept (targeted)
     device: str = "auto"
     quality_holdout: float = 0.2
     max_c2st_auc: float = 0.75
@@ -175,6 +183,8 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     # -- diffusion, sample, quality -------------------------------------------------------
     synth: np.ndarray | None = None
     model = None
+    plain: XGBoostModel | None = None  # the challenger without synthetic rows
+    target, n_candidates, clusters = "none", 0, None
     quality: dict[str, Any] | None = None
     candidates = tuple(sorted(set(config.ratio_candidates)))
     top_ratio = max(candidates) if candidates else config.synthetic_ratio
@@ -199,16 +209,33 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
             say(f"diffusion fit step {step}/{total} loss {loss:.4f}")
             deadline.check()
 
-        say(f"diffusion: fit on {len(fit_rows):,} frauds ({config.device}), sample {n_synth:,}")
-        synth, model = synthesize_frauds(
-            fit_rows, feature_kinds(names), n_synth, X_legit=legit, steps=config.diffusion_steps,
-            device=config.device, seed=config.seed, progress=fit_progress)
+        target = config.synthesis_target
+        n_candidates = n_synth * (config.oversample if target != "none" else 1)
+        say(f"diffusion: fit on {len(fit_rows):,} frauds ({config.device}), sample "
+            f"{n_candidates:,}" + (f", keep {n_synth:,} ({target})" if target != "none" else ""))
+        sampled, model = synthesize_frauds(
+            fit_rows, feature_kinds(names), n_candidates, X_legit=legit,
+            steps=config.diffusion_steps, device=config.device, seed=config.seed,
+            progress=fit_progress)
         # synthesize_frauds fits then samples; split its time at the fit's end.
         fit_s = model.fit_seconds_
         phases["diffusion_fit"] = fit_s
         if on_phase is not None:
             on_phase("diffusion_fit", fit_s)
         clock[0] = fit_started + fit_s
+        selector = None
+        if target in ("boundary", "low"):
+            # The model whose hard cases are kept: trained on the rows the diffusion model
+            # may see (never the validation period's), so selection leaks nothing either.
+            rows = pool if plan["usable"] else slice(None)
+            selector = XGBoostModel.train(X_train[rows], y_train[rows], names, config.xgb,
+                                          check=deadline.check)
+            if not plan["usable"]:
+                plain = selector  # the same rows and settings: the challenger without synthetic
+        keep, clusters = select(target, sampled, n_synth,
+                                score=None if selector is None else selector.predict_proba,
+                                real=fit_rows, threshold=config.threshold, seed=config.seed)
+        synth = sampled[keep]
         done("sample")
         quality = quality_report(fit_rows, synth, q_hold, names, seed=config.seed,
                                  n_jobs=config.xgb.n_jobs)
@@ -231,7 +258,8 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         X_aug, y_aug, _ = augment(X, y, synth[:n])
         return XGBoostModel.train(X_aug, y_aug, names, config.xgb, check=deadline.check), n
 
-    plain = XGBoostModel.train(X_train, y_train, names, config.xgb, check=deadline.check)
+    if plain is None:
+        plain = XGBoostModel.train(X_train, y_train, names, config.xgb, check=deadline.check)
     validation = None
     ratio = top_ratio if synth is not None else 0.0
     if synth is not None and candidates:
@@ -325,6 +353,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         "split": split,
         "config": jsonable(asdict(config)),
         "synthetic": {"verdict": verdict_, "reason": why, "n_requested": n_synth,
+                      "target": target, "n_candidates": n_candidates, "clusters": clusters,
                       "n_used": n_used, "ratio": ratio, "validation": jsonable(validation)},
         "quality": jsonable(quality),
         "diffusion": None if model is None else {

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from xgboost import XGBClassifier
 
 from .augmentation import default_steps, feature_kinds, legit_sample, synthesize_frauds
+from .batch import XGBoostModel, XGBParams
 from .days import DAY_S
 from .evaluation_stats import t_interval
 from .evaluation_windows import WindowProtocol, protocol_windows, split_window
@@ -47,7 +47,7 @@ from .ledger import summarize as ledger_summary
 from .paired import paired_ap_gain
 from .quality import holdout_split, quality_report
 from .ranking import score_metrics
-from .targeting import select_clusters, select_hard
+from .targeting import select
 
 __all__ = ["StudyConfig", "compare_synthesis", "format_study_table", "summarize_seeds",
            "study_variants"]
@@ -158,14 +158,14 @@ def compare_synthesis(transactions: pd.DataFrame, features: pd.DataFrame,
         candidates, fits = _candidates(config, fit_rows, X_train[y_train == 0], kinds,
                                        n * config.oversample, seed, say)
 
-        def classifier(X_fit: np.ndarray, y_fit: np.ndarray) -> XGBClassifier:
-            clf = XGBClassifier(n_estimators=config.n_estimators, max_depth=config.max_depth,
-                                learning_rate=0.1, tree_method="hist", n_jobs=config.n_jobs,
-                                random_state=seed)
-            return clf.fit(X_fit, y_fit)
+        params = XGBParams(n_estimators=config.n_estimators, max_depth=config.max_depth,
+                           learning_rate=0.1, n_jobs=config.n_jobs, seed=seed)
+
+        def classifier(X_fit: np.ndarray, y_fit: np.ndarray) -> XGBoostModel:
+            return XGBoostModel.train(X_fit, y_fit, names, params)  # the trainer's own training
 
         base = classifier(X_train, y_train)
-        base_test = base.predict_proba(X_test)[:, 1]
+        base_test = base.predict_proba(X_test)
         day = np.floor((ts[test_idx] - w.test_start) / DAY_S).astype(np.int64)
         out: dict[str, Any] = {}
         for variant in variants:
@@ -177,7 +177,7 @@ def compare_synthesis(transactions: pd.DataFrame, features: pd.DataFrame,
                                                 fit_rows, config, seed)
                 X_aug = np.vstack([X_train, rows])
                 y_aug = np.r_[y_train, np.ones(len(rows), np.int64)]
-                score = classifier(X_aug, y_aug).predict_proba(X_test)[:, 1]
+                score = classifier(X_aug, y_aug).predict_proba(X_test)
                 q = quality_report(fit_rows, rows, q_hold, names, seed=seed, n_jobs=config.n_jobs)
                 entry["quality"] = {k: q[k] for k in ("c2st_auc", "c2st_reference_auc",
                                                        "dcr_share", "corr_distance", "ks_mean")}
@@ -232,16 +232,12 @@ def _fit_info(model: Any, seconds: float) -> dict[str, Any]:
     return {"steps": model.steps_, "loss": model.loss_, "seconds": seconds}
 
 
-def _pick(candidates: np.ndarray, n: int, target: str, champion: XGBClassifier,
+def _pick(candidates: np.ndarray, n: int, target: str, champion: XGBoostModel,
           real: np.ndarray, config: StudyConfig, seed: int) -> tuple[np.ndarray, Any]:
     """The ``n`` rows a variant adds, and the cluster counts when targeted by cluster."""
-    if not target:
-        return candidates[:n], None
-    if target == "clusters":
-        idx, info = select_clusters(real, candidates, n, k=config.n_clusters, seed=seed)
-        return candidates[idx], info
-    scores = champion.predict_proba(candidates)[:, 1]
-    return candidates[select_hard(scores, n, mode=target, threshold=config.threshold)], None
+    idx, info = select(target or "none", candidates, n, score=champion.predict_proba, real=real,
+                       threshold=config.threshold, k=config.n_clusters, seed=seed)
+    return candidates[idx], info
 
 
 def _summary(per_window: Sequence[Mapping[str, Any]], variants: Sequence[str],

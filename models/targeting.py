@@ -20,19 +20,50 @@ Pure: arrays in, row indices into the candidates out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 from scipy.special import logit
 from sklearn.cluster import KMeans
 
-__all__ = ["TARGETS", "cluster_quotas", "select_clusters", "select_hard"]
+__all__ = ["TARGETS", "cluster_quotas", "select", "select_clusters", "select_hard"]
 
 TARGETS = ("none", "boundary", "low", "clusters")
 """Ways of picking synthetic frauds: keep the first ``n`` candidates (``none``), or
 :func:`select_hard` with its mode, or :func:`select_clusters`."""
 
 _EPS = 1e-6  # keeps logit finite for scores of exactly 0 or 1
+
+
+def select(
+    target: str,
+    candidates: np.ndarray,
+    n: int,
+    *,
+    score: Callable[[np.ndarray], np.ndarray] | None = None,
+    real: np.ndarray | None = None,
+    threshold: float = 0.5,
+    k: int = 8,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, list[int]] | None]:
+    """Indices of the ``n`` candidates ``target`` (one of :data:`TARGETS`) keeps, and the
+    cluster counts for ``clusters``. ``score`` (the champion's ``predict_proba``) is needed
+    for ``boundary`` and ``low``, ``real`` (the real frauds) for ``clusters``.
+    """
+    if target == "none":
+        if not 0 <= n <= len(candidates):
+            raise ValueError(f"n must be in [0, {len(candidates)}], got {n}")
+        return np.arange(n), None
+    if target == "clusters":
+        if real is None:
+            raise ValueError("target 'clusters' needs the real frauds")
+        return select_clusters(real, candidates, n, k=k, seed=seed)
+    if target in ("boundary", "low"):
+        if score is None:
+            raise ValueError(f"target {target!r} needs a model to score the candidates")
+        return select_hard(score(candidates), n, mode=target, threshold=threshold), None
+    raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
 
 
 def select_hard(

@@ -36,12 +36,12 @@ from ..models.scorer import ScoredBatch, Scorer, Thresholds, fallback_class
 from .config import Settings
 from .contract import Bounds, dead_letter, encode, parse_ts
 from .event_time import EventTimeGuard
+from .gc_watch import GcWatch
 from .joiner import Joined, LabelJoiner
-from .kafka_clients import faust_credentials
 from .learner_checkpoint import load_learner, save_learner
 from .metrics import ConsumerLag, WorkerMetrics
 from .model_follower import ModelFollower
-from .outbox import Outbox, SettledApp
+from .outbox import Outbox, worker_faust_app
 from .records import (
     Featurised, Snapshot, TrainingExample, finite_scores, score_record, snapshot,
     training_example,
@@ -49,7 +49,7 @@ from .records import (
 from .stages import (
     Message, dead_message, feature_stage, partition_for, processing_error, triage,
 )
-from .state import PartitionedTable, dumps
+from .state import PartitionedTable, dumps, table_options
 from .terminal_feed import TerminalFeed
 from .terminal_view import TerminalEvents
 from .topics import internal_topics
@@ -85,33 +85,7 @@ class WorkerApp:
         self.follower = ModelFollower(s, self.scorer, self.learner, self.metrics,
                                       schema_hash(self.feature_names), on_swap=self._on_swap)
 
-        (s.worker_state_dir / "faust").mkdir(parents=True, exist_ok=True)
-        self.app = app = SettledApp(
-            s.app_id,
-            broker=s.faust_broker,
-            broker_credentials=faust_credentials(s),
-            # RocksDB tables with persisted changelog offsets (stream/state.py).
-            store="rocksdb://",
-            datadir=str(s.worker_state_dir / "faust"),
-            table_standby_replicas=s.standby_replicas,
-            broker_session_timeout=s.session_timeout_s,
-            broker_heartbeat_interval=max(1.0, s.session_timeout_s / 5),
-            autodiscover=False,
-            web_enabled=False,
-            topic_partitions=s.partitions,
-            topic_replication_factor=s.replication_factor,
-            consumer_auto_offset_reset="earliest",
-            broker_commit_interval=s.commit_interval_s,
-            producer_linger=0.005,
-            # aiokafka keeps one request in flight per broker, and an agent whose record does
-            # not fit the partition's open batch waits for that batch to be sent; 16 KiB (the
-            # default) holds nine pending snapshots. Well under a topic's 1 MB default.
-            producer_max_batch_size=256 * 1024,
-            producer_acks=-1,
-            stream_buffer_maxsize=8192,
-            table_cleanup_interval=3600,
-            logging_config=None,
-        )
+        self.app = app = worker_faust_app(s)
         t = s.topics
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         self.transactions = app.topic(t.transactions, **raw)
@@ -120,13 +94,7 @@ class WorkerApp:
         # Output topics are written through the Outbox by name; only consumed ones are faust topics.
         self.terminal_events = internal_topics(s)["terminal_events"]
 
-        table = dict(partitions=s.partitions, default=None,
-                     # faust's RocksDB defaults are 64 MiB memtables (x3) and a 2 GiB block
-                     # cache per database, and a worker opens one database per partition per
-                     # table (24 at 8 partitions): RSS grew with every write in a soak.
-                     options={"driver": "rocksdict", "write_buffer_size": 4 << 20,
-                              "max_write_buffer_number": 2, "block_cache_size": 8 << 20},
-                     schema=faust.Schema(key_serializer="json", value_serializer="json"))
+        table = table_options(s)
         self.outbox = app.outbox = Outbox(app)
         self.bounds = Bounds.from_settings(s)
         # Event-time guards of the consumed partitions (stream/event_time.py).
@@ -153,6 +121,7 @@ class WorkerApp:
         self._dropped_seen = dict(self.joiner.dropped)
         self._tx_queue: Any = None  # the score agent's input queue, once it runs
         self.lag = ConsumerLag(self.metrics.consumer_lag)
+        self.gc_watch = GcWatch()
         if passthrough:
             app.agent(self.transactions, name="passthrough")(self._passthrough_agent)
         else:
@@ -172,6 +141,7 @@ class WorkerApp:
         app.timer(1.0)(self._housekeeping)
         app.task(self.follower.run)
         app.task(self.feed.run)
+        app.task(self._watch_loop)
         app.timer(self.settings.checkpoint_every_s)(self._checkpoint)
         app.timer(self.settings.view_save_every_s)(self._save_view)
 
@@ -368,13 +338,23 @@ class WorkerApp:
 
     # -- timers ------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
-        try:
-            self._housekeep()
-        except Exception:  # a bug here must not stop scoring; it is logged with its traceback
-            log.exception("housekeeping failed")
+        with self.metrics.periodic_job.labels("housekeeping").time():
+            try:
+                self._housekeep()
+            except Exception:  # a bug here must not stop scoring; it is logged with its traceback
+                log.exception("housekeeping failed")
         await self.outbox.flush()
 
+    async def _watch_loop(self) -> None:
+        """Measure how long work holds the event loop: every transaction waits behind it."""
+        period = 0.05
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(period)
+            self.metrics.loop_lag.observe(max(0.0, time.monotonic() - started - period))
+
     def _housekeep(self) -> None:
+        self.gc_watch.drain(self.metrics.gc_pause)
         assignment = frozenset(self.app.consumer.assignment()) if self.app.consumer else frozenset()
         self._learn(self.joiner.expire())
         self._update_gauges(assignment)
@@ -397,7 +377,8 @@ class WorkerApp:
             table.persist_offsets(delivered)
 
     async def _save_view(self) -> None:
-        self.feed.save()
+        with self.metrics.periodic_job.labels("save_replica").time():
+            self.feed.save()
 
     def _update_gauges(self, assignment: frozenset) -> None:
         m = self.metrics
@@ -422,7 +403,8 @@ class WorkerApp:
         self.role_prequential[role] = PrequentialMetrics(window=self.settings.prequential_window)
 
     async def _checkpoint(self) -> None:
-        save_learner(self.learner, self.checkpoint_path, self.metrics)
+        with self.metrics.periodic_job.labels("checkpoint_learner").time():
+            save_learner(self.learner, self.checkpoint_path, self.metrics)
 
     # -- helpers -----------------------------------------------------------------------
     def _dead_letter(self, topic: str, source: str, dead: list) -> None:

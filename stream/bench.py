@@ -41,7 +41,7 @@ from .config import Settings
 from .contract import encode
 from .kafka_local import LocalBroker, free_port, metadata_ok
 from .load import LoadTools, PacedProducer, write_lines
-from .processes import WorkerProcess, quantile_between, settings_env
+from .processes import LOOP_LAG, WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
 
 __all__ = ["run_bench", "LabelMode", "DEFAULT_RATES"]
@@ -161,7 +161,7 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
     histograms = []
     try:
         for rate, tx, lab in windows:
-            before = worker.buckets()
+            before = (worker.buckets(), worker.buckets(LOOP_LAG))
             what = "warm-up" if rate is None else f"{rate:,.0f} tx/s"
             say(f"  {side}: offering {what}: {len(tx):,} transactions, {len(lab):,} labels")
             started = time.monotonic()
@@ -178,7 +178,8 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
                 raise RuntimeError(f"{side}: {got:,} of {sent:,} scored 300 s after the load; "
                                    f"see {worker.log_path}")
             time.sleep(2.0)  # let the label path finish before the next load
-            histograms.append((rate, before, worker.buckets(), time.monotonic() - started))
+            after = (worker.buckets(), worker.buckets(LOOP_LAG))
+            histograms.append((rate, before, after, time.monotonic() - started))
     finally:
         worker.stop()
     # Pass-through copies the transaction, so both sides' outputs carry the tx_id.
@@ -197,8 +198,10 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
             "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "n": int(lat.size),
             "achieved_tps": round(len(ids) / span, 1) if span > 0 else None,
             # the worker's own histogram over the same window (upper bucket bounds, ms)
-            "histogram_p50_le": _ms(quantile_between(before, after, 0.5)),
-            "histogram_p99_le": _ms(quantile_between(before, after, 0.99)),
+            "histogram_p50_le": _ms(quantile_between(before[0], after[0], 0.5)),
+            "histogram_p99_le": _ms(quantile_between(before[0], after[0], 0.99)),
+            # how long single pieces of work held the worker's event loop (p99 of 50 ms ticks)
+            "loop_lag_p99_le": _ms(quantile_between(before[1], after[1], 0.99)),
         }
     return result
 
@@ -304,11 +307,13 @@ def _rounded(d: dict) -> dict:
 def table(result: dict) -> str:
     """The latency figures as a small text table."""
     lines = [f"{'offered tx/s':>12} {'achieved':>9} {'pipe p50':>9} {'pipe p99':>9} "
-             f"{'hist p99<=':>10} {'pass p50':>9} {'pass p99':>9} {'p99 ratio':>9}"]
+             f"{'hist p99<=':>10} {'loop p99<=':>10} {'pass p50':>9} {'pass p99':>9} "
+             f"{'p99 ratio':>9}"]
     for rate, row in result["latency_by_offered_tps"].items():
         p, t = row["pipeline"], row["passthrough"]
         lines.append(f"{rate:>12} {p['achieved_tps'] or 0:>9,.0f} {p['p50']:>9.1f} {p['p99']:>9.1f} "
-                     f"{p['histogram_p99_le'] or 0:>10} {t['p50']:>9.1f} {t['p99']:>9.1f} "
+                     f"{p['histogram_p99_le'] or 0:>10} {p.get('loop_lag_p99_le') or 0:>10} "
+                     f"{t['p50']:>9.1f} {t['p99']:>9.1f} "
                      f"{row['p99_ratio'] or 0:>9}")
     if result["pipeline_tps"] is not None:
         lines.append(f"throughput (labels {result['labels']}): pipeline {result['pipeline_tps']:,.0f} "

@@ -191,6 +191,14 @@ class Settings(BaseSettings):
         description="The diffusion model of synthetic frauds: fitted on the training frauds "
                     "alone, or class-conditional on the frauds plus 4 legitimate rows each "
                     "(classifier-free guidance).")
+    trainer_synthesis_target: Literal["none", "boundary", "low", "clusters"] = Field(
+        "boundary",
+        description="Which sampled frauds are kept: the first ones (none), or of "
+                    "FRAUDSTREAM_TRAINER_SYNTHESIS_OVERSAMPLE x as many candidates those a model "
+                    "on the real rows scores nearest the review threshold (boundary) or lowest "
+                    "(low), or those filling rare fraud clusters (clusters).")
+    trainer_synthesis_oversample: int = Field(
+        3, ge=1, le=20, description="Candidates sampled per synthetic fraud kept (targeted).")
     trainer_device: str = Field("auto", description="auto, cpu or cuda[:N] for the diffusion model.")
     trainer_max_c2st_auc: float = Field(0.75, gt=0.5, le=1, description="Quality gate.")
     trainer_max_dcr_share: float = Field(0.10, gt=0, le=1, description="Quality gate.")

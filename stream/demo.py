@@ -185,7 +185,7 @@ def demo_settings(settings: Settings, data_dir: Path, bootstrap: str) -> Setting
 
 
 def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers: int = 1000,
-             keep: bool = False) -> int:
+             mix: str = "handbook", keep: bool = False) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     data_dir = Path(str(settings.kafka_data_dir) + "-demo")
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -208,7 +208,7 @@ def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers
     print(f"trainer started (log {trainer.log_path}, a cycle every {_DEMO_TRAINER['trainer_interval_s']} s); "
           f"metrics at http://127.0.0.1:{trainer.metrics_port}/metrics", flush=True)
 
-    df = sim.simulate(sim.SimulationConfig.scaled(customers, n_days=days, seed=settings.seed,
+    df = sim.simulate(sim.SimulationConfig.scaled(customers, mix, n_days=days, seed=settings.seed,
                                                   label_delay_days=settings.label_delay_days))
     print(sim.summary(df), flush=True)
     span = float(df["ts"].max() - df["ts"].min()) + settings.label_delay_days * DAY_S

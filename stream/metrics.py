@@ -170,6 +170,19 @@ class WorkerMetrics:
         self.terminal_view_bytes = Gauge(
             "fraudstream_terminal_view_saved_bytes", "Size of the last saved replica file.",
             registry=registry)
+        self.loop_lag = Histogram(
+            "fraudstream_event_loop_lag_seconds",
+            "How late the worker's event loop woke a 50 ms timer: the longest it was held by "
+            "one piece of work (a micro-batch, a label batch, a periodic job) meanwhile.",
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.gc_pause = Histogram(
+            "fraudstream_gc_pause_seconds",
+            "Python garbage-collector pauses by generation (the event loop waits meanwhile).",
+            ["generation"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.periodic_job = Histogram(
+            "fraudstream_worker_periodic_job_seconds",
+            "Time a periodic job held the worker's event loop (scoring waits meanwhile).",
+            ["job"], buckets=LATENCY_BUCKETS, registry=registry)
         self.terminal_view_save = Histogram(
             "fraudstream_terminal_view_save_seconds", "Time to save the replica (blocks the loop).",
             buckets=LATENCY_BUCKETS, registry=registry)

@@ -13,7 +13,10 @@ from typing import Any, Callable, NoReturn
 
 import faust
 
-__all__ = ["Outbox", "SettledApp", "Delivered"]
+from .config import Settings
+from .kafka_clients import faust_credentials
+
+__all__ = ["Outbox", "SettledApp", "Delivered", "worker_faust_app"]
 
 log = logging.getLogger("fraudstream.worker")
 
@@ -180,3 +183,34 @@ class SettledApp(faust.App):
                                                        for tp in uncommitted))
             for tp in uncommitted:
                 consumer._read_offset[tp] = None
+
+
+def worker_faust_app(s: Settings) -> SettledApp:
+    """The worker's faust app: RocksDB tables, offsets committed once the Outbox is settled."""
+    (s.worker_state_dir / "faust").mkdir(parents=True, exist_ok=True)
+    return SettledApp(
+        s.app_id,
+        broker=s.faust_broker,
+        broker_credentials=faust_credentials(s),
+        # RocksDB tables with persisted changelog offsets (stream/state.py).
+        store="rocksdb://",
+        datadir=str(s.worker_state_dir / "faust"),
+        table_standby_replicas=s.standby_replicas,
+        broker_session_timeout=s.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, s.session_timeout_s / 5),
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=s.commit_interval_s,
+        producer_linger=0.005,
+        # aiokafka keeps one request in flight per broker, and an agent whose record does
+        # not fit the partition's open batch waits for that batch to be sent; 16 KiB (the
+        # default) holds nine pending snapshots. Well under a topic's 1 MB default.
+        producer_max_batch_size=256 * 1024,
+        producer_acks=-1,
+        stream_buffer_maxsize=8192,
+        table_cleanup_interval=3600,
+        logging_config=None,
+    )

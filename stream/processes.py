@@ -12,10 +12,11 @@ from .config import Settings
 from .kafka_local import free_port
 
 __all__ = ["settings_env", "ServiceProcess", "WorkerProcess", "TrainerProcess",
-           "LATENCY", "quantile_between"]
+           "LATENCY", "LOOP_LAG", "quantile_between"]
 
 # The worker's own end-to-end histogram (stream/metrics.py): producer timestamp to score.
 LATENCY = "fraudstream_end_to_end_latency_seconds"
+LOOP_LAG = "fraudstream_event_loop_lag_seconds"
 
 
 def settings_env(settings: Settings, **extra: object) -> dict[str, str]:

@@ -60,6 +60,8 @@ def refresh_config(s: Settings) -> RefreshConfig:
         synthetic_ratio=s.trainer_synthetic_ratio,
         diffusion_steps=s.trainer_diffusion_steps,
         synthesis_model=s.trainer_synthesis_model,
+        synthesis_target=s.trainer_synthesis_target,
+        oversample=s.trainer_synthesis_oversample,
         device=s.trainer_device,
         max_c2st_auc=s.trainer_max_c2st_auc,
         max_dcr_share=s.trainer_max_dcr_share,

@@ -16,6 +16,9 @@ def register(subparsers: Any, settings: Settings) -> None:
     p.add_argument("--minutes", type=float, default=4.0, help="wall-clock length (default 4)")
     p.add_argument("--days", type=int, default=35, help="simulated days to stream")
     p.add_argument("--customers", type=int, default=1000)
+    p.add_argument("--mix", default="handbook", choices=("handbook", "extended"),
+                   help="the simulator's scenario mix (default %(default)s; extended adds card "
+                        "testing and account takeover)")
     p.add_argument("--keep", action="store_true", help="leave the broker running afterwards")
     p.set_defaults(handler=run)
 
@@ -24,4 +27,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..demo import run_demo
 
     return run_demo(settings, minutes=args.minutes, days=args.days, customers=args.customers,
-                    keep=args.keep)
+                    mix=args.mix, keep=args.keep)

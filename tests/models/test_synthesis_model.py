@@ -49,6 +49,21 @@ def test_synthesize_frauds_fits_the_conditional_model_when_given_legit_rows():
     assert type(plain) is TabularDiffusion
 
 
+def small_window():
+    """Four weeks, the last 7 days the holdout, frauds with larger amounts."""
+    from fraudstream.models.window import WindowData
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = (rng.random(n) < 0.05).astype(np.int64)
+    X = table(n, 0.0, 2)
+    X[y == 1, 0] *= 4
+    return WindowData(feature_names=["amount", "is_night"], X=X, y=y,
+                      ts=np.sort(rng.uniform(0, 28 * 86400.0, n)),
+                      card=np.array([f"c{i % 300}" for i in range(n)], dtype=object),
+                      tx_id=np.array([f"t{i}" for i in range(n)], dtype=object),
+                      score_online=rng.random(n))
+
+
 def test_the_settings_choice_reaches_the_cycle_and_the_sampler(monkeypatch):
     import fraudstream.models.refresh as refresh
     from fraudstream.stream.config import Settings
@@ -60,18 +75,8 @@ def test_the_settings_choice_reaches_the_cycle_and_the_sampler(monkeypatch):
     with pytest.raises(ValueError):
         Settings(trainer_synthesis_model="gan")
 
-    # A small window: 3 weeks, the last 7 days the holdout, frauds with larger amounts.
-    rng = np.random.default_rng(0)
-    n = 3000
-    y = (rng.random(n) < 0.05).astype(np.int64)
-    X = table(n, 0.0, 2)
-    X[y == 1, 0] *= 4
-    from fraudstream.models.window import WindowData
-    data = WindowData(feature_names=["amount", "is_night"], X=X, y=y,
-                      ts=np.sort(rng.uniform(0, 28 * 86400.0, n)),
-                      card=np.array([f"c{i % 300}" for i in range(n)], dtype=object),
-                      tx_id=np.array([f"t{i}" for i in range(n)], dtype=object),
-                      score_online=rng.random(n))
+    data = small_window()
+    X, y = data.X, data.y
     seen = []
     original = refresh.synthesize_frauds
 
@@ -128,3 +133,51 @@ def test_study_variants_and_a_tiny_comparison():
     assert seeds["summary"]["frauds_only"]["ledger"]["n"] == 2
     text = format_study_table(seeds)
     assert len(text.splitlines()) == 1 + len(result["variants"]) and "conditional_w2" in text
+
+
+def test_the_cycle_keeps_the_candidates_nearest_the_boundary(monkeypatch):
+    import fraudstream.models.refresh as refresh
+    from fraudstream.models.batch import XGBoostModel, XGBParams
+    from fraudstream.models.targeting import select_hard
+    from fraudstream.stream.config import Settings
+    from fraudstream.stream.trainer import refresh_config
+
+    cfg = refresh_config(Settings())
+    assert (cfg.synthesis_target, cfg.oversample) == ("boundary", 3)
+    assert refresh_config(Settings(trainer_synthesis_target="none")).synthesis_target == "none"
+    with pytest.raises(ValueError):
+        Settings(trainer_synthesis_target="nearest")
+
+    data = small_window()
+    sampled, trained = [], []
+    original_sample, original_train = refresh.synthesize_frauds, XGBoostModel.train
+
+    def spy_sample(rows, kinds, n_synth, **kwargs):
+        out = original_sample(rows, kinds, n_synth, **{**kwargs, "hidden": (16,)})
+        sampled.append(out[0])
+        return out
+
+    def spy_train(X, y, *args, **kwargs):
+        trained.append(original_train(X, y, *args, **kwargs))
+        return trained[-1]
+
+    monkeypatch.setattr(refresh, "synthesize_frauds", spy_sample)
+    monkeypatch.setattr(refresh.XGBoostModel, "train", staticmethod(spy_train))
+    config = refresh.RefreshConfig(min_frauds=10, diffusion_steps=20, device="cpu",
+                                   xgb=XGBParams(n_estimators=10), synthetic_ratio=0.5,
+                                   max_c2st_auc=1.0, max_dcr_share=1.0)
+    result = refresh.run_cycle(data, None, config)
+    synthetic = result.report["synthetic"]
+    n = synthetic["n_requested"]
+    assert synthetic["target"] == "boundary" and synthetic["n_candidates"] == 3 * n
+    candidates, = sampled
+    assert len(candidates) == 3 * n
+    # The first model trained scores the candidates; its n hardest are the synthetic set.
+    selector = trained[0]
+    keep = select_hard(selector.predict_proba(candidates), n, threshold=config.threshold)
+    np.testing.assert_array_equal(result.synthetic, candidates[keep])
+
+    sampled.clear()
+    result = refresh.run_cycle(data, None, replace(config, synthesis_target="none"))
+    assert len(sampled[0]) == result.report["synthetic"]["n_requested"]
+    np.testing.assert_array_equal(result.synthetic, sampled[0])

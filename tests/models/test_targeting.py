@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fraudstream.models.targeting import cluster_quotas, select_clusters, select_hard
+from fraudstream.models.targeting import cluster_quotas, select, select_clusters, select_hard
 
 
 def test_boundary_keeps_the_scores_nearest_the_threshold_on_the_log_odds_scale():
@@ -70,3 +70,26 @@ def test_select_clusters_with_half_power_and_few_real_rows():
     # k is capped so that clusters hold ~5 real rows each.
     _, info = select_clusters(real[:12], cand, 10, k=8, seed=0)
     assert len(info["real"]) == 2
+
+
+def test_select_dispatches_by_target_and_names_what_it_lacks():
+    candidates = np.arange(12, dtype=np.float64).reshape(6, 2)
+    idx, info = select("none", candidates, 3)
+    assert idx.tolist() == [0, 1, 2] and info is None
+
+    def score(rows):  # the "champion": fraud probability grows with the first column
+        return rows[:, 0] / 10.0
+
+    # scores 0.0, 0.2, 0.4, 0.6, 0.8, 1.0: nearest 0.5 in log-odds are 0.4 and 0.6
+    assert select("boundary", candidates, 2, score=score)[0].tolist() == [2, 3]
+    assert select("low", candidates, 2, score=score)[0].tolist() == [0, 1]
+    idx, info = select("clusters", candidates, 2, real=candidates[:5], k=1)
+    assert len(idx) == 2 and sum(info["chosen"]) == 2
+    with pytest.raises(ValueError, match="needs a model"):
+        select("boundary", candidates, 2)
+    with pytest.raises(ValueError, match="needs the real frauds"):
+        select("clusters", candidates, 2)
+    with pytest.raises(ValueError, match="unknown target"):
+        select("nearest", candidates, 2)
+    with pytest.raises(ValueError, match="n must be"):
+        select("none", candidates, 7)

@@ -14,3 +14,17 @@ def test_the_demo_keeps_worker_state_and_registry_in_its_wiped_folder(tmp_path: 
     # worker of the next run crashed on it (faust ConsistencyError), measured 2026-12-03.
     assert demo.worker_state_dir.is_relative_to(tmp_path / "demo")
     assert Path(demo.model_registry).is_relative_to(tmp_path / "demo")
+
+
+def test_the_demo_offers_every_scenario_mix_of_the_simulator():
+    import argparse
+
+    from fraudstream.stream.cli import demo as demo_cli
+    from fraudstream.stream.config import Settings
+    from fraudstream.stream.simulator import MIXES
+
+    parser = argparse.ArgumentParser()
+    demo_cli.register(parser.add_subparsers(), Settings())
+    choices = next(a for a in parser._subparsers._group_actions[0].choices["demo"]._actions
+                   if a.dest == "mix").choices
+    assert sorted(choices) == sorted(MIXES)

@@ -234,3 +234,4 @@ def test_bench_runs_over_sasl_ssl_as_the_operator(operator: Settings):
     row = result["latency_by_offered_tps"]["100"]
     assert row["pipeline"]["n"] == row["passthrough"]["n"] == 300
     assert 0 < row["pipeline"]["p50"] < 60_000
+    assert row["pipeline"]["loop_lag_p99_le"] is not None  # the worker's loop watch was read

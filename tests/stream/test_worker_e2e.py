@@ -67,6 +67,9 @@ def test_every_transaction_is_scored_and_bad_input_is_dead_lettered(settings, sm
                               lambda r: len(r) >= 0.9 * counts["labels"], timeout=120)
         scored_total = worker.metric("fraudstream_transactions_scored_total")
         dead_total = worker.metric("fraudstream_dead_letters_total")
+        loop_watched = worker.metric("fraudstream_event_loop_lag_seconds_count")
+        housekept = worker.metric("fraudstream_worker_periodic_job_seconds_count",
+                                  {"job": "housekeeping"})
     finally:
         worker.stop()
     values = json_values(scores)
@@ -87,6 +90,9 @@ def test_every_transaction_is_scored_and_bad_input_is_dead_lettered(settings, sm
         kept = (raw or b"")[:DLQ_PAYLOAD_PREFIX_BYTES]
         assert fragment in by_payload[kept], (fragment, by_payload.get(kept))
     assert scored_total == n and dead_total == len(MALFORMED)
+    # The loop watch and the periodic jobs' timings run beside scoring (one sample per 50 ms
+    # and per second respectively, for the whole run).
+    assert loop_watched >= 20 and housekept >= 2
     # labels were joined to their scoring-time snapshots and forwarded to the trainer
     joined = json_values(examples)
     assert len(joined) >= 0.9 * counts["labels"]
