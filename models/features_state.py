@@ -247,6 +247,20 @@ class TerminalState:
         state._delay_s = None if delay is None else float(delay)
         return state
 
+    def columns(self) -> tuple[list[float], list[Any], list[float], list[Any], float | None]:
+        """The state's own lists (times, identities, fraud times, fraud identities) and its
+        delay, not copies: for a caller that reads them at once (a snapshot writer)."""
+        return self._ts, self._ids, self._fraud_ts, self._fraud_ids, self._delay_s
+
+    @classmethod
+    def from_columns(cls, ts: list[float], ids: list[Any], fraud_ts: list[float],
+                     fraud_ids: list[Any], delay_s: float | None) -> TerminalState:
+        """A state over these lists (taken, not copied); the caller checked them (lengths
+        equal, times sorted), as :meth:`from_dict` does for JSON input."""
+        state = cls(delay_s)
+        state._ts, state._ids, state._fraud_ts, state._fraud_ids = ts, ids, fraud_ts, fraud_ids
+        return state
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TerminalState):
             return NotImplemented

@@ -36,7 +36,7 @@ from ..models.scorer import ScoredBatch, Scorer, Thresholds, fallback_class
 from .config import Settings
 from .contract import Bounds, dead_letter, encode, parse_ts
 from .event_time import EventTimeGuard
-from .gc_watch import GcWatch
+from .gc_watch import GcWatch, settle_heap
 from .joiner import Joined, LabelJoiner
 from .learner_checkpoint import load_learner, save_learner
 from .metrics import ConsumerLag, WorkerMetrics
@@ -115,7 +115,7 @@ class WorkerApp:
         self.cards.table.on_recover(self._on_recovered)
         self.outbox.on_settled.append(self._persist_offsets)
         self.feed = TerminalFeed(s, self.terminal_events,
-                                 s.worker_state_dir / "terminal-view.json", self.metrics,
+                                 s.worker_state_dir / "terminal-view.bin", self.metrics,
                                  started=time.monotonic())
         self.view = self.feed.view
         self._dropped_seen = dict(self.joiner.dropped)
@@ -371,14 +371,14 @@ class WorkerApp:
         for table in self.tables:
             table.on_recovered(active)
         self.joiner.rebuild(active)
+        settle_heap()  # the restored state is long-lived: no full collection walks it again
 
     def _persist_offsets(self, delivered: dict[tuple[str, int], int]) -> None:
         for table in self.tables:
             table.persist_offsets(delivered)
 
     async def _save_view(self) -> None:
-        with self.metrics.periodic_job.labels("save_replica").time():
-            self.feed.save()
+        await self.feed.save()  # yields to scoring between chunks: its own histogram times it
 
     def _update_gauges(self, assignment: frozenset) -> None:
         m = self.metrics

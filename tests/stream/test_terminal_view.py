@@ -1,9 +1,11 @@
 """The terminal replica without Kafka: features, identities, the saved file and its refusals."""
 
+import struct
+
 import pytest
 
 from fraudstream.models.features import TerminalState
-from fraudstream.stream.terminal_view import SnapshotError, TerminalView, source_uid
+from fraudstream.stream.terminal_view import SnapshotError, TerminalView, encode_all, source_uid
 
 DAY = 86400.0
 T0 = 1767225600.0
@@ -20,7 +22,7 @@ def _view(delay=DAY):
 
 def test_a_saved_replica_loads_equal_and_resumes_at_its_offsets(tmp_path):
     view = _view()
-    path = tmp_path / "state" / "terminal-view.json"
+    path = tmp_path / "state" / "terminal-view.bin"
     size = view.save(path, "app-terminal-events")
     assert size == path.stat().st_size and [p.name for p in path.parent.iterdir()] == [path.name]
     loaded = TerminalView.load(path, "app-terminal-events", DAY)
@@ -35,9 +37,13 @@ def test_a_saved_replica_loads_equal_and_resumes_at_its_offsets(tmp_path):
 
 
 @pytest.mark.parametrize("damage, reason", [
-    (lambda p: p.write_bytes(p.read_bytes()[:100]), "JSONDecodeError"),
-    (lambda p: p.write_bytes(b'{"v": 99}'), "version"),
-    (lambda p: p.write_bytes(p.read_bytes().replace(b'"fraud_ts"', b'"fraud_tz"')), "KeyError"),
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), "bytes of events|JSONDecodeError"),
+    (lambda p: p.write_bytes(p.read_bytes()[:-8]), "bytes of events"),
+    (lambda p: p.write_bytes(b'{"v": 1, "topic": "topic"}'), "not a version-2"),
+    (lambda p: p.write_bytes(p.read_bytes().replace(b'"v":2', b'"v":9')), "version 9"),
+    (lambda p: p.write_bytes(p.read_bytes().replace(b'"n_fraud"', b'"n_fraux"')), "KeyError"),
+    (lambda p: p.write_bytes(p.read_bytes().replace(b'"n_tx":[10,', b'"n_tx":[11,')),
+     "differ|bytes of events|not sorted"),
 ])
 def test_a_damaged_file_is_refused_with_a_reason(tmp_path, damage, reason):
     path = tmp_path / "view.json"
@@ -75,3 +81,49 @@ def test_terminal_state_identities_make_order_irrelevant():
     for ts, uid in reversed(events + events):  # reversed, and every one twice
         b.add_transaction(ts, uid)
     assert a == b and len(a) == 30
+
+
+def test_a_damaged_event_column_is_refused(tmp_path):
+    path = tmp_path / "view.bin"
+    _view().save(path, "topic")
+    raw = bytearray(path.read_bytes())
+    first_ts = slice(-8 * 101, -8 * 100)  # columns: 50 times, 50 identities, 1 fraud time
+    raw[first_ts] = struct.pack("<d", float("nan"))  # a transaction time, not finite
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotError, match="not finite"):
+        TerminalView.load(path, "topic", DAY)
+    raw[first_ts] = struct.pack("<d", T0 + 1e6)  # later than its terminal's next one
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotError, match="not sorted"):
+        TerminalView.load(path, "topic", DAY)
+
+
+def test_events_applied_during_a_stepwise_save_are_replayed_exactly_once(tmp_path):
+    """The worker serves scoring between chunks: events keep arriving during the save."""
+    view = TerminalView(DAY)
+    topic_events = []  # (offset, terminal, ts, uid) as the feed reads them
+    for offset in range(300):
+        event = (offset, f"t{offset % 40}", T0 + offset * 60.0, source_uid(0, offset))
+        topic_events.append(event)
+        view.add_transaction(*event[1:])
+        view.offsets[0] = offset + 1
+    steps = view.encode_steps("topic", chunk=7)
+    data = next(steps)  # the offsets are taken with the first chunk
+    assert data is None
+    for offset in range(300, 360):  # arrive mid-save, some for terminals already encoded
+        event = (offset, f"t{offset % 50}", T0 + offset * 60.0, source_uid(0, offset))
+        topic_events.append(event)
+        view.add_transaction(*event[1:])
+        view.offsets[0] = offset + 1
+        if data is None and offset % 5 == 0:
+            data = next(steps)
+    data = data or encode_all(steps)
+    path = tmp_path / "view.bin"
+    path.write_bytes(data)
+    loaded = TerminalView.load(path, "topic", DAY)
+    assert loaded.offsets == {0: 300}
+    for offset, terminal, ts, uid in topic_events[loaded.offsets[0]:]:  # the restart's replay
+        loaded.add_transaction(terminal, ts, uid)
+    assert loaded.terminals == view.terminals
+    for t in view.terminals:
+        assert loaded.features(t, T0 + 3 * DAY) == view.features(t, T0 + 3 * DAY)
