@@ -38,7 +38,6 @@ Example:
 from __future__ import annotations
 
 import math
-import platform
 import re
 import resource
 import sys
@@ -56,7 +55,7 @@ from sklearn.metrics import precision_recall_curve
 from .augmentation import augment, default_steps, feature_kinds, synthesize_frauds
 from .batch import XGBoostModel, XGBParams
 from .days import DAY_S, day_index, utc_date, utc_iso
-from .diffusion import resolve_device
+from .diffusion import device_name, resolve_device
 from .evaluation_stats import mean_std, summarize, summarize_quality
 from .evaluation_windows import WindowProtocol, protocol_windows, split_window
 from .formats import jsonable
@@ -334,7 +333,7 @@ def evaluate_augmentation(
 def _performance(per_window: Sequence[Mapping[str, Any]], device: torch.device) -> dict[str, Any]:
     perf: dict[str, Any] = {
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),
         "fit_seconds": mean_std([w["diffusion"]["fit_seconds"] for w in per_window]),
         "fit_steps": per_window[0]["diffusion"]["fit_steps"],
@@ -374,8 +373,3 @@ def _pooled_curves(
         out["pooled_ap"][variant] = average_precision(y, s)
     return out
 
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()

@@ -14,7 +14,13 @@ Example:
 """
 
 from .conditional import CONDITIONAL_CHECKPOINT_FORMAT, ConditionalDiffusion
-from .model import CHECKPOINT_FORMAT, ProgressFn, TabularDiffusion, resolve_device
+from .model import (
+    CHECKPOINT_FORMAT,
+    ProgressFn,
+    TabularDiffusion,
+    device_name,
+    resolve_device,
+)
 from .network import Denoiser, DenoiserConfig, timestep_embedding
 from .schedule import OUSchedule
 from .transform import FEATURE_KINDS, FeatureKind, QuantileGaussian, parse_kind
@@ -31,6 +37,7 @@ __all__ = [
     "ProgressFn",
     "QuantileGaussian",
     "TabularDiffusion",
+    "device_name",
     "parse_kind",
     "resolve_device",
     "timestep_embedding",

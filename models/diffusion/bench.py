@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .model import TabularDiffusion, resolve_device
+from .model import TabularDiffusion, device_name, resolve_device
 
 __all__ = ["benchmark", "synthetic_table"]
 
@@ -71,7 +70,7 @@ def benchmark(
 
     result: dict[str, Any] = {
         "device": str(dev),
-        "device_name": _device_name(dev),
+        "device_name": device_name(dev),
         "torch_threads": torch.get_num_threads(),
         "n_rows": n_rows,
         "n_features": n_features,
@@ -99,11 +98,6 @@ def benchmark(
         result["peak_memory_kind"] = "ru_maxrss (process peak RSS)"
     return result
 
-
-def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -27,7 +28,7 @@ from .network import Denoiser, DenoiserConfig
 from .schedule import OUSchedule
 from .transform import FeatureKind, QuantileGaussian
 
-__all__ = ["CHECKPOINT_FORMAT", "ProgressFn", "TabularDiffusion", "resolve_device"]
+__all__ = ["CHECKPOINT_FORMAT", "ProgressFn", "TabularDiffusion", "device_name", "resolve_device"]
 
 CHECKPOINT_FORMAT = "fraudstream.tabular_diffusion/1"
 
@@ -45,6 +46,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's, for benchmark and study reports."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
 
 
 class TabularDiffusion:
