@@ -9,13 +9,10 @@ The cycle, in the order of :data:`PHASES`:
                    training ends ``gap_days`` before it (labels of those days are not known
                    yet when a model goes live, the handbook's delay period).
 ``diffusion_fit``  a ``TabularDiffusion`` on the training frauds, less a share
-                   (``quality_holdout``) kept back to judge the synthetic rows against.
-``sample``         ``synthetic_ratio`` x (training frauds) synthetic frauds. With a
-                   ``synthesis_target`` (``models/targeting.py``) the model samples
-                   ``oversample`` x as many candidates and keeps the hardest: ``boundary``
-                   (default) those a model trained on the real rows scores nearest the review
-                   threshold (``evaluate-synthesis`` measured it best of the targets, 6 of 6
-                   runs).
+                   (``quality_holdout``) kept back to judge the synthetic rows against;
+                   none with fewer than ``min_fit_frauds`` to fit on.
+``sample``         ``synthetic_ratio`` x (training frauds) synthetic frauds, the hardest of
+                   ``oversample`` x as many (``synthesis_target``, ``models/targeting.py``).
 ``quality``        C2ST and DCR (``models/quality.py``); failing a gate rejects the synthetic
                    set and the cycle trains without it, and says so.
 ``train``          the challenger (real + the chosen share of the accepted synthetic rows)
@@ -55,6 +52,7 @@ import numpy as np
 from .augmentation import augment, conditioning_rows, feature_kinds, synthesize_frauds
 from .batch import XGBoostModel, XGBParams
 from .days import DAY_S, day_index, utc_date
+from .deadline import CycleTimeout, Deadline
 from .formats import fmt_number, jsonable
 from .paired import GainInterval, paired_ap_gain, verdict
 from .quality import gates, holdout_split, quality_report
@@ -71,24 +69,8 @@ HEADLINE_METRICS = ("average_precision", "card_precision_at_k", "recall_at_budge
 Progress = Callable[[str], None]
 
 
-class CycleTimeout(Exception):
-    """The cycle ran past its time limit."""
-
-
 class NotEnoughData(Exception):
     """The window cannot support a cycle yet (too few frauds, or an empty holdout)."""
-
-
-class Deadline:
-    """A wall-clock limit checked between phases and inside the long fits."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self.ends = math.inf if seconds is None else time.monotonic() + seconds
-
-    def check(self) -> None:
-        if time.monotonic() > self.ends:
-            raise CycleTimeout(f"the cycle ran past its {self.seconds:.0f} s limit")
 
 
 @dataclass(frozen=True)
@@ -96,6 +78,7 @@ class RefreshConfig:
     holdout_days: float = 7.0
     gap_days: float = 7.0
     min_frauds: int = 30
+    min_fit_frauds: int = 100              # fewer: no synthesis (the generator memorises)
     synthetic_ratio: float = 1.0
     diffusion_steps: int | None = None
     synthesis_model: str = "frauds_only"   # one of augmentation.SYNTHESIS_MODELS
@@ -199,8 +182,13 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         # When the ratio is validated, the diffusion model never sees the validation frauds:
         # otherwise the synthetic rows would carry them into the models being compared.
         pool = plan["inner"] if plan["usable"] else True
-        fit_pool = X_train[(y_train == 1) & pool]
-        q_hold, fit_rows = holdout_split(fit_pool, config.quality_holdout, config.seed)
+        q_hold, fit_rows = holdout_split(X_train[(y_train == 1) & pool],
+                                         config.quality_holdout, config.seed)
+        if len(fit_rows) < config.min_fit_frauds:  # a few dozen rows are memorised, not learned
+            n_synth, why = 0, (f"{len(fit_rows)} frauds to fit the diffusion model on, fewer "
+                               f"than {config.min_fit_frauds}: no synthetic rows this cycle")
+            say(f"synthesis skipped: {why}")
+    if n_synth > 0:
         legit = conditioning_rows(config.synthesis_model, X_train, (y_train == 0) & pool,
                                   len(fit_rows), config.seed)
         fit_started = time.perf_counter()

@@ -182,6 +182,10 @@ class Settings(BaseSettings):
         None, ge=0, description="Unused days between train and holdout (default: the label delay).")
     trainer_min_frauds: int = Field(
         30, ge=10, description="Fewer training frauds than this: the cycle does not train.")
+    trainer_min_fit_frauds: int = Field(
+        100, ge=2, description="Fewer training frauds than this to fit the diffusion model on "
+                              "(after the quality and validation hold-outs): the cycle trains "
+                              "without synthetic rows (a few dozen rows are memorised).")
     trainer_synthetic_ratio: float = Field(
         1.0, ge=0, description="Synthetic frauds per real training fraud (0: no augmentation).")
     trainer_diffusion_steps: int | None = Field(

@@ -57,6 +57,7 @@ def refresh_config(s: Settings) -> RefreshConfig:
         holdout_days=s.trainer_holdout_days,
         gap_days=s.label_delay_days if s.trainer_gap_days is None else s.trainer_gap_days,
         min_frauds=s.trainer_min_frauds,
+        min_fit_frauds=s.trainer_min_fit_frauds,
         synthetic_ratio=s.trainer_synthetic_ratio,
         diffusion_steps=s.trainer_diffusion_steps,
         synthesis_model=s.trainer_synthesis_model,

@@ -133,7 +133,7 @@ DELAY_DAYS = 2.0
 SPLIT_DAY = 16
 TRAINER = dict(
     label_delay_days=DELAY_DAYS, trainer_interval_s=3600, trainer_new_frauds_trigger=100_000,
-    trainer_holdout_days=4, trainer_gap_days=DELAY_DAYS, trainer_min_frauds=20,
+    trainer_holdout_days=4, trainer_gap_days=DELAY_DAYS, trainer_min_frauds=20, trainer_min_fit_frauds=10,
     trainer_diffusion_steps=200, trainer_xgb_estimators=60, trainer_publish_synthetic="true",
     trainer_synthetic_publish_cap=100,
     trainer_promote_margin=-1.0,  # promote the first challenger: the champion's metrics must appear

@@ -20,8 +20,8 @@ from fraudstream.models.refresh import (
 from fraudstream.models.window import WindowData
 from trainer_helpers import simulated_window
 
-FAST = dict(min_frauds=10, diffusion_steps=50, device="cpu", xgb=XGBParams(n_estimators=20),
-            synthetic_ratio=0.25)
+FAST = dict(min_frauds=10, min_fit_frauds=5, diffusion_steps=50, device="cpu",
+            xgb=XGBParams(n_estimators=20), synthetic_ratio=0.25)
 LENIENT = dict(max_c2st_auc=1.0, max_dcr_share=1.0)
 STRICT = dict(max_c2st_auc=0.50001, max_dcr_share=0.000001)
 
@@ -170,7 +170,8 @@ def test_no_synthetic_ratio_means_no_diffusion_and_one_model(plain):
     assert result.synthetic_verdict == "none" and result.synthetic is None and result.diffusion is None
     report = result.report
     assert report["synthetic"] == {"verdict": "none", "reason": "synthetic_ratio is 0",
-                                   "n_requested": 0, "n_used": 0, "ratio": 0.0, "validation": None}
+                                   "n_requested": 0, "n_used": 0, "ratio": 0.0, "validation": None,
+                                   "target": "none", "n_candidates": 0, "clusters": None}
     assert report["quality"] is None and report["diffusion"] is None
     assert report["holdout"]["challenger"] == report["holdout"]["challenger_no_synthetic"]
     assert report["augmentation_delta_ap"] == 0.0
@@ -187,7 +188,8 @@ def test_accepted_synthetic_frauds_are_added_to_the_challengers_training(accepte
     assert result.synthetic.shape == (n_synth, len(FEATURE_NAMES))
     assert result.report["synthetic"] == {
         "verdict": "accepted", "reason": "passed the quality gates; ratio 0.25",
-        "n_requested": n_synth, "n_used": n_synth, "ratio": 0.25, "validation": None}
+        "n_requested": n_synth, "n_used": n_synth, "ratio": 0.25, "validation": None,
+        "target": "boundary", "n_candidates": 3 * n_synth, "clusters": None}
     assert result.report["quality"]["gates_passed"] is True
     assert result.diffusion is not None and result.report["diffusion"]["steps"] == 50
     (X_plain, y_plain), (X_aug, y_aug) = seen["fits"]
@@ -440,11 +442,14 @@ def test_validation_never_looks_past_the_training_period(validated, data):
     inner = {row.tobytes() for row in data.X[data.ts < val_start]}
     synthetic = {row.tobytes() for row in result.synthetic}
     fits = seen["fits"]
-    assert len(fits) >= 4  # plain, three candidates, and the challenger or the ledger's model
+    # the model that picks the boundary candidates, plain, three candidates, and the
+    # challenger or the ledger's model
+    assert len(fits) >= 5
     for i, (X_fit, _) in enumerate(fits):
         rows = {row.tobytes() for row in X_fit}
         assert rows <= real | synthetic, i
-    for X_fit, _ in fits[1:4]:
+    assert {row.tobytes() for row in fits[0][0]} <= inner  # the selector: real inner rows only
+    for X_fit, _ in fits[2:5]:
         assert {row.tobytes() for row in X_fit} <= inner | synthetic
 
 
@@ -511,3 +516,12 @@ def test_production_does_not_import_the_study():
             "print(sorted(m for m in ('imblearn', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_too_few_frauds_to_fit_the_generator_means_no_synthesis(data):
+    result, seen = cycle(data, min_fit_frauds=100_000, **LENIENT)
+    synthetic = result.report["synthetic"]
+    assert result.synthetic_verdict == "none" and result.diffusion is None
+    assert synthetic["n_requested"] == 0 and "frauds to fit the diffusion model on, fewer than " \
+        "100000" in synthetic["reason"]
+    assert "diffusion_fit" not in [name for name, _ in seen["phases"]]

@@ -35,7 +35,7 @@ DELAY_DAYS = 3
 SIM = dict(customers=150, terminals=300, days=20, seed=11)
 TRAINER = dict(
     label_delay_days=DELAY_DAYS, trainer_interval_s=3600, trainer_new_frauds_trigger=100_000,
-    trainer_holdout_days=5, trainer_gap_days=DELAY_DAYS, trainer_min_frauds=20,
+    trainer_holdout_days=5, trainer_gap_days=DELAY_DAYS, trainer_min_frauds=20, trainer_min_fit_frauds=10,
     trainer_diffusion_steps=300, trainer_xgb_estimators=100,
     # This test is about the path a promotion takes (the trainer's writes, the worker's swap),
     # not about which model wins on a small sample: every challenger is promoted.

@@ -21,7 +21,7 @@ DELAY_DAYS = 2.0
 SPLIT_DAY = 19
 TRAINER = dict(
     label_delay_days=DELAY_DAYS, trainer_interval_s=3600, trainer_new_frauds_trigger=100_000,
-    trainer_holdout_days=5, trainer_gap_days=DELAY_DAYS, trainer_min_frauds=20,
+    trainer_holdout_days=5, trainer_gap_days=DELAY_DAYS, trainer_min_frauds=20, trainer_min_fit_frauds=10,
     trainer_diffusion_steps=300, trainer_xgb_estimators=100, trainer_publish_synthetic="true",
     trainer_synthetic_publish_cap=200,
     # The test is about the swap, not about which model wins on one small holdout (the

@@ -34,7 +34,7 @@ def trainer(tmp_path, monkeypatch):
                         lambda settings, payload, kafka=None: announced.append(payload))
     settings = load_settings(
         model_registry=tmp_path / "registry", trainer_metrics_port=0, label_delay_days=7,
-        trainer_min_frauds=10, trainer_diffusion_steps=50, trainer_xgb_estimators=20,
+        trainer_min_frauds=10, trainer_min_fit_frauds=5, trainer_diffusion_steps=50, trainer_xgb_estimators=20,
         trainer_max_c2st_auc=1.0, trainer_max_dcr_share=1.0, trainer_device="cpu",
         trainer_synthetic_ratios=(0.0, 0.25), trainer_validation_days=4,
         trainer_bootstrap_resamples=200, trainer_ledger_cycles=3, trainer_ledger_min_cycles=1,

@@ -27,7 +27,7 @@ def test_sigkill_mid_cycle_then_restart_rebuilds_the_same_window(settings, tmp_p
     first, later = df[df["ts"] < cut], df[df["ts"] >= cut]
     create_topics(settings)
     # A diffusion fit that cannot finish in the test: the kill lands inside it.
-    env = settings_env(settings, app_id=settings.app_id, label_delay_days=2, trainer_min_frauds=10,
+    env = settings_env(settings, app_id=settings.app_id, label_delay_days=2, trainer_min_frauds=10, trainer_min_fit_frauds=5,
                        trainer_holdout_days=3, trainer_diffusion_steps=10_000_000,
                        trainer_interval_s=3600, trainer_new_frauds_trigger=100_000)
     worker = WorkerProcess(env, tmp_path / "w.log", "w1")
