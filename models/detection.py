@@ -10,6 +10,10 @@ The report behind ``fraudstream evaluate-detection``: on one labelled stream of 
 * the **batch model** (XGBoost, the trainer's settings), time-split: trained on the labels
   known when the test window starts (after a burn-in in which terminal features cannot yet
   know any fraud), scored on the test window;
+* the **batch model under the handbook's protocol** (models/detection_handbook.py): weekly
+  windows of 7 days' training, 7 days' delay and 7 days' test with known cards removed, its
+  hyper-parameters chosen on a validation window before each test week, beside the
+  trainer's settings: the protocol of the handbook's reference AP;
 
 for each feature set, side by side. Metrics: average precision (AP), ROC AUC, and the
 handbook's card precision@k (mean over days). The online learner is reported on the batch
@@ -27,15 +31,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from .batch import XGBoostModel, XGBParams
 from .days import DAY_S, day_index
+from .detection_handbook import HANDBOOK_PROTOCOL, XGBGrid, evaluate_handbook, handbook_windows
+from .detection_handbook import window_metrics as _metrics
+from .evaluation_windows import WindowProtocol
 from .features import FEATURE_SETS, compute_features, feature_names
-from .formats import fmt_number, jsonable
+from .formats import fmt_interval, fmt_number, jsonable
 from .online import OnlineLearner
 from .online_eval import prequential_replay
-from .ranking import average_precision, card_precision_at_k
+from .ranking import average_precision
 
 __all__ = ["DetectionConfig", "OnlineSpec", "evaluate_detection", "format_detection"]
 
@@ -59,6 +65,8 @@ class DetectionConfig:
     top_k: int = 100
     partitions: int = 8  # fraud_only: label watermarks per partition, as a worker keeps them
     xgb: XGBParams = XGBParams()
+    handbook: WindowProtocol | None = HANDBOOK_PROTOCOL  # None: no handbook-protocol windows
+    grid: XGBGrid = XGBGrid()  # tried on each handbook window's validation window
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,24 +77,15 @@ class DetectionConfig:
             raise ValueError("test_days must be > 0; burn_in_days and delay_days >= 0")
 
 
-def _metrics(y: np.ndarray, s: np.ndarray, day: np.ndarray, card: np.ndarray, k: int
-             ) -> dict[str, float | None]:
-    if not y.any() or y.all():
-        return {"average_precision": None, "roc_auc": None, "card_precision_at_k": None,
-                "base_rate": float(y.mean()) if len(y) else None}
-    cp, _ = card_precision_at_k(day, card, y, s, k=k)
-    return {"average_precision": average_precision(y, s),
-            "roc_auc": float(roc_auc_score(y, s)),
-            "card_precision_at_k": float(cp), "base_rate": float(y.mean())}
-
-
 def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = DetectionConfig(),
                        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The report's numbers for one stream; see the module docstring.
 
     ``transactions`` has ``tx_id``, ``ts``, ``card_id``, ``terminal_id``, ``amount`` and
     ``is_fraud`` (the simulator's frame). Returns a JSON-able dict: ``config``, ``data``,
-    ``batch[feature_set]``, ``online[feature_set][label_mode][learner]``.
+    ``batch[feature_set]``, ``batch_handbook[feature_set]`` (when ``config.handbook``; see
+    :func:`~.detection_handbook.evaluate_handbook`),
+    ``online[feature_set][label_mode][learner]``.
     """
     say = progress or (lambda message: None)
     c = config
@@ -105,6 +104,7 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
     if not (train & y).any() or not (test & y).any():
         raise ValueError("the stream is too short for burn-in, delay and test window: "
                          f"{(end - start) / DAY_S:g} days")
+    pairs = handbook_windows(start, end, c.handbook) if c.handbook is not None else []
     weeks = [(ts >= w) & (ts < w + 7 * DAY_S)
              for w in np.arange(start + delay_s, end - 7 * DAY_S + 1, 7 * DAY_S)]
 
@@ -113,7 +113,7 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
         "data": {"transactions": len(df), "frauds": int(y.sum()), "days": (end - start) / DAY_S,
                  "train_rows": int(train.sum()), "test_rows": int(test.sum()),
                  "test_base_rate": float(y[test].mean())},
-        "batch": {}, "online": {},
+        "batch": {}, "batch_handbook": {}, "online": {},
     }
     for fs in c.feature_sets:
         names = feature_names(feature_set=fs)
@@ -125,6 +125,12 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
         scores = model.predict_proba(X[test])
         result["batch"][fs] = _metrics(y[test], scores, day[test], card[test], c.top_k)
         say(f"{fs}: batch AP {result['batch'][fs]['average_precision']:.3f} on the test window")
+        if c.handbook is not None:
+            hb = evaluate_handbook(X, ts, y, card, names, pairs, protocol=c.handbook, grid=c.grid,
+                                   base=c.xgb, top_k=c.top_k, progress=say)
+            result["batch_handbook"][fs] = hb
+            say(f"{fs}: batch AP {fmt_interval(hb['summary']['average_precision'])} over "
+                f"{len(pairs)} handbook windows (tuned)")
         result["online"][fs] = {}
         for mode in c.label_modes:
             result["online"][fs][mode] = {}
@@ -152,7 +158,9 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
 
 
 def format_detection(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """A Markdown table per report: ``results`` maps a mix name to :func:`evaluate_detection`."""
+    """Markdown tables: ``results`` maps a mix name to :func:`evaluate_detection`. The first
+    has a row per model and protocol (handbook windows: mean [95 % interval] over windows);
+    the second, when there are handbook windows, one row per window."""
     lines = ["| mix | feature set | model | label mode | AP test | AUC test | CP@k test "
              "| AP since labels | worst week AP / base |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -162,6 +170,8 @@ def format_detection(results: Mapping[str, Mapping[str, Any]]) -> str:
                          f"| {fmt_number(batch['average_precision'])} "
                          f"| {fmt_number(batch['roc_auc'])} "
                          f"| {fmt_number(batch['card_precision_at_k'])} | | |")
+            if fs in r.get("batch_handbook", {}):
+                lines.extend(_handbook_rows(mix, fs, r["batch_handbook"][fs]))
             for mode, learners in r["online"][fs].items():
                 for name, e in learners.items():
                     t, sl = e["test_window"], e["since_labels"]
@@ -173,4 +183,34 @@ def format_detection(results: Mapping[str, Mapping[str, Any]]) -> str:
                         f"{fmt_number(e['worst_week_ap_over_base_rate'], 1)} |")
         lines.append(f"| {mix} | test base rate {fmt_number(r['data']['test_base_rate'], 4)} "
                      "| | | | | | | |")
+    windows = [(mix, fs, w) for mix, r in results.items()
+               for fs, hb in r.get("batch_handbook", {}).items() for w in hb["windows"]]
+    if windows:
+        lines += ["", "| mix | feature set | test week | test rows (known cards out) | frauds "
+                  "| chosen depth / trees / rate | validation AP | AP tuned | AP trainer defaults "
+                  "| best grid AP on test |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for mix, fs, w in windows:
+            ch, best = w["chosen"], max((g["test_average_precision"] or 0.0) for g in w["grid"])
+            lines.append(
+                f"| {mix} | {fs} | {w['window']['test_start_utc'][:10]} "
+                f"| {w['rows']['test']} ({w['rows']['test_known_cards_excluded']}) "
+                f"| {w['frauds']['test']} "
+                f"| {ch['max_depth']} / {ch['n_estimators']} / {ch['learning_rate']:g} "
+                f"| {fmt_number(w['validation_average_precision'])} "
+                f"| {fmt_number(w['test']['average_precision'])} "
+                f"| {fmt_number(w['defaults']['test']['average_precision'])} "
+                f"| {fmt_number(best)} |")
     return "\n".join(lines)
+
+
+def _handbook_rows(mix: str, fs: str, hb: Mapping[str, Any]) -> list[str]:
+    p, summary = hb["protocol"], hb["summary"]
+    how = (f"handbook {p['train_days']:g}/{p['delay_days']:g}/{p['test_days']:g} d "
+           f"x{p['n_windows_fitted']}")
+    d = hb["defaults"]
+    return [f"| {mix} | {fs} | batch XGBoost | {how}, {label} "
+            f"| {fmt_interval(m['average_precision'])} | {fmt_interval(m['roc_auc'])} "
+            f"| {fmt_interval(m['card_precision_at_k'])} | | |"
+            for label, m in (("tuned on validation", summary),
+                             (f"trainer defaults {d['max_depth']}/{d['n_estimators']}/"
+                              f"{d['learning_rate']:g}", summary["defaults"]))]
