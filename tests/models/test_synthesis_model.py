@@ -86,7 +86,7 @@ def test_the_settings_choice_reaches_the_cycle_and_the_sampler(monkeypatch):
 
     monkeypatch.setattr(refresh, "synthesize_frauds", spy)
     from fraudstream.models.batch import XGBParams
-    config = refresh.RefreshConfig(min_frauds=10, diffusion_steps=20, device="cpu",
+    config = refresh.RefreshConfig(min_frauds=10, min_fit_frauds=5, diffusion_steps=20, device="cpu",
                                    xgb=XGBParams(n_estimators=10), synthetic_ratio=0.5,
                                    max_c2st_auc=1.0, max_dcr_share=1.0,
                                    synthesis_model="conditional")
@@ -163,7 +163,7 @@ def test_the_cycle_keeps_the_candidates_nearest_the_boundary(monkeypatch):
 
     monkeypatch.setattr(refresh, "synthesize_frauds", spy_sample)
     monkeypatch.setattr(refresh.XGBoostModel, "train", staticmethod(spy_train))
-    config = refresh.RefreshConfig(min_frauds=10, diffusion_steps=20, device="cpu",
+    config = refresh.RefreshConfig(min_frauds=10, min_fit_frauds=5, diffusion_steps=20, device="cpu",
                                    xgb=XGBParams(n_estimators=10), synthetic_ratio=0.5,
                                    max_c2st_auc=1.0, max_dcr_share=1.0)
     result = refresh.run_cycle(data, None, config)
