@@ -16,12 +16,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ..models.days import DAY_S
-from ..models.durable import atomic_write
 from .config import Settings
 from .gc_watch import settle_heap
 from .kafka_clients import aiokafka_security, follow_forever
 from .metrics import WorkerMetrics
-from .terminal_view import SnapshotError, TerminalView
+from .terminal_view import SnapshotError, TerminalView, write_file
 
 __all__ = ["TerminalFeed"]
 
@@ -122,17 +121,13 @@ class TerminalFeed:
                 break
             await asyncio.sleep(0)
         try:
-            await asyncio.to_thread(self._write, data)
+            await asyncio.to_thread(write_file, self.path, data)
         except OSError:
             log.exception("terminal view: could not save the replica to %s", self.path)
             return
         self.view.prune()
         self.metrics.terminal_view_save.observe(time.monotonic() - started)
         self.metrics.terminal_view_bytes.set(len(data))
-
-    def _write(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, data, prefix=f".{self.path.name}.")
 
     def update_gauges(self) -> None:
         self.metrics.terminal_view_terminals.set(len(self.view))

@@ -32,8 +32,8 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,12 +42,14 @@ import orjson
 from ..models.durable import atomic_write
 from ..models.features import TerminalState
 
-__all__ = ["TerminalView", "TerminalEvents", "source_uid", "SnapshotError", "encode_all"]
+__all__ = ["TerminalView", "TerminalEvents", "source_uid", "SnapshotError", "encode_all",
+           "write_file"]
 
 log = logging.getLogger("fraudstream.worker")
 
 _SNAPSHOT_VERSION = 2  # 2: binary event columns (1 was JSON)
 _MAX_ID = 128  # the contract's id bound (stream/contract.py)
+_MAX_UID = 1 << 63  # transaction identities are stored as int64
 
 
 class SnapshotError(ValueError):
@@ -145,8 +147,7 @@ class TerminalView:
     def save(self, path: Path, topic: str) -> int:
         """Write the replica and its offsets atomically; returns the file's size in bytes."""
         data = encode_all(self.encode_steps(topic))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data, prefix=f".{path.name}.")
+        write_file(path, data)
         return len(data)
 
     def encode_steps(self, topic: str, chunk: int = 500) -> Iterator[bytes | None]:
@@ -202,12 +203,18 @@ class TerminalView:
             raise SnapshotError(f"{type(exc).__name__}: {exc}") from exc
 
 
-# The file (TerminalView.encode_steps): _MAGIC, the header's length (8 bytes, little-endian), the header (JSON: topic,
-# delay, offsets, terminal names, per terminal its transaction and fraud counts and delay,
-# the fraud identities), then every terminal's transaction times (float64), transaction
+# The file (TerminalView.encode_steps): _MAGIC, the header's length (8 bytes, little-endian),
+# the header (JSON: topic, delay, offsets, terminal names, per terminal its transaction and
+# fraud counts and delay, the fraud identities), then every terminal's transaction times (float64), transaction
 # identities (int64, -1 for none) and fraud times (float64), terminal after terminal.
 _MAGIC = b"FSTV2\n"
 _HEADER_LEN = struct.Struct("<Q")
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Put an encoded replica at ``path`` atomically (a crash leaves the old file or this)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data, prefix=f".{path.name}.")
 
 
 def encode_all(steps: Iterator[bytes | None]) -> bytes:
@@ -273,5 +280,9 @@ def _valid(event: Any, uid_type: type) -> bool:
     return (isinstance(event, list) and len(event) == 3 and isinstance(event[0], str)
             and 0 < len(event[0]) <= _MAX_ID and isinstance(event[1], (int, float))
             and not isinstance(event[1], bool) and math.isfinite(event[1])
-            and isinstance(event[2], uid_type) and not isinstance(event[2], bool))
+            and isinstance(event[2], uid_type) and not isinstance(event[2], bool)
+            # a transaction's identity is a source position (source_uid): it must fit the
+            # saved file's int64 column, or one such event would fail every later save
+            and (uid_type is not int or 0 <= event[2] < _MAX_UID)
+            and (uid_type is not str or len(event[2]) <= _MAX_ID))
 

@@ -127,3 +127,14 @@ def test_events_applied_during_a_stepwise_save_are_replayed_exactly_once(tmp_pat
     assert loaded.terminals == view.terminals
     for t in view.terminals:
         assert loaded.features(t, T0 + 3 * DAY) == view.features(t, T0 + 3 * DAY)
+
+
+def test_an_event_whose_identity_cannot_be_saved_is_refused(tmp_path):
+    """One odd record on the internal topic must not make every later save fail."""
+    view = _view()
+    odd = (b'{"tx": [["t9", %r, %d], ["t9", %r, -5]], "fraud": [["t9", %r, "%s"]]}'
+           % (T0, 1 << 70, T0, T0, b"x" * 500))
+    assert view.apply(0, 99, odd) == 0 and view.rejected == 3
+    path = tmp_path / "view.bin"
+    view.save(path, "topic")
+    assert TerminalView.load(path, "topic", DAY).terminals == view.terminals
