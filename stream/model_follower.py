@@ -68,6 +68,10 @@ class ModelFollower:
         self.registry = Registry(settings.model_registry, keep=settings.trainer_keep_versions)
         self.on_swap = on_swap or (lambda role: None)
         self.updates_offset = 0
+        # None until the first connection, which starts at the end of synthetic-frauds (the
+        # learner's checkpoint holds what came before); a reconnect resumes after the last
+        # record handled, so frauds published while the broker was unreachable are learned.
+        self.synthetic_offset: int | None = None
         self.refusals = RefusalLog(log, _LOG_EVERY_S)
 
     # -- start-up ------------------------------------------------------------------------
@@ -111,7 +115,11 @@ class ModelFollower:
         try:
             consumer.assign([updates, synthetic])
             consumer.seek(updates, self.updates_offset)
-            await consumer.seek_to_end(synthetic)
+            if self.synthetic_offset is None:
+                await consumer.seek_to_end(synthetic)
+                self.synthetic_offset = await consumer.position(synthetic)
+            else:
+                consumer.seek(synthetic, self.synthetic_offset)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                 for tp, records in batches.items():
@@ -123,6 +131,7 @@ class ModelFollower:
                             self.updates_offset = r.offset + 1
                         else:
                             self.on_synthetic(r.value)
+                            self.synthetic_offset = r.offset + 1
         finally:
             await consumer.stop()
 

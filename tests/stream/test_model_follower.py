@@ -8,12 +8,14 @@ records. The broker scenarios (test_model_swap.py, test_control_plane.py) run th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from types import SimpleNamespace
 
 import pytest
 from aiokafka import TopicPartition
+from kafka_helpers import produce_raw
 from prometheus_client import CollectorRegistry
 
 from fraudstream.models.features import FEATURE_NAMES, schema_hash
@@ -23,6 +25,7 @@ from fraudstream.stream.announce import Announcement
 from fraudstream.stream.config import load_settings
 from fraudstream.stream.metrics import WorkerMetrics
 from fraudstream.stream.model_follower import ModelFollower
+from fraudstream.stream.topics import create_topics
 
 SCHEMA = schema_hash(FEATURE_NAMES)
 V1, V2, V3 = "v0001-20260101T000000Z", "v0002-20260102T000000Z", "v0003-20260103T000000Z"
@@ -283,6 +286,9 @@ class FakeConsumer:
     async def seek_to_end(self, tp) -> None:
         self.seeks[tp] = "end"
 
+    async def position(self, tp) -> int:
+        return 3 if self.seeks.get(tp) == "end" else self.seeks[tp]
+
     async def getmany(self, timeout_ms=0, max_records=None):
         if not self.batches:
             raise asyncio.CancelledError
@@ -313,4 +319,66 @@ def test_follow_resumes_after_the_last_announcement_and_routes_each_topic(w, mon
     assert w.refusals("champion", "malformed") == 1
     assert len(w.learner.learned) == 1
     # a reconnect resumes after the last record handled, garbage included
-    assert w.follower.updates_offset == 10
+    assert w.follower.updates_offset == 10 and w.follower.synthetic_offset == 1
+
+
+def test_a_reconnect_resumes_synthetic_frauds_after_the_last_one_handled(w, monkeypatch):
+    """The first connection starts at the end of synthetic-frauds; later ones where it left."""
+    s = w.settings
+    frauds = TopicPartition(s.topics.synthetic_frauds, 0)
+    first = FakeConsumer([])
+    monkeypatch.setattr(model_follower, "AIOKafkaConsumer", lambda **kwargs: first)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(w.follower._follow())
+    assert first.seeks[frauds] == "end" and w.follower.synthetic_offset == 3
+    again = FakeConsumer([])
+    monkeypatch.setattr(model_follower, "AIOKafkaConsumer", lambda **kwargs: again)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(w.follower._follow())
+    assert again.seeks[frauds] == 3
+
+
+def test_synthetic_frauds_published_while_the_follower_is_cut_off_are_learned_once(settings, tmp_path):
+    """Against the real broker: the follower's connection ends (as a broker outage ends it),
+    two synthetic frauds are published meanwhile, and the next connection learns exactly
+    those, not the one learned before the cut and not none."""
+    create_topics(settings)
+    learner = FakeLearner()
+    follower = ModelFollower(settings, FakeScorer(), learner,
+                             WorkerMetrics(CollectorRegistry()), SCHEMA)
+    follower.registry = FakeRegistry()
+    topic = settings.topics.synthetic_frauds
+
+    async def follow_until(n_learned: int) -> None:
+        task = asyncio.create_task(follower._follow())
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while len(learner.learned) < n_learned:
+                assert asyncio.get_running_loop().time() < deadline, learner.learned
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # and nothing more arrives
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def connected_then(produce) -> None:
+        task = asyncio.create_task(follower._follow())
+        while follower.synthetic_offset is None:  # positioned at the end
+            await asyncio.sleep(0.05)
+        produce()
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def fraud(tag: float) -> bytes:
+        return synthetic(features={n: tag for n in FEATURE_NAMES})
+
+    produce_raw(settings, topic, [(b"v", fraud(0.1))])  # before the first start: not learned
+    asyncio.run(connected_then(lambda: produce_raw(settings, topic, [(b"v", fraud(0.2))])))
+    asyncio.run(follow_until(1))
+    produce_raw(settings, topic, [(b"v", fraud(0.3)), (b"v", fraud(0.4))])  # while cut off
+    asyncio.run(follow_until(3))
+    tags = [x[FEATURE_NAMES[0]] for x, _, _ in learner.learned]
+    assert tags == [0.2, 0.3, 0.4]
