@@ -14,15 +14,16 @@ import sys
 
 from ..config import ConfigError, Settings, load_settings
 from . import (
-    bench, demo, dlq, evaluate_augmentation, evaluate_detection, evaluate_synthesis, kafka, models,
-    retrain, simulate, soak, topics, trainer, worker,
+    bench, demo, dlq, evaluate_augmentation, evaluate_detection, evaluate_promotion,
+    evaluate_synthesis, kafka, models, retrain, simulate, soak, topics, trainer, worker,
 )
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The subcommand modules, in the order ``fraudstream --help`` lists them.
 COMMANDS = (kafka, topics, simulate, worker, bench, soak, demo, evaluate_augmentation,
-            evaluate_synthesis, evaluate_detection, models, retrain, trainer, dlq)
+            evaluate_synthesis, evaluate_detection, evaluate_promotion, models, retrain, trainer,
+            dlq)
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:

@@ -1,0 +1,160 @@
+"""Do the trainer's promotion decisions agree with what more evidence says? A scripted run.
+
+The trainer promotes a challenger when the lower bound of its paired-bootstrap AP gain over
+the champion, on the window's holdout, clears a margin (``models/refresh.py``). Whether that
+rule promotes on noise is a question about later data, which the decision never sees. This
+study replays a stream's trainer cycles and answers it:
+
+- cycle ``k`` ends at ``t_k = t_0 + k * every_days``; the trainer's own cycle
+  (:func:`~.refresh.run_cycle`, the trainer's :class:`~.refresh.RefreshConfig`) runs on the
+  rows of ``[t_k - window_days, t_k)`` against the current champion and decides; a promoted
+  challenger is the champion of the next cycle, as in the trainer;
+- the reference: the same cycle run again with ``reference_seeds`` other seeds (its own
+  diffusion fit, targeting, validation split and trees), each challenger and the champion
+  scored on the ``horizon_days`` after ``t_k``; the reference promotes when the mean AP gain
+  over the champion on those later rows is above the margin;
+- a cycle *agrees* when the trainer promoted exactly when the reference would. The first
+  cycle has no champion (it always promotes) and is not counted.
+
+Pure: arrays in, a JSON-able dict out (no Kafka, environment or metrics).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .days import DAY_S, utc_iso
+from .formats import jsonable
+from .ranking import average_precision
+from .refresh import NotEnoughData, RefreshConfig, run_cycle
+from .window import WindowData
+
+__all__ = ["PromotionStudyConfig", "promotion_study", "format_cycles"]
+
+
+@dataclass(frozen=True)
+class PromotionStudyConfig:
+    cycles: int = 10
+    every_days: float = 3.0
+    window_days: float = 30.0        # the trainer's window (FRAUDSTREAM_TRAINER_WINDOW_DAYS)
+    horizon_days: float = 7.0        # later rows the reference scores
+    reference_seeds: int = 5
+    burn_in_days: float = 7.0        # feature history before the first window
+
+    def days_needed(self) -> float:
+        return (self.burn_in_days + self.window_days + (self.cycles - 1) * self.every_days
+                + self.horizon_days)
+
+
+def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarray,
+                    tx_id: np.ndarray, names: list[str], refresh: RefreshConfig,
+                    study: PromotionStudyConfig = PromotionStudyConfig(), *,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Replay ``study.cycles`` trainer cycles over the rows (sorted or not) and compare each
+    decision with the reference; returns cycles, agreement and the configs."""
+    say = progress or (lambda message: None)
+    order = np.argsort(ts, kind="stable")
+    X, y, ts = np.asarray(X, np.float64)[order], np.asarray(y, np.int64)[order], np.asarray(ts)[order]
+    card, tx_id = np.asarray(card, object)[order], np.asarray(tx_id, object)[order]
+    t0 = float(ts[0]) + (study.burn_in_days + study.window_days) * DAY_S
+    if t0 + ((study.cycles - 1) * study.every_days + study.horizon_days) * DAY_S > ts[-1] + 1:
+        raise ValueError(f"the rows span {(ts[-1] - ts[0]) / DAY_S:.1f} days; "
+                         f"{study.cycles} cycles need {study.days_needed():g}")
+    champion = None
+    cycles: list[dict[str, Any]] = []
+    for k in range(study.cycles):
+        t = t0 + k * study.every_days * DAY_S
+        window = (ts >= t - study.window_days * DAY_S) & (ts < t)
+        later = (ts >= t) & (ts < t + study.horizon_days * DAY_S)
+        data = WindowData(names, X[window], y[window], ts[window], card[window], tx_id[window],
+                          np.full(int(window.sum()), np.nan))
+        say(f"cycle {k + 1}/{study.cycles} ending {utc_iso(t)}: {int(window.sum()):,} rows, "
+            f"{int(y[window].sum())} frauds; the trainer's decision")
+        row: dict[str, Any] = {"cycle": k + 1, "end": utc_iso(t), "rows": int(window.sum()),
+                               "frauds": int(y[window].sum()),
+                               "later_frauds": int(y[later].sum())}
+        try:
+            decided = run_cycle(data, champion, refresh)
+        except NotEnoughData as exc:
+            row.update(decision="skipped", reason=str(exc), counted=False)
+            cycles.append(row)
+            say(f"cycle {k + 1}: skipped ({exc})")
+            continue
+        had_champion = champion is not None
+        row.update(decision="promote" if decided.promote else "keep", reason=decided.reason,
+                   synthetic=decided.synthetic_verdict,
+                   holdout_gain=decided.report["comparisons"]["challenger_vs_champion"],
+                   quality={k_: decided.report["quality"].get(k_)
+                            for k_ in ("c2st_auc", "dcr_share")} if decided.report["quality"]
+                   else None)
+        if had_champion and y[later].any() and not y[later].all():
+            champion_ap = _ap(champion, X[later], y[later], names)
+            row["later"] = {"champion_ap": champion_ap,
+                            "decided_challenger_gain": _ap(decided.challenger, X[later],
+                                                           y[later], names) - champion_ap}
+            gains = []
+            for j in range(study.reference_seeds):
+                seed = refresh.seed + 1 + j
+                say(f"cycle {k + 1}: reference seed {j + 1}/{study.reference_seeds}")
+                ref = run_cycle(data, champion, replace(
+                    refresh, seed=seed, xgb=replace(refresh.xgb, seed=seed),
+                    bootstrap_resamples=min(refresh.bootstrap_resamples, 50)))
+                gains.append(_ap(ref.challenger, X[later], y[later], names) - champion_ap)
+            mean = float(np.mean(gains))
+            reference = "promote" if mean > refresh.promote_margin else "keep"
+            row["later"].update(reference_gains=gains, reference_mean_gain=mean,
+                                reference=reference)
+            row["counted"] = True
+            row["agrees"] = reference == row["decision"]
+            say(f"cycle {k + 1}: trainer {row['decision']}, reference {reference} "
+                f"(mean later gain {mean:+.4f} over {len(gains)} seeds): "
+                f"{'agree' if row['agrees'] else 'DISAGREE'}")
+        else:
+            row["counted"] = False
+            say(f"cycle {k + 1}: trainer {row['decision']} "
+                f"({'no champion yet' if not had_champion else 'no later frauds'}): not counted")
+        if decided.promote:
+            champion = decided.challenger
+        cycles.append(row)
+    counted = [c for c in cycles if c.get("counted")]
+    agree = sum(c["agrees"] for c in counted)
+    return jsonable({
+        "cycles": cycles,
+        "agreement": {"agree": agree, "counted": len(counted),
+                      "share": agree / len(counted) if counted else math.nan,
+                      "promoted": sum(c["decision"] == "promote" for c in counted),
+                      "reference_promote": sum(c["later"]["reference"] == "promote"
+                                               for c in counted)},
+        "study": asdict(study),
+        "refresh": asdict(refresh),
+    })
+
+
+def _ap(model: Any, X: np.ndarray, y: np.ndarray, names: list[str]) -> float:
+    cols = [names.index(n) for n in model.feature_names]
+    return float(average_precision(y, model.predict_proba(X[:, cols])))
+
+
+def format_cycles(result: dict[str, Any]) -> str:
+    """One line per cycle, then the agreement."""
+    lines = ["cycle  end                   frauds  trainer  holdout gain [interval]      "
+             "reference  mean later gain  agrees"]
+    for c in result["cycles"]:
+        g = c.get("holdout_gain")
+        gain = (f"{g['estimate']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]" if g else "-")
+        later = c.get("later") or {}
+        ref = later.get("reference", "-")
+        mean = later.get("reference_mean_gain")
+        lines.append(f"{c['cycle']:>5}  {c['end']:<20}  {c['frauds']:>6}  {c['decision']:<7}  "
+                     f"{gain:<27}  {ref:<9}  {'-' if mean is None else f'{mean:+.4f}':>15}  "
+                     f"{'yes' if c.get('agrees') else ('no' if c.get('counted') else '-')}")
+    a = result["agreement"]
+    lines.append(f"agreement: {a['agree']}/{a['counted']} counted cycles "
+                 f"(trainer promoted {a['promoted']}, the reference would have promoted "
+                 f"{a['reference_promote']})")
+    return "\n".join(lines)
