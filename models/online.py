@@ -165,6 +165,9 @@ class OnlineLearner:
                               else learning_rate)
         self.seed = seed
         self.max_abs_feature = max_abs_feature
+        # Where it stands in streams it learns from besides labels ({source: next position}),
+        # saved with its weights: a restored learner resumes them, learning nothing twice.
+        self.positions: dict[str, int] = {}
 
         # _predictor scores; _learner is what examples are fed to (the sampler wraps the
         # predictor, so both see the same model).
@@ -390,7 +393,6 @@ class OnlineLearner:
             learned += self.learn_one(x, yi, 1.0 if weights is None else weights[i])
         return learned
 
-
     def save(self, path: str | os.PathLike[str]) -> None:
         """Checkpoint to ``path``, with its checksum in ``<path>.sha256``, crash-safely.
 
@@ -429,6 +431,7 @@ class OnlineLearner:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("_last_terms", None)
+        self.__dict__.setdefault("positions", {})  # a checkpoint from before positions
 
     def __repr__(self) -> str:
         return (

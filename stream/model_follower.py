@@ -1,7 +1,8 @@
 """How a worker follows the trainer: model announcements and synthetic frauds.
 
-Every worker reads ``model-updates`` and ``synthetic-frauds`` whole (no consumer group:
-each worker needs every record). An announced model is loaded and verified off the event
+Every worker reads ``model-updates`` and ``synthetic-frauds`` with no consumer group (each
+worker needs every record): model-updates whole, synthetic frauds from where its online
+learner stands (its checkpoint keeps the position; a new learner starts at the end). An announced model is loaded and verified off the event
 loop, then swapped in on it; the scoring agents never await inside a micro-batch's scoring,
 so a swap always falls between micro-batches and no batch is scored by two models.
 
@@ -68,10 +69,6 @@ class ModelFollower:
         self.registry = Registry(settings.model_registry, keep=settings.trainer_keep_versions)
         self.on_swap = on_swap or (lambda role: None)
         self.updates_offset = 0
-        # None until the first connection, which starts at the end of synthetic-frauds (the
-        # learner's checkpoint holds what came before); a reconnect resumes after the last
-        # record handled, so frauds published while the broker was unreachable are learned.
-        self.synthetic_offset: int | None = None
         self.refusals = RefusalLog(log, _LOG_EVERY_S)
 
     # -- start-up ------------------------------------------------------------------------
@@ -100,6 +97,15 @@ class ModelFollower:
         self._info()
 
     # -- following -----------------------------------------------------------------------
+    @property
+    def synthetic_offset(self) -> int | None:
+        """The next synthetic-frauds offset to learn. Kept in the learner (and its
+        checkpoint, saved with the weights it describes): a reconnect or a restart resumes
+        after the last record the learner's state includes, so frauds published while the
+        broker was unreachable or the worker down are learned, once. None until the first
+        connection of a learner that never followed the topic, which starts at its end."""
+        return self.learner.positions.get(self.settings.topics.synthetic_frauds)
+
     async def run(self) -> None:
         """Follow both topics until cancelled; reconnects after errors."""
         await follow_forever(self._follow, self.settings.topics.model_updates, log, _RETRY_S)
@@ -109,16 +115,18 @@ class ModelFollower:
         updates = TopicPartition(s.topics.model_updates, 0)
         synthetic = TopicPartition(s.topics.synthetic_frauds, 0)
         consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=None,
+                                    auto_offset_reset="latest",
                                     enable_auto_commit=False, client_id=f"{s.worker_id}-models",
                                     **aiokafka_security(s))
         await consumer.start()
         try:
             consumer.assign([updates, synthetic])
             consumer.seek(updates, self.updates_offset)
+            positions = self.learner.positions
             if self.synthetic_offset is None:
                 await consumer.seek_to_end(synthetic)
-                self.synthetic_offset = await consumer.position(synthetic)
-            else:
+                positions[synthetic.topic] = await consumer.position(synthetic)
+            else:  # past the end (a recreated topic): aiokafka's reset moves it to the end
                 consumer.seek(synthetic, self.synthetic_offset)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
@@ -131,7 +139,7 @@ class ModelFollower:
                             self.updates_offset = r.offset + 1
                         else:
                             self.on_synthetic(r.value)
-                            self.synthetic_offset = r.offset + 1
+                            positions[synthetic.topic] = r.offset + 1
         finally:
             await consumer.stop()
 

@@ -552,3 +552,16 @@ def test_the_under_sampled_learner_scores_at_the_real_prior():
     assert learner._prior_shift() < -1.5  # legitimate rows kept at ~1/11
     assert 0.004 < shifted < 0.03  # the stream's 1 %, not the sampler's 10 %
     assert abs(shifted - plain.predict_proba_many(rows[-5000:]).mean()) < 0.01
+
+
+def test_stream_positions_are_checkpointed_with_the_weights(tmp_path) -> None:
+    """The follower's place in synthetic-frauds is restored with the learner that learned up to it;
+    a checkpoint written before positions existed restores with none."""
+    learner = OnlineLearner()
+    learner.positions["synthetic-frauds"] = 42
+    learner.save(tmp_path / "a.pkl")
+    assert OnlineLearner.load(tmp_path / "a.pkl").positions == {"synthetic-frauds": 42}
+    old = OnlineLearner()
+    del old.positions
+    old.save(tmp_path / "old.pkl")
+    assert OnlineLearner.load(tmp_path / "old.pkl").positions == {}

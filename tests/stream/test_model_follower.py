@@ -73,6 +73,7 @@ class FakeLearner:
     def __init__(self, accepts: bool = True) -> None:
         self.accepts = accepts
         self.learned: list[tuple[dict, bool, float]] = []
+        self.positions: dict[str, int] = {}
 
     def learn_one(self, x, y, weight=1.0):
         if not self.accepts:
@@ -338,7 +339,7 @@ def test_a_reconnect_resumes_synthetic_frauds_after_the_last_one_handled(w, monk
     assert again.seeks[frauds] == 3
 
 
-def test_synthetic_frauds_published_while_the_follower_is_cut_off_are_learned_once(settings, tmp_path):
+def test_synthetic_frauds_published_while_cut_off_or_down_are_learned_once(settings, tmp_path):
     """Against the real broker: the follower's connection ends (as a broker outage ends it),
     two synthetic frauds are published meanwhile, and the next connection learns exactly
     those, not the one learned before the cut and not none."""
@@ -380,5 +381,12 @@ def test_synthetic_frauds_published_while_the_follower_is_cut_off_are_learned_on
     asyncio.run(follow_until(1))
     produce_raw(settings, topic, [(b"v", fraud(0.3)), (b"v", fraud(0.4))])  # while cut off
     asyncio.run(follow_until(3))
+    # A restarted worker: a new follower on the learner its checkpoint restores (positions
+    # included, tests/models/test_online.py) resumes where that learner stood.
+    produce_raw(settings, topic, [(b"v", fraud(0.5))])  # while the worker is down
+    follower = ModelFollower(settings, FakeScorer(), learner, WorkerMetrics(CollectorRegistry()),
+                             SCHEMA)
+    follower.registry = FakeRegistry()
+    asyncio.run(follow_until(4))
     tags = [x[FEATURE_NAMES[0]] for x, _, _ in learner.learned]
-    assert tags == [0.2, 0.3, 0.4]
+    assert tags == [0.2, 0.3, 0.4, 0.5]
