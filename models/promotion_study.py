@@ -12,7 +12,9 @@ study replays a stream's trainer cycles and answers it:
 - the reference: the same cycle run again with ``reference_seeds`` other seeds (its own
   diffusion fit, targeting, validation split and trees), each challenger and the champion
   scored on the ``horizon_days`` after ``t_k``; the reference promotes when the mean AP gain
-  over the champion on those later rows is above the margin;
+  over the champion on those later rows is above ``reference_margin`` (0.005, the trainer's
+  default margin; its own, so a trainer rule with another margin is judged by the same
+  reference);
 - a cycle *agrees* when the trainer promoted exactly when the reference would. The first
   cycle has no champion (it always promotes) and is not counted.
 
@@ -44,6 +46,7 @@ class PromotionStudyConfig:
     window_days: float = 30.0        # the trainer's window (FRAUDSTREAM_TRAINER_WINDOW_DAYS)
     horizon_days: float = 7.0        # later rows the reference scores
     reference_seeds: int = 5
+    reference_margin: float = 0.005  # later AP gain the reference calls an improvement
     burn_in_days: float = 7.0        # feature history before the first window
 
     def days_needed(self) -> float:
@@ -106,7 +109,7 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                     bootstrap_resamples=min(refresh.bootstrap_resamples, 50)))
                 gains.append(_ap(ref.challenger, X[later], y[later], names) - champion_ap)
             mean = float(np.mean(gains))
-            reference = "promote" if mean > refresh.promote_margin else "keep"
+            reference = "promote" if mean > study.reference_margin else "keep"
             row["later"].update(reference_gains=gains, reference_mean_gain=mean,
                                 reference=reference)
             row["counted"] = True

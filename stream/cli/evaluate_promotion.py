@@ -40,6 +40,9 @@ def register(subparsers: Any, settings: Any = None) -> None:
                    help="later days the reference scores (default %(default)s)")
     p.add_argument("--reference-seeds", type=int, default=5,
                    help="challengers retrained per cycle for the reference (default %(default)s)")
+    p.add_argument("--reference-margin", type=float, default=0.005,
+                   help="mean later AP gain the reference calls an improvement (default "
+                   "%(default)s; the trainer's own margin is FRAUDSTREAM_TRAINER_PROMOTE_MARGIN)")
     p.add_argument("--seed", type=int, default=0, help="simulation and trainer seed")
     p.set_defaults(handler=run)
 
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     study = PromotionStudyConfig(cycles=args.cycles, every_days=args.every_days,
                                  window_days=settings.trainer_window_days,
                                  horizon_days=args.horizon_days,
-                                 reference_seeds=args.reference_seeds)
+                                 reference_seeds=args.reference_seeds,
+                                 reference_margin=args.reference_margin)
     sim = SimulationConfig.scaled(args.customers, mix=args.mix, seed=args.seed,
                                   n_days=int(study.days_needed()) + 1,
                                   label_delay_days=settings.label_delay_days)

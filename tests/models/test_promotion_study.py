@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -57,13 +59,20 @@ def test_each_cycle_after_the_first_is_compared_with_its_reference_on_later_rows
 
 
 @pytest.mark.parametrize("margin, decision", [(-1.0, "promote"), (1.0, "keep")])
-def test_trainer_and_reference_apply_the_same_margin(margin, decision):
-    """A margin no gain can miss (or reach) decides both the same way: every cycle agrees."""
+def test_the_reference_has_its_own_margin(margin, decision):
+    """A margin no gain can miss (or reach): with the same margin for the reference every
+    cycle agrees; the reference's own margin judges the trainer's rule apart from it."""
     X, y, ts, card, tx = stream(STUDY.days_needed() + 0.5, seed=1)
-    result = promotion_study(X, y, ts, card, tx, NAMES, config(promote_margin=margin), STUDY)
+    same = replace(STUDY, reference_margin=margin)
+    result = promotion_study(X, y, ts, card, tx, NAMES, config(promote_margin=margin), same)
     counted = [c for c in result["cycles"] if c["counted"]]
     assert counted and all(c["decision"] == decision for c in counted)
+    assert all(c["later"]["reference"] == decision for c in counted)
     assert result["agreement"]["agree"] == result["agreement"]["counted"] == len(counted)
+    apart = promotion_study(X, y, ts, card, tx, NAMES, config(promote_margin=margin),
+                            replace(STUDY, reference_margin=-margin))
+    assert all(c["later"]["reference"] != decision for c in apart["cycles"] if c["counted"])
+    assert apart["agreement"]["agree"] == 0
 
 
 def test_a_stream_too_short_for_the_cycles_is_refused():
