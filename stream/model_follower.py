@@ -2,9 +2,10 @@
 
 Every worker reads ``model-updates`` and ``synthetic-frauds`` with no consumer group (each
 worker needs every record): model-updates whole, synthetic frauds from where its online
-learner stands (its checkpoint keeps the position; a new learner starts at the end). An announced model is loaded and verified off the event
-loop, then swapped in on it; the scoring agents never await inside a micro-batch's scoring,
-so a swap always falls between micro-batches and no batch is scored by two models.
+learner stands (its checkpoint keeps the position; a new learner starts at the end). An
+announced model is loaded and verified off the event loop, then swapped in on it; the
+scoring agents never await inside a micro-batch's scoring, so a swap always falls between
+micro-batches and no batch is scored by two models.
 
 Both topics are treated as hostile (see ``stream/announce.py``). A record is refused,
 counted (``fraudstream_model_refusals_total{role,reason}`` and
