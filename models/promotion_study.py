@@ -74,13 +74,13 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
         t = t0 + k * study.every_days * DAY_S
         window = (ts >= t - study.window_days * DAY_S) & (ts < t)
         later = (ts >= t) & (ts < t + study.horizon_days * DAY_S)
+        n_rows, n_frauds = int(window.sum()), int(y[window].sum())
         data = WindowData(names, X[window], y[window], ts[window], card[window], tx_id[window],
-                          np.full(int(window.sum()), np.nan))
-        say(f"cycle {k + 1}/{study.cycles} ending {utc_iso(t)}: {int(window.sum()):,} rows, "
-            f"{int(y[window].sum())} frauds; the trainer's decision")
-        row: dict[str, Any] = {"cycle": k + 1, "end": utc_iso(t), "rows": int(window.sum()),
-                               "frauds": int(y[window].sum()),
-                               "later_frauds": int(y[later].sum())}
+                          np.full(n_rows, np.nan))
+        say(f"cycle {k + 1}/{study.cycles} ending {utc_iso(t)}: {n_rows:,} rows, "
+            f"{n_frauds} frauds; the trainer's decision")
+        row: dict[str, Any] = {"cycle": k + 1, "end": utc_iso(t), "rows": n_rows,
+                               "frauds": n_frauds, "later_frauds": int(y[later].sum())}
         try:
             decided = run_cycle(data, champion, refresh)
         except NotEnoughData as exc:
@@ -96,10 +96,10 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                             for k_ in ("c2st_auc", "dcr_share")} if decided.report["quality"]
                    else None)
         if had_champion and y[later].any() and not y[later].all():
-            champion_ap = _ap(champion, X[later], y[later], names)
+            champion_ap = _ap(champion, X[later], y[later])
             row["later"] = {"champion_ap": champion_ap,
                             "decided_challenger_gain": _ap(decided.challenger, X[later],
-                                                           y[later], names) - champion_ap}
+                                                           y[later]) - champion_ap}
             gains = []
             for j in range(study.reference_seeds):
                 seed = refresh.seed + 1 + j
@@ -107,7 +107,7 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                 ref = run_cycle(data, champion, replace(
                     refresh, seed=seed, xgb=replace(refresh.xgb, seed=seed),
                     bootstrap_resamples=min(refresh.bootstrap_resamples, 50)))
-                gains.append(_ap(ref.challenger, X[later], y[later], names) - champion_ap)
+                gains.append(_ap(ref.challenger, X[later], y[later]) - champion_ap)
             mean = float(np.mean(gains))
             reference = "promote" if mean > study.reference_margin else "keep"
             row["later"].update(reference_gains=gains, reference_mean_gain=mean,
@@ -138,9 +138,9 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
     })
 
 
-def _ap(model: Any, X: np.ndarray, y: np.ndarray, names: list[str]) -> float:
-    cols = [names.index(n) for n in model.feature_names]
-    return float(average_precision(y, model.predict_proba(X[:, cols])))
+def _ap(model: Any, X: np.ndarray, y: np.ndarray) -> float:
+    # Every model here was trained by run_cycle on these columns, in this order.
+    return float(average_precision(y, model.predict_proba(X)))
 
 
 def format_cycles(result: dict[str, Any]) -> str:

@@ -124,11 +124,12 @@ class ModelFollower:
             consumer.assign([updates, synthetic])
             consumer.seek(updates, self.updates_offset)
             positions = self.learner.positions
-            if self.synthetic_offset is None:
+            offset = positions.get(synthetic.topic)
+            if offset is None:
                 await consumer.seek_to_end(synthetic)
                 positions[synthetic.topic] = await consumer.position(synthetic)
             else:  # past the end (a recreated topic): aiokafka's reset moves it to the end
-                consumer.seek(synthetic, self.synthetic_offset)
+                consumer.seek(synthetic, offset)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                 for tp, records in batches.items():

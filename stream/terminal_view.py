@@ -205,8 +205,9 @@ class TerminalView:
 
 # The file (TerminalView.encode_steps): _MAGIC, the header's length (8 bytes, little-endian),
 # the header (JSON: topic, delay, offsets, terminal names, per terminal its transaction and
-# fraud counts and delay, the fraud identities), then every terminal's transaction times (float64), transaction
-# identities (int64, -1 for none) and fraud times (float64), terminal after terminal.
+# fraud counts and delay, the fraud identities), then every terminal's transaction times
+# (float64), transaction identities (int64, -1 for none) and fraud times (float64), terminal
+# after terminal.
 _MAGIC = b"FSTV2\n"
 _HEADER_LEN = struct.Struct("<Q")
 
