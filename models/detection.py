@@ -7,9 +7,10 @@ The report behind ``fraudstream evaluate-detection``: on one labelled stream of 
   before its label, labels learned when they would arrive live, in each label mode (in
   ``fraud_only``, legitimate rows mature by their partition's label watermark, with cards
   spread over ``partitions`` as the producers spread them);
-* the **batch model** (XGBoost, the trainer's settings), time-split: trained on the labels
-  known when the test window starts (after a burn-in in which terminal features cannot yet
-  know any fraud), scored on the test window;
+* the **batch model** (XGBoost, the trainer's settings), time-split: trained, as the
+  trainer trains it, on the last ``train_days`` of labels known when the test window starts
+  (never earlier than a burn-in in which terminal features cannot yet know any fraud),
+  scored on the test window;
 * the **batch model under the handbook's protocol** (models/detection_handbook.py): weekly
   windows of 7 days' training, 7 days' delay and 7 days' test with known cards removed, its
   hyper-parameters chosen on a validation window before each test week, beside the
@@ -59,6 +60,9 @@ class DetectionConfig:
     delay_days: float = 7.0
     burn_in_days: float = 7.0
     test_days: float = 20.0
+    # The batch model's training window: the trainer's (FRAUDSTREAM_TRAINER_WINDOW_DAYS'
+    # default). None: every labelled day after the burn-in.
+    train_days: float | None = 30.0
     feature_sets: tuple[str, ...] = ("handbook", "extended")
     label_modes: tuple[str, ...] = ("all", "fraud_only")
     online: tuple[OnlineSpec, ...] = (OnlineSpec("binned"),)
@@ -75,6 +79,8 @@ class DetectionConfig:
             raise ValueError(f"unknown feature sets {unknown}; known: {sorted(FEATURE_SETS)}")
         if self.test_days <= 0 or self.burn_in_days < 0 or self.delay_days < 0:
             raise ValueError("test_days must be > 0; burn_in_days and delay_days >= 0")
+        if self.train_days is not None and self.train_days <= 0:
+            raise ValueError("train_days must be > 0 (or None: all labelled days)")
 
 
 def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = DetectionConfig(),
@@ -98,7 +104,10 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
     day = day_index(ts, start)
     test_from = end - c.test_days * DAY_S
     delay_s = c.delay_days * DAY_S
-    train = (ts >= start + c.burn_in_days * DAY_S) & (ts + delay_s <= test_from)
+    train_from = start + c.burn_in_days * DAY_S
+    if c.train_days is not None:
+        train_from = max(train_from, test_from - delay_s - c.train_days * DAY_S)
+    train = (ts >= train_from) & (ts + delay_s <= test_from)
     test = ts >= test_from
     since_labels = ts >= start + delay_s
     if not (train & y).any() or not (test & y).any():
@@ -112,6 +121,7 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
         "config": jsonable(asdict(c)),
         "data": {"transactions": len(df), "frauds": int(y.sum()), "days": (end - start) / DAY_S,
                  "train_rows": int(train.sum()), "test_rows": int(test.sum()),
+                 "train_from_day": (train_from - start) / DAY_S,
                  "test_base_rate": float(y[test].mean())},
         "batch": {}, "batch_handbook": {}, "online": {},
     }

@@ -83,6 +83,25 @@ def test_too_short_a_stream_and_unknown_feature_sets_are_refused(stream):
         XGBGrid(max_depth=())
 
 
+def test_time_split_trains_on_the_trainers_window_of_known_labels(stream):
+    """The batch model trains on the last ``train_days`` of labels known at the test window's
+    start, as the trainer does, not on every day since the burn-in."""
+    quick = dict(feature_sets=("handbook",), label_modes=("all",), handbook=None, xgb=SMALL_XGB,
+                 test_days=10)
+    ts = stream["ts"].to_numpy()
+    start = np.floor(ts.min() / DAY_S) * DAY_S
+    test_from = start + 43 * DAY_S - 10 * DAY_S
+    windowed = evaluate_detection(stream, DetectionConfig(train_days=12, **quick))["data"]
+    assert windowed["train_from_day"] == 43 - 10 - 7 - 12
+    expected = ((ts >= test_from - 19 * DAY_S) & (ts <= test_from - 7 * DAY_S)).sum()
+    assert windowed["train_rows"] == expected
+    everything = evaluate_detection(stream, DetectionConfig(train_days=None, **quick))["data"]
+    assert everything["train_from_day"] == 7  # the burn-in
+    assert everything["train_rows"] > windowed["train_rows"]
+    with pytest.raises(ValueError, match="train_days"):
+        DetectionConfig(train_days=0)
+
+
 def test_handbook_windows_are_consecutive_weeks_after_their_validation():
     start = 1_000 * DAY_S
     pairs = handbook_windows(start, start + 63 * DAY_S)
