@@ -47,7 +47,11 @@ class PromotionStudyConfig:
     horizon_days: float = 7.0        # later rows the reference scores
     reference_seeds: int = 5
     reference_margin: float = 0.005  # later AP gain the reference calls an improvement
-    burn_in_days: float = 7.0        # feature history before the first window
+    # Feature history before the first window: the longest terminal window plus the label
+    # delay its windows end at, so every window the trainer sees has full features, as in a
+    # service that has run for months. With less, early windows hold half-filled features and
+    # any fresher model looks better later for that reason alone.
+    burn_in_days: float = 37.0
 
     def days_needed(self) -> float:
         return (self.burn_in_days + self.window_days + (self.cycles - 1) * self.every_days

@@ -49,7 +49,7 @@ def register(subparsers: Any, settings: Any = None) -> None:
 
 def run(args: argparse.Namespace, settings: Any) -> int:
     from fraudstream.models.days import DAY_S
-    from fraudstream.models.features import compute_features, feature_names
+    from fraudstream.models.features import WINDOWS_DAYS, compute_features, feature_names
     from fraudstream.models.promotion_study import (
         PromotionStudyConfig, format_cycles, promotion_study,
     )
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace, settings: Any) -> int:
                                  window_days=settings.trainer_window_days,
                                  horizon_days=args.horizon_days,
                                  reference_seeds=args.reference_seeds,
-                                 reference_margin=args.reference_margin)
+                                 reference_margin=args.reference_margin,
+                                 burn_in_days=max(WINDOWS_DAYS) + settings.label_delay_days)
     sim = SimulationConfig.scaled(args.customers, mix=args.mix, seed=args.seed,
                                   n_days=int(study.days_needed()) + 1,
                                   label_delay_days=settings.label_delay_days)

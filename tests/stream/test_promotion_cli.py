@@ -29,5 +29,7 @@ def test_a_small_run_uses_the_trainers_settings_and_writes_its_json(tmp_path, ca
                trainer_promote_margin=0.01) == 0
     result = json.loads(out.read_text())
     assert result["study"]["window_days"] == 12.0 and result["refresh"]["promote_margin"] == 0.01
+    # Every window has full features: the longest terminal window plus the label delay before it.
+    assert result["study"]["burn_in_days"] == 30 + 7
     assert len(result["cycles"]) == 2 and result["agreement"]["counted"] <= 1
     assert "agreement:" in capsys.readouterr().out
