@@ -122,13 +122,22 @@ class ModelFollower:
         await consumer.start()
         try:
             consumer.assign([updates, synthetic])
-            consumer.seek(updates, self.updates_offset)
+            # A position below the log start (retention deleted records while this worker was
+            # away) would make the "latest" reset skip every record still there: start at the
+            # earliest one kept instead. Past the end (a recreated topic) the reset is right.
+            kept = await consumer.beginning_offsets([updates, synthetic])
+            consumer.seek(updates, max(self.updates_offset, kept[updates]))
             positions = self.learner.positions
             offset = positions.get(synthetic.topic)
             if offset is None:
                 await consumer.seek_to_end(synthetic)
                 positions[synthetic.topic] = await consumer.position(synthetic)
-            else:  # past the end (a recreated topic): aiokafka's reset moves it to the end
+            else:
+                if offset < kept[synthetic]:
+                    log.warning("%s: offsets %d-%d were deleted by retention before this learner "
+                                "read them; it learns from %d, the earliest kept", synthetic.topic,
+                                offset, kept[synthetic] - 1, kept[synthetic])
+                    offset = kept[synthetic]
                 consumer.seek(synthetic, offset)
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)

@@ -271,9 +271,13 @@ def test_synthetic_frauds_are_ignored_when_their_weight_is_zero(tmp_path):
 class FakeConsumer:
     """Hands out the batches it was given, then cancels the follower (as a shutdown would)."""
 
-    def __init__(self, batches) -> None:
+    def __init__(self, batches, log_start=None) -> None:
         self.batches = list(batches)
         self.assigned, self.seeks, self.stopped = [], {}, False
+        self.log_start = log_start or {}  # partition -> first offset retention kept
+
+    async def beginning_offsets(self, partitions):
+        return {tp: self.log_start.get(tp, 0) for tp in partitions}
 
     async def start(self) -> None:
         pass
@@ -337,6 +341,29 @@ def test_a_reconnect_resumes_synthetic_frauds_after_the_last_one_handled(w, monk
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(w.follower._follow())
     assert again.seeks[frauds] == 3
+
+
+def test_a_position_retention_deleted_resumes_at_the_earliest_record_kept(w, monkeypatch, caplog):
+    """Saved positions below the log start (records deleted while the worker was away) resume
+    at the earliest record still there, not at the end (which would skip all of them)."""
+    s = w.settings
+    updates = TopicPartition(s.topics.model_updates, 0)
+    frauds = TopicPartition(s.topics.synthetic_frauds, 0)
+    w.learner.positions[frauds.topic] = 2
+    w.follower.updates_offset = 1
+    consumer = FakeConsumer([], log_start={frauds: 5, updates: 4})
+    monkeypatch.setattr(model_follower, "AIOKafkaConsumer", lambda **kwargs: consumer)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(w.follower._follow())
+    assert consumer.seeks == {updates: 4, frauds: 5}
+    assert "offsets 2-4 were deleted by retention" in caplog.text
+    # Positions at or above the log start are kept as they are.
+    w.learner.positions[frauds.topic] = 7
+    consumer = FakeConsumer([], log_start={frauds: 5})
+    monkeypatch.setattr(model_follower, "AIOKafkaConsumer", lambda **kwargs: consumer)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(w.follower._follow())
+    assert consumer.seeks[frauds] == 7
 
 
 def test_synthetic_frauds_published_while_cut_off_or_down_are_learned_once(settings, tmp_path):
