@@ -109,13 +109,10 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
         train_from = max(train_from, test_from - delay_s - c.train_days * DAY_S)
     train = (ts >= train_from) & (ts + delay_s <= test_from)
     test = ts >= test_from
-    since_labels = ts >= start + delay_s
     if not (train & y).any() or not (test & y).any():
         raise ValueError("the stream is too short for burn-in, delay and test window: "
                          f"{(end - start) / DAY_S:g} days")
     pairs = handbook_windows(start, end, c.handbook) if c.handbook is not None else []
-    weeks = [(ts >= w) & (ts < w + 7 * DAY_S)
-             for w in np.arange(start + delay_s, end - 7 * DAY_S + 1, 7 * DAY_S)]
 
     result: dict[str, Any] = {
         "config": jsonable(asdict(c)),
@@ -150,6 +147,13 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
                                          mode,  # type: ignore[arg-type]
                                          partitions=c.partitions, card_ids=card)
                 s = run.scores
+                # "Once labels have arrived": from the first label this run's learner learned
+                # (in fraud_only the first fraud label comes after start + delay; rows before
+                # it are scored by a learner that has learned nothing).
+                since_labels = ts >= run.first_label_ts
+                starts = (np.arange(run.first_label_ts, end - 7 * DAY_S + 1, 7 * DAY_S)
+                          if np.isfinite(run.first_label_ts) else [])
+                weeks = [(ts >= w) & (ts < w + 7 * DAY_S) for w in starts]
                 week_ratios = [average_precision(y[w], s[w]) / y[w].mean()
                                for w in weeks if y[w].any()]
                 entry = {
@@ -157,6 +161,7 @@ def evaluate_detection(transactions: pd.DataFrame, config: DetectionConfig = Det
                     "since_labels": _metrics(y[since_labels], s[since_labels],
                                              day[since_labels], card[since_labels], c.top_k),
                     "worst_week_ap_over_base_rate": min(week_ratios) if week_ratios else None,
+                    "first_label_day": (run.first_label_ts - start) / DAY_S,
                     "score_us_per_row": 1e6 * run.score_seconds / len(s),
                     "learn_us_per_label": 1e6 * run.learn_seconds / max(run.learned, 1),
                 }

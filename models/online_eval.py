@@ -40,6 +40,7 @@ class PrequentialRun:
     learned: int  # labels learned
     score_seconds: float  # wall time spent in predict_proba_many
     learn_seconds: float  # wall time spent in learn_one
+    first_label_ts: float = float("inf")  # event time the first label arrives (inf: none does)
 
 
 def prequential_replay(
@@ -118,7 +119,8 @@ def prequential_replay(
         scores[idx] = learner.predict_proba_many([dicts[r] for r in idx])
         score_s += clock() - t0
         i = end
-    return PrequentialRun(scores, learned, score_s, learn_s)
+    first = float(known[label_order[0]]) if len(label_order) else float("inf")
+    return PrequentialRun(scores, learned, score_s, learn_s, first)
 
 
 def _partitions(card_ids: Sequence[str] | None, n: int, partitions: int) -> np.ndarray:

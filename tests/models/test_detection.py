@@ -63,6 +63,8 @@ def test_report_has_every_cell_and_sane_values(stream):
                 # Scores rank frauds far above chance once labels have arrived.
                 assert entry["test_window"]["average_precision"] > 5 * result["data"]["test_base_rate"]
                 assert entry["score_us_per_row"] > 0
+                # Weeks and "since labels" start at the first label the learner learned.
+                assert entry["first_label_day"] >= 7.0
     table = format_detection({"extended": result})
     # Per feature set: time split, handbook tuned and defaults, 2 modes x 2 learners; the base
     # rate; then one row per handbook window and feature set.

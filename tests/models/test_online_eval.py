@@ -44,6 +44,7 @@ def test_every_label_is_learned_only_after_its_delay_and_after_its_score():
             assert scored[k] < t + 10.0 <= scored[k + 1]
     assert [t for kind, t, _ in rec.log if kind == "score"] == sorted(ts)
     assert np.all(run.scores == 0.5)
+    assert run.first_label_ts == 10.0  # the first transaction's label
 
 
 def test_fraud_only_learns_legitimate_rows_when_the_label_watermark_passes_them():
@@ -51,7 +52,8 @@ def test_fraud_only_learns_legitimate_rows_when_the_label_watermark_passes_them(
     # fraud label at or after that time arrives.
     features, ts, y = frame([0, 3, 5, 6, 20, 40, 45, 60, 70], [0, 0, 1, 0, 0, 1, 0, 0, 0])
     rec = Recorder()
-    prequential_replay(features, ts, y, ["t"], rec, delay_s=10.0, label_mode="fraud_only")
+    run = prequential_replay(features, ts, y, ["t"], rec, delay_s=10.0, label_mode="fraud_only")
+    assert run.first_label_ts == 15.0  # nothing is learned before the first fraud label
     learned = [(t, label) for kind, t, label in rec.log if kind == "learn"]
     # At 15 (fraud 5's label): 0 and 3 are mature; at 50: 6, 20, and fraud 40; 45 needs 55+.
     assert learned == [(0.0, False), (3.0, False), (5.0, True),
