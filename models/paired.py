@@ -24,7 +24,7 @@ Pure: arrays in, numbers out. No Kafka, environment or metrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from .ranking import RankedScores
 
-__all__ = ["GainInterval", "paired_ap_gain", "verdict"]
+__all__ = ["GainInterval", "paired_ap_gain", "paired_mean_ap_gain", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -69,19 +69,32 @@ def paired_ap_gain(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *,
     (2.1 s for 1000 resamples of 30,000 rows on one idle core); ``check()`` is called every
     50 resamples, so a caller's deadline can stop it.
     """
+    return paired_mean_ap_gain(y, score_a, [score_b], resamples=resamples,
+                               confidence=confidence, seed=seed, check=check)
+
+
+def paired_mean_ap_gain(y: np.ndarray, score_a: np.ndarray, scores_b: Sequence[np.ndarray], *,
+                        resamples: int = 1000, confidence: float = 0.9, seed: int = 0,
+                        check: Callable[[], None] | None = None) -> GainInterval:
+    """:func:`paired_ap_gain` of the *mean* AP of several models ``scores_b`` (say, one
+    recipe trained with several seeds) over ``score_a``, every model scored on each same
+    resample; ``ap_b`` is their mean AP."""
     y = np.asarray(y, dtype=bool)
     a = np.asarray(score_a, dtype=np.float64)
-    b = np.asarray(score_b, dtype=np.float64)
-    if not (len(y) == len(a) == len(b)):
-        raise ValueError(f"row counts differ: y {len(y)}, a {len(a)}, b {len(b)}")
+    bs = [np.asarray(b, dtype=np.float64) for b in scores_b]
+    if not bs:
+        raise ValueError("scores_b holds no model")
+    if any(len(b) != len(y) for b in bs) or len(a) != len(y):
+        raise ValueError(f"row counts differ: y {len(y)}, a {len(a)}, b {[len(b) for b in bs]}")
     if not 0 < y.sum() < len(y):
         raise ValueError("the rows need both frauds and legitimate transactions")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    pa, pb = RankedScores(y, a), RankedScores(y, b)
-    ap_a, ap_b = pa.average_precision(), pb.average_precision()
+    pa, pbs = RankedScores(y, a), [RankedScores(y, b) for b in bs]
+    ap_a = pa.average_precision()
+    ap_b = float(np.mean([pb.average_precision() for pb in pbs]))
     rng = np.random.default_rng(seed)
     frauds, legit = np.flatnonzero(y), np.flatnonzero(~y)
     gains = np.empty(resamples)
@@ -93,7 +106,7 @@ def paired_ap_gain(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *,
         drawn = np.concatenate([frauds[rng.integers(0, len(frauds), len(frauds))],
                                 legit[rng.integers(0, len(legit), len(legit))]])
         w = np.bincount(drawn, minlength=len(y)).astype(np.float64)
-        gains[i] = pb.average_precision(w) - pa.average_precision(w)
+        gains[i] = np.mean([pb.average_precision(w) for pb in pbs]) - pa.average_precision(w)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(gains, [alpha, 1.0 - alpha])
     return GainInterval(

@@ -18,6 +18,13 @@ study replays a stream's trainer cycles and answers it:
 - a cycle *agrees* when the trainer promoted exactly when the reference would. The first
   cycle has no champion (it always promotes) and is not counted.
 
+The later week is a sample too: the reference's mean gain carries a paired-bootstrap interval
+on the later rows (every model scored on each same resample, ``reference_confidence``). The
+reference is *decisive* when that interval lies wholly above the margin (promote) or wholly
+below it (keep); otherwise the later week cannot tell either, and a disagreement there is
+within the reference's own noise. The agreement reports both: every counted cycle, and the
+decisive ones.
+
 Pure: arrays in, a JSON-able dict out (no Kafka, environment or metrics).
 """
 
@@ -32,6 +39,7 @@ import numpy as np
 
 from .days import DAY_S, utc_iso
 from .formats import jsonable
+from .paired import paired_mean_ap_gain
 from .ranking import average_precision
 from .refresh import NotEnoughData, RefreshConfig, run_cycle
 from .window import WindowData
@@ -47,6 +55,8 @@ class PromotionStudyConfig:
     horizon_days: float = 7.0        # later rows the reference scores
     reference_seeds: int = 5
     reference_margin: float = 0.005  # later AP gain the reference calls an improvement
+    reference_confidence: float = 0.9  # of its interval (the trainer's default confidence)
+    reference_resamples: int = 1000
     # Feature history before the first window: the longest terminal window plus the label
     # delay its windows end at, so every window the trainer sees has full features, as in a
     # service that has run for months. With less, early windows hold half-filled features and
@@ -100,26 +110,36 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                             for k_ in ("c2st_auc", "dcr_share")} if decided.report["quality"]
                    else None)
         if had_champion and y[later].any() and not y[later].all():
-            champion_ap = _ap(champion, X[later], y[later])
+            champion_scores = champion.predict_proba(X[later])
+            champion_ap = float(average_precision(y[later], champion_scores))
             row["later"] = {"champion_ap": champion_ap,
                             "decided_challenger_gain": _ap(decided.challenger, X[later],
                                                            y[later]) - champion_ap}
-            gains = []
+            gains, scores = [], []
             for j in range(study.reference_seeds):
                 seed = refresh.seed + 1 + j
                 say(f"cycle {k + 1}: reference seed {j + 1}/{study.reference_seeds}")
                 ref = run_cycle(data, champion, replace(
                     refresh, seed=seed, xgb=replace(refresh.xgb, seed=seed),
                     bootstrap_resamples=min(refresh.bootstrap_resamples, 50)))
-                gains.append(_ap(ref.challenger, X[later], y[later]) - champion_ap)
+                scores.append(ref.challenger.predict_proba(X[later]))
+                gains.append(float(average_precision(y[later], scores[-1])) - champion_ap)
             mean = float(np.mean(gains))
             reference = "promote" if mean > study.reference_margin else "keep"
+            interval = paired_mean_ap_gain(
+                y[later], champion_scores, scores,
+                resamples=study.reference_resamples, confidence=study.reference_confidence,
+                seed=refresh.seed)
+            decisive = (interval.low > study.reference_margin
+                        or interval.high < study.reference_margin)
             row["later"].update(reference_gains=gains, reference_mean_gain=mean,
-                                reference=reference)
+                                reference=reference, reference_interval=interval.to_dict(),
+                                reference_decisive=decisive)
             row["counted"] = True
             row["agrees"] = reference == row["decision"]
             say(f"cycle {k + 1}: trainer {row['decision']}, reference {reference} "
-                f"(mean later gain {mean:+.4f} over {len(gains)} seeds): "
+                f"(mean later gain {mean:+.4f} [{interval.low:+.4f}, {interval.high:+.4f}] "
+                f"over {len(gains)} seeds{'' if decisive else ', within its noise'}): "
                 f"{'agree' if row['agrees'] else 'DISAGREE'}")
         else:
             row["counted"] = False
@@ -130,13 +150,16 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
         cycles.append(row)
     counted = [c for c in cycles if c.get("counted")]
     agree = sum(c["agrees"] for c in counted)
+    decisive = [c for c in counted if c["later"]["reference_decisive"]]
     return jsonable({
         "cycles": cycles,
         "agreement": {"agree": agree, "counted": len(counted),
                       "share": agree / len(counted) if counted else math.nan,
                       "promoted": sum(c["decision"] == "promote" for c in counted),
                       "reference_promote": sum(c["later"]["reference"] == "promote"
-                                               for c in counted)},
+                                               for c in counted),
+                      "decisive": len(decisive),
+                      "decisive_agree": sum(c["agrees"] for c in decisive)},
         "study": asdict(study),
         "refresh": asdict(refresh),
     })
@@ -150,18 +173,22 @@ def _ap(model: Any, X: np.ndarray, y: np.ndarray) -> float:
 def format_cycles(result: dict[str, Any]) -> str:
     """One line per cycle, then the agreement."""
     lines = ["cycle  end                   frauds  trainer  holdout gain [interval]      "
-             "reference  mean later gain  agrees"]
+             "reference  mean later gain [interval]    agrees"]
     for c in result["cycles"]:
         g = c.get("holdout_gain")
         gain = (f"{g['estimate']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]" if g else "-")
         later = c.get("later") or {}
         ref = later.get("reference", "-")
-        mean = later.get("reference_mean_gain")
+        mean, r = later.get("reference_mean_gain"), later.get("reference_interval")
+        ref_gain = "-" if mean is None else (
+            f"{mean:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
+            f"{'' if later['reference_decisive'] else '*'}")
         lines.append(f"{c['cycle']:>5}  {c['end']:<20}  {c['frauds']:>6}  {c['decision']:<7}  "
-                     f"{gain:<27}  {ref:<9}  {'-' if mean is None else f'{mean:+.4f}':>15}  "
+                     f"{gain:<27}  {ref:<9}  {ref_gain:<29}  "
                      f"{'yes' if c.get('agrees') else ('no' if c.get('counted') else '-')}")
     a = result["agreement"]
     lines.append(f"agreement: {a['agree']}/{a['counted']} counted cycles "
                  f"(trainer promoted {a['promoted']}, the reference would have promoted "
-                 f"{a['reference_promote']})")
+                 f"{a['reference_promote']}); {a['decisive_agree']}/{a['decisive']} of the "
+                 "cycles the later week can decide (* : its interval holds the margin)")
     return "\n".join(lines)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from fraudstream.models.paired import GainInterval, paired_ap_gain, verdict
+from fraudstream.models.paired import GainInterval, paired_ap_gain, paired_mean_ap_gain, verdict
 from fraudstream.models.ranking import average_precision
 
 
@@ -90,3 +90,32 @@ def test_to_dict_round_trips():
     g = paired_ap_gain(*rows(n=300, rate=0.1)[:1], np.linspace(0, 1, 300), np.linspace(1, 0, 300),
                        resamples=20)
     assert GainInterval(**g.to_dict()) == g
+
+
+def test_the_mean_gain_of_several_models_is_scored_on_each_same_resample():
+    rng = np.random.default_rng(3)
+    y = rng.random(3000) < 0.05
+    a = y * 0.5 + rng.random(3000)
+    b1, b2 = y * 1.0 + rng.random(3000), y * 2.0 + rng.random(3000)
+    one = paired_ap_gain(y, a, b1, resamples=200, seed=4)
+    assert paired_mean_ap_gain(y, a, [b1], resamples=200, seed=4) == one  # the same test
+    both = paired_mean_ap_gain(y, a, [b1, b2], resamples=200, seed=4)
+    two = paired_ap_gain(y, a, b2, resamples=200, seed=4)
+    assert both.ap_b == pytest.approx((one.ap_b + two.ap_b) / 2)
+    assert both.estimate == pytest.approx((one.estimate + two.estimate) / 2)
+    # Each resample's gain is the mean of both models' weighted AP minus a's, all on the same
+    # draw: recomputed here with sklearn's AP on the same stratified draws.
+    small = paired_mean_ap_gain(y, a, [b1, b2], resamples=40, seed=5, confidence=0.8)
+    draw = np.random.default_rng(5)
+    frauds, legit = np.flatnonzero(y), np.flatnonzero(~y)
+    gains = []
+    for _ in range(40):
+        idx = np.concatenate([frauds[draw.integers(0, len(frauds), len(frauds))],
+                              legit[draw.integers(0, len(legit), len(legit))]])
+        w = np.bincount(idx, minlength=len(y))
+        ap = lambda s: average_precision_score(y, s, sample_weight=w)  # noqa: E731
+        gains.append((ap(b1) + ap(b2)) / 2 - ap(a))
+    assert small.low == pytest.approx(np.quantile(gains, 0.1))
+    assert small.high == pytest.approx(np.quantile(gains, 0.9))
+    with pytest.raises(ValueError, match="no model"):
+        paired_mean_ap_gain(y, a, [])

@@ -53,8 +53,17 @@ def test_each_cycle_after_the_first_is_compared_with_its_reference_on_later_rows
         assert later["reference_mean_gain"] == pytest.approx(np.mean(later["reference_gains"]))
         assert later["reference"] == ("promote" if later["reference_mean_gain"] > 0.005 else "keep")
         assert c["agrees"] == (later["reference"] == c["decision"])
+        # The later week's own noise: the mean gain's paired interval, decisive when it lies
+        # wholly on one side of the margin.
+        r = later["reference_interval"]
+        assert r["estimate"] == pytest.approx(later["reference_mean_gain"])
+        assert r["low"] <= r["estimate"] <= r["high"] and r["confidence"] == 0.9
+        assert later["reference_decisive"] == (r["low"] > 0.005 or r["high"] < 0.005)
     a = result["agreement"]
     assert a["counted"] == 2 and a["agree"] == sum(c["agrees"] for c in cycles[1:])
+    decisive = [c for c in cycles[1:] if c["later"]["reference_decisive"]]
+    assert a["decisive"] == len(decisive)
+    assert a["decisive_agree"] == sum(c["agrees"] for c in decisive)
     assert "agreement: " in format_cycles(result)
 
 
