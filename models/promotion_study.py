@@ -76,7 +76,8 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
     decision with the reference; returns cycles, agreement and the configs."""
     say = progress or (lambda message: None)
     order = np.argsort(ts, kind="stable")
-    X, y, ts = np.asarray(X, np.float64)[order], np.asarray(y, np.int64)[order], np.asarray(ts)[order]
+    X, y = np.asarray(X, np.float64)[order], np.asarray(y, np.int64)[order]
+    ts = np.asarray(ts)[order]
     card, tx_id = np.asarray(card, object)[order], np.asarray(tx_id, object)[order]
     t0 = float(ts[0]) + (study.burn_in_days + study.window_days) * DAY_S
     if t0 + ((study.cycles - 1) * study.every_days + study.horizon_days) * DAY_S > ts[-1] + 1:
@@ -110,11 +111,13 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                             for k_ in ("c2st_auc", "dcr_share")} if decided.report["quality"]
                    else None)
         if had_champion and y[later].any() and not y[later].all():
-            champion_scores = champion.predict_proba(X[later])
-            champion_ap = float(average_precision(y[later], champion_scores))
-            row["later"] = {"champion_ap": champion_ap,
-                            "decided_challenger_gain": _ap(decided.challenger, X[later],
-                                                           y[later]) - champion_ap}
+            # Every model here was trained by run_cycle on these columns, in this order.
+            X_later, y_later = X[later], y[later]
+            champion_scores = champion.predict_proba(X_later)
+            champion_ap = float(average_precision(y_later, champion_scores))
+            decided_scores = decided.challenger.predict_proba(X_later)
+            row["later"] = {"champion_ap": champion_ap, "decided_challenger_gain":
+                            float(average_precision(y_later, decided_scores)) - champion_ap}
             gains, scores = [], []
             for j in range(study.reference_seeds):
                 seed = refresh.seed + 1 + j
@@ -122,12 +125,12 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                 ref = run_cycle(data, champion, replace(
                     refresh, seed=seed, xgb=replace(refresh.xgb, seed=seed),
                     bootstrap_resamples=min(refresh.bootstrap_resamples, 50)))
-                scores.append(ref.challenger.predict_proba(X[later]))
-                gains.append(float(average_precision(y[later], scores[-1])) - champion_ap)
+                scores.append(ref.challenger.predict_proba(X_later))
+                gains.append(float(average_precision(y_later, scores[-1])) - champion_ap)
             mean = float(np.mean(gains))
             reference = "promote" if mean > study.reference_margin else "keep"
             interval = paired_mean_ap_gain(
-                y[later], champion_scores, scores,
+                y_later, champion_scores, scores,
                 resamples=study.reference_resamples, confidence=study.reference_confidence,
                 seed=refresh.seed)
             decisive = (interval.low > study.reference_margin
@@ -163,11 +166,6 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
         "study": asdict(study),
         "refresh": asdict(refresh),
     })
-
-
-def _ap(model: Any, X: np.ndarray, y: np.ndarray) -> float:
-    # Every model here was trained by run_cycle on these columns, in this order.
-    return float(average_precision(y, model.predict_proba(X)))
 
 
 def format_cycles(result: dict[str, Any]) -> str:
