@@ -1,21 +1,31 @@
-"""The faust app: topics, tables and agents of the scoring path. Thin glue over :mod:`stages`.
+"""The faust apps of a worker: topics, tables and agents. Thin glue over :mod:`stages`.
 
-Data flow (one Kafka hop from a transaction to its score):
+A worker is two processes (``label_process="child"``, the default), each a faust app:
 
+    scoring process (app id, group ``<app>``), one Kafka hop from a transaction to its score:
     transactions (key card) --score agent--> scores (key card)
         card features: this card's state (table card-state, partitioned by card)
         terminal features: this worker's replica of every terminal (stream/terminal_view.py)
-        side effects: the card state, a pending snapshot (table pending-snapshots),
-        <app>-terminal-events (the transaction, for the other replicas)
-    labels (key card) --label agent--> the join (pending-snapshots / waiting-labels) -->
-        online learner, training-examples, <app>-terminal-events (confirmed frauds)
-    <app>-terminal-events (all partitions, every worker) --terminal feed--> the replica
+        side effects: the card state, <app>-terminal-events (the transaction, for the
+        replicas), <app>-snapshots (the scoring-time snapshots, one record per partition and
+        micro-batch, to the partition the transaction came from)
+        the online learner: the label process's checkpoint, taken every learner_sync_s
 
-``labels`` has the same partition count as ``transactions``, so faust's assignor gives a
-worker the same partitions of both, and a card's snapshot and its label meet in that worker's
-tables. Tables are RocksDB-backed with persisted changelog offsets (stream/state.py) and the
-replica is saved to disk with its offsets, so a restart restores seconds of changes, not the
-service's history.
+    label process (app id and group ``<app>-labels``), at lower CPU priority:
+    labels (key card) + <app>-snapshots --> the join (pending-snapshots / waiting-labels) -->
+        online learner (checkpointed every learner_sync_s), training-examples,
+        <app>-terminal-events (confirmed frauds)
+
+    <app>-terminal-events (all partitions, every scoring process) --terminal feed--> replica
+
+``labels`` and the snapshots topic have the same partition count as ``transactions``, and a
+snapshot goes to its transaction's partition number, so faust's assignor gives a label
+process the same partitions of both: a card's snapshot and its label meet in its tables.
+Scoring never waits for the label path, and the label path (two records in and two out per
+transaction, learning) runs on whatever CPU scoring leaves. ``label_process="inline"`` runs
+both in one app and one event loop, as one process. Tables are RocksDB-backed with persisted
+changelog offsets (stream/state.py) and the replica is saved to disk with its offsets, so a
+restart restores seconds of changes, not the service's history.
 """
 
 from __future__ import annotations
@@ -31,68 +41,84 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ..models.features import feature_names, schema_hash
-from ..models.online import PrequentialMetrics
+from ..models.online import OnlineLearner, PrequentialMetrics
 from ..models.scorer import ScoredBatch, Scorer, Thresholds, fallback_class
 from .config import Settings
-from .contract import Bounds, dead_letter, encode, parse_ts
+from .contract import Bounds, dead_letter, encode
 from .event_time import EventTimeGuard
 from .gc_watch import GcWatch, settle_heap
-from .joiner import Joined, LabelJoiner
-from .learner_checkpoint import load_learner, save_learner
+from .joiner import LabelJoiner
+from .label_path import LabelPath
+from .learner_checkpoint import load_learner
 from .metrics import ConsumerLag, WorkerMetrics
 from .model_follower import ModelFollower
 from .outbox import Outbox, worker_faust_app
 from .records import (
-    Featurised, Snapshot, TrainingExample, finite_scores, score_record, snapshot,
-    training_example,
+    SNAPSHOTS_PER_RECORD, Featurised, Snapshot, finite_scores, score_record, snapshot,
 )
-from .stages import (
-    Message, dead_message, feature_stage, partition_for, processing_error, triage,
-)
+from .stages import feature_stage, message_of, partition_for, processing_error
 from .state import PartitionedTable, dumps, table_options
 from .terminal_feed import TerminalFeed
 from .terminal_view import TerminalEvents
-from .topics import internal_topics
+from .topics import internal_topics, label_app_id
 
 __all__ = ["WorkerApp", "build_app"]
 
 log = logging.getLogger("fraudstream.worker")
 
 
-def _message(event: faust.EventT) -> Message:
-    m = event.message
-    return Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+class WorkerApp(LabelPath):
+    """One worker process: the faust app plus the objects its agents share.
 
-
-class WorkerApp:
-    """One worker process: the faust app plus the objects its agents share."""
+    ``role`` is ``score`` or ``label`` (the two processes of a worker, see the module
+    docstring); with ``label_process="inline"`` the scoring process is also the label process.
+    """
 
     def __init__(self, settings: Settings, metrics_registry: CollectorRegistry | None = None,
-                 passthrough: bool = False) -> None:
+                 passthrough: bool = False, role: str | None = None) -> None:
         self.settings = s = settings
+        self.role = role = role or s.worker_role
+        inline = s.label_process == "inline"
+        self.scores_here = role == "score"
+        self.labels_here = role == "label" or (inline and not passthrough)
         self.metrics_registry = metrics_registry or CollectorRegistry()
         self.feature_names = feature_names(s.extra_features, s.feature_set)
         self.checkpoint_path = Path(s.model_registry) / "online" / f"{s.worker_id}.pkl"
-        self.metrics = WorkerMetrics(self.metrics_registry)
+        self.metrics = WorkerMetrics(self.metrics_registry,
+                                     role="all" if inline or passthrough else role)
         self.learner = load_learner(self.checkpoint_path, s, self.metrics)
+        self._learner_seen = _file_identity(self.checkpoint_path)
+        self.metrics.learner_examples.set(self.learner.n_learned)
         self.scorer = Scorer(self.learner, Thresholds(s.review_threshold, s.decline_threshold))
         self.prequential = PrequentialMetrics(window=s.prequential_window)
-        # The batch models' quality on the same labelled window, from their scoring-time scores.
+        # The batch models' quality on the same labelled window, from their scoring-time
+        # scores; a window restarts with the first example another version scored.
         self.role_prequential = {role: PrequentialMetrics(window=s.prequential_window)
                                  for role in ("champion", "shadow")}
+        self._role_versions: dict[str, Any] = {}
         self.metrics.model_info.info({"decision_model": self.scorer.model_version,
                                       "online": self.scorer.online_version, "shadow": "none"})
+        # Scoring follows model-updates, learning follows synthetic-frauds.
         self.follower = ModelFollower(s, self.scorer, self.learner, self.metrics,
-                                      schema_hash(self.feature_names), on_swap=self._on_swap)
+                                      schema_hash(self.feature_names),
+                                      models=self.scores_here, synthetic=self.labels_here)
 
-        self.app = app = worker_faust_app(s)
+        app_id = s.app_id if self.scores_here else label_app_id(s)
+        state_dir = s.worker_state_dir if self.scores_here else s.worker_state_dir / "labels"
+        self.app = app = worker_faust_app(s, app_id, state_dir)
         t = s.topics
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        internal = internal_topics(s)
+        # Output topics are written through the Outbox by name; only consumed ones are faust topics.
+        self.terminal_events = internal["terminal_events"]
+        self.snapshots = internal["snapshots"]
+        consumed = ([t.transactions] if self.scores_here else []) + (
+            [t.labels] if self.labels_here else []) + (
+            [self.snapshots] if self.labels_here and not self.scores_here else [])
+        app.stream_topics = frozenset(consumed)
         self.transactions = app.topic(t.transactions, **raw)
         self.labels_topic = app.topic(t.labels, **raw)
-        app.stream_topics = frozenset({t.transactions, t.labels})
-        # Output topics are written through the Outbox by name; only consumed ones are faust topics.
-        self.terminal_events = internal_topics(s)["terminal_events"]
+        self.snapshots_topic = app.topic(self.snapshots, **raw)
 
         table = table_options(s)
         self.outbox = app.outbox = Outbox(app)
@@ -101,24 +127,34 @@ class WorkerApp:
         self.tx_clock = EventTimeGuard(s.max_future_skew_s, s.max_past_skew_s)
         self.label_clock = EventTimeGuard(s.max_future_skew_s, s.max_past_skew_s)
         app.on_partitions_revoked.connect(self._on_revoked)
-        self.cards = self._table(app.Table("card-state", **table),
-                                 cache_size=s.card_cache_per_partition)
-        self.joiner = LabelJoiner(
-            self._table(app.Table("pending-snapshots", **table), counted=True),
-            self._table(app.Table("waiting-labels", **table), counted=True),
-            mode=s.label_mode, maturity_s=s.maturity_s,
-            max_pending=s.max_pending_snapshots, max_waiting=s.max_waiting_labels,
-        )
-        self.tables = [self.cards, self.joiner.pending, self.joiner.waiting]
+        self.tables: list[PartitionedTable] = []
+        self.cards: PartitionedTable | None = None
+        self.joiner: LabelJoiner | None = None
+        if self.scores_here:
+            self.cards = self._table(app.Table("card-state", **table),
+                                     cache_size=s.card_cache_per_partition)
+            self.tables.append(self.cards)
+        if self.labels_here:
+            self.joiner = LabelJoiner(
+                self._table(app.Table("pending-snapshots", **table), counted=True),
+                self._table(app.Table("waiting-labels", **table), counted=True),
+                mode=s.label_mode, maturity_s=s.maturity_s,
+                max_pending=s.max_pending_snapshots, max_waiting=s.max_waiting_labels,
+            )
+            self.tables += [self.joiner.pending, self.joiner.waiting]
+            self._dropped_seen = dict(self.joiner.dropped)
         # faust runs every table's recovery callbacks once the whole restore is done, so one
-        # callback serves all three tables (one per table reloaded everything three times).
-        self.cards.table.on_recover(self._on_recovered)
+        # callback serves all the tables (one per table reloaded everything each time).
+        if self.tables:
+            self.tables[0].table.on_recover(self._on_recovered)
         self.outbox.on_settled.append(self._persist_offsets)
-        self.feed = TerminalFeed(s, self.terminal_events,
-                                 s.worker_state_dir / "terminal-view.bin", self.metrics,
-                                 started=time.monotonic())
-        self.view = self.feed.view
-        self._dropped_seen = dict(self.joiner.dropped)
+        self.feed: TerminalFeed | None = None
+        self.view = None
+        if self.scores_here:
+            self.feed = TerminalFeed(s, self.terminal_events,
+                                     s.worker_state_dir / "terminal-view.bin", self.metrics,
+                                     started=time.monotonic())
+            self.view = self.feed.view
         self._quality_due = 0.0  # when the learners' quality gauges are next computed
         self._tx_queue: Any = None  # the score agent's input queue, once it runs
         self.lag = ConsumerLag(self.metrics.consumer_lag)
@@ -136,15 +172,23 @@ class WorkerApp:
 
     # -- set-up ------------------------------------------------------------------------
     def _register_agents(self) -> None:
-        app = self.app
-        app.agent(self.transactions, name="score")(self._score_agent)
-        app.agent(self.labels_topic, name="label-join")(self._label_agent)
+        app, s = self.app, self.settings
+        if self.scores_here:
+            app.agent(self.transactions, name="score")(self._score_agent)
+            app.task(self.feed.run)
+            app.timer(s.view_save_every_s)(self._save_view)
+        if self.labels_here:
+            app.agent(self.labels_topic, name="label-join")(self._label_agent)
+            if not self.scores_here:
+                app.agent(self.snapshots_topic, name="snapshot-join")(self._snapshot_agent)
+            # Alone, the label process checkpoints as often as its scoring process looks.
+            app.timer(s.checkpoint_every_s if self.scores_here else s.learner_sync_s)(
+                self._checkpoint)
+        else:
+            app.timer(s.learner_sync_s)(self._sync_learner)
         app.timer(1.0)(self._housekeeping)
         app.task(self.follower.run)
-        app.task(self.feed.run)
         app.task(self._watch_loop)
-        app.timer(self.settings.checkpoint_every_s)(self._checkpoint)
-        app.timer(self.settings.view_save_every_s)(self._save_view)
 
     # -- agents ------------------------------------------------------------------------
     async def _score_agent(self, stream: faust.StreamT) -> None:
@@ -153,7 +197,7 @@ class WorkerApp:
         await self.feed.ready.wait()  # never score against a replica that is behind
         async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
             started = time.perf_counter()
-            msgs = [_message(e) for e in events]
+            msgs = [message_of(e) for e in events]
             self.metrics.messages_in.labels("transactions").inc(len(msgs))
             result = feature_stage(msgs, self.cards, self.view, s.max_message_bytes, time.time(),
                                    s.extra_features, self.bounds, self.tx_clock, s.feature_set)
@@ -168,14 +212,23 @@ class WorkerApp:
             await self.outbox.flush()
 
     def _pend(self, snapshots: list[tuple[int, Snapshot]]) -> None:
-        """Scoring-time snapshots wait in the join for their labels (same partition as the card)."""
-        joined: list[Joined] = []
+        """Scoring-time snapshots go to the label join of the card's partition: the label
+        process's, through the snapshots topic, or this process's own, inline."""
+        if self.joiner is None:
+            self._send_snapshots(snapshots)
+        else:
+            self._join_snapshots(snapshots)
+
+    def _send_snapshots(self, snapshots: list[tuple[int, Snapshot]]) -> None:
+        """One record per partition and chunk of a micro-batch: a record per snapshot would
+        cost the scoring loop a producer call each, a third of what a score costs."""
+        by_partition: dict[int, list[Snapshot]] = {}
         for partition, snap in snapshots:
-            try:
-                joined.extend(self.joiner.on_snapshot(partition, snap))
-            except Exception as exc:
-                self._internal_failure("join", snap, exc)
-        self._learn(joined)
+            by_partition.setdefault(partition, []).append(snap)
+        for partition, snaps in by_partition.items():
+            for i in range(0, len(snaps), SNAPSHOTS_PER_RECORD):
+                self.outbox.add(self.snapshots, None, dumps(snaps[i:i + SNAPSHOTS_PER_RECORD]),
+                                partition)
 
     def _send_events(self, events: TerminalEvents) -> None:
         """Terminal events for the other replicas: one message per destination partition."""
@@ -244,52 +297,6 @@ class WorkerApp:
                                fallbacks=[f"scoring failed ({type(exc).__name__}); review"] * n,
                                versions=[version] * n)
 
-    async def _label_agent(self, stream: faust.StreamT) -> None:
-        s = self.settings
-        await self.feed.ready.wait()  # confirmed frauds go into the replica
-        async for events in stream.take_events(s.label_batch_max, within=s.batch_within_s):
-            await self._give_way_to_scoring()
-            started = time.perf_counter()
-            msgs = [_message(e) for e in events]
-            self.metrics.messages_in.labels("labels").inc(len(msgs))
-            now = time.time()
-            valid, dead = triage("labels", msgs, s.max_message_bytes, now, self.bounds,
-                                 self.label_clock)
-            joined: list[Joined] = []
-            for m, label in valid:
-                try:
-                    outcome, got = self.joiner.on_label(m.partition, label, parse_ts(label["ts"]))
-                except Exception as exc:
-                    self.metrics.processing_errors.labels("label").inc()
-                    log.error("a label raised %s: %s (dead-lettered)", type(exc).__name__, exc)
-                    dead.append(dead_message(m, processing_error(exc), "processing_error", now))
-                    continue
-                self.metrics.labels.labels(outcome).inc()
-                joined.extend(got)
-            self._dead_letter(s.topics.labels_dlq, "labels", dead)
-            self._learn(joined)
-            self._observe_batch("label", len(msgs), started)
-            await self.outbox.flush()
-
-    async def _give_way_to_scoring(self) -> None:
-        """Labels wait while transactions are queued for scoring (at most ``label_defer_max_s``).
-
-        Both agents share one event loop, and a label batch runs to its end once started (join,
-        learning, training examples: ~0.2 ms a label), so a transaction arriving meanwhile
-        waits for it. Label batches are small (``label_batch_max``) and start when no
-        transaction is waiting: scoring latency does not carry the label path. Under a load
-        above capacity labels lag instead of scores; the bound keeps them moving, and every
-        label is still learned.
-        """
-        queue = self._tx_queue
-        if queue is None or not queue.qsize():
-            return
-        started = time.monotonic()
-        deadline = started + self.settings.label_defer_max_s
-        while queue.qsize() and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
-        self.metrics.label_deferred.observe(time.monotonic() - started)
-
     async def _passthrough_agent(self, stream: faust.StreamT) -> None:
         """The benchmark's ceiling: same client stack, one record out per record in."""
         s = self.settings
@@ -300,42 +307,6 @@ class WorkerApp:
                 self.metrics.latency.observe(max(0.0, now - e.message.timestamp))
             await self.outbox.flush()
             self.metrics.transactions_scored.inc(len(events))
-
-    # -- learning ----------------------------------------------------------------------
-    def _learn(self, joined: list[Joined]) -> None:
-        events = TerminalEvents()
-        example = None
-        for j in joined:
-            try:
-                example = self._learn_one(j, events) or example
-            except Exception as exc:
-                self._internal_failure("learn", j.snapshot, exc)
-        self._send_events(events)
-        if example is not None:
-            encode("training-examples", example)  # one per batch, as for scores
-
-    def _learn_one(self, j: Joined, events: TerminalEvents) -> TrainingExample:
-        m = self.metrics
-        snap = j.snapshot
-        if self.learner.learn_one(snap["features"], j.is_fraud) is False:
-            m.learn_refused.inc()  # non-finite features or weights: the learner kept its state
-        example = training_example(snap, j.is_fraud, j.label_ts, j.source)
-        scores = example["scores"]
-        if "online" in scores:
-            self.prequential.update(scores["online"], j.is_fraud)
-        for role, key in (("champion", "batch"), ("shadow", "shadow")):
-            if key in scores:
-                self.role_prequential[role].update(scores[key], j.is_fraud)
-        m.learned.labels("fraud" if j.is_fraud else "legit").inc()
-        if j.source == "matured":
-            m.labels.labels("matured").inc()
-        elif j.is_fraud:  # the terminal's fraud ratio counts it (once: by tx_id)
-            fraud = [snap["terminal_id"], float(snap["event_ts"]), snap["tx_id"]]
-            if self.view.add_fraud(*fraud):
-                events.frauds.append(fraud)
-        self.outbox.add(self.settings.topics.training_examples,
-                        snap["card_id"].encode("utf-8"), dumps(example))
-        return example
 
     # -- timers ------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
@@ -357,9 +328,11 @@ class WorkerApp:
     def _housekeep(self) -> None:
         self.gc_watch.drain(self.metrics.gc_pause)
         assignment = frozenset(self.app.consumer.assignment()) if self.app.consumer else frozenset()
-        self._learn(self.joiner.expire())
+        if self.joiner is not None:
+            self._learn(self.joiner.expire())
         self._update_gauges(assignment)
-        self.feed.update_gauges()
+        if self.feed is not None:
+            self.feed.update_gauges()
 
     async def _on_recovered(self) -> None:
         """faust restored the tables for a new assignment: reload what is kept in memory.
@@ -367,11 +340,14 @@ class WorkerApp:
         Runs after each rebalance's restore, before the agents get records again.
         """
         consumer = self.app.consumer
+        t = self.settings.topics
+        topic = t.transactions if self.scores_here else t.labels
         active = {tp.partition for tp in consumer.assignment()
-                  if tp.topic == self.settings.topics.transactions} if consumer else set()
+                  if tp.topic == topic} if consumer else set()
         for table in self.tables:
             table.on_recovered(active)
-        self.joiner.rebuild(active)
+        if self.joiner is not None:
+            self.joiner.rebuild(active)
         settle_heap()  # the restored state is long-lived: no full collection walks it again
 
     def _persist_offsets(self, delivered: dict[tuple[str, int], int]) -> None:
@@ -382,34 +358,39 @@ class WorkerApp:
         await self.feed.save()  # yields to scoring between chunks: its own histogram times it
 
     def _update_gauges(self, assignment: frozenset) -> None:
-        m = self.metrics
-        p = self.prequential
-        # AP over the 20,000-label windows sorts them (4-5 ms each, three of them): every
-        # 10 s, not with every second's housekeeping, which holds the scoring loop meanwhile.
-        now = time.monotonic()
-        if p.n and now >= self._quality_due:
-            self._quality_due = now + 10.0
-            m.prequential_ap.set(p.average_precision())
-            m.prequential_recall.set(p.recall_at(self.settings.review_threshold))
-            m.prequential_base_rate.set(p.base_rate())
-            for role, rp in self.role_prequential.items():
-                if rp.n_positives and rp.n_positives < rp.n:
-                    m.model_prequential_ap.labels(role).set(rp.average_precision())
-        for kind, n in self.joiner.dropped.items():  # the joiner counts, the metric follows
-            m.join_dropped.labels(kind).inc(n - self._dropped_seen[kind])
-            self._dropped_seen[kind] = n
-        m.snapshots_pending.set(len(self.joiner.pending))
-        m.labels_waiting.set(len(self.joiner.waiting))
-        t = self.settings.topics
-        self.lag.update(self.app.consumer, assignment, (t.transactions, t.labels))
+        self.lag.update(self.app.consumer, assignment, tuple(sorted(self.app.stream_topics)))
+        if self.joiner is not None:
+            self._update_label_gauges()
 
-    def _on_swap(self, role: str) -> None:
-        """A new model in a role starts a fresh quality window (older scores were another's)."""
-        self.role_prequential[role] = PrequentialMetrics(window=self.settings.prequential_window)
+    async def _sync_learner(self) -> None:
+        """Score with the label process's newest learner (its checkpoint, verified).
 
-    async def _checkpoint(self) -> None:
-        with self.metrics.periodic_job.labels("checkpoint_learner").time():
-            save_learner(self.learner, self.checkpoint_path, self.metrics)
+        A ``stat`` when nothing changed. A checkpoint that does not verify (read between
+        the two renames of a save, or tampered with) is left and counted: scoring goes on
+        with the learner it has, and the next sync tries again.
+        """
+        seen = _file_identity(self.checkpoint_path)
+        if seen is None or seen == self._learner_seen:
+            return
+        with self.metrics.periodic_job.labels("sync_learner").time():
+            try:
+                learner = OnlineLearner.load(self.checkpoint_path)
+            except Exception as exc:
+                self.metrics.learner_syncs.labels("refused").inc()
+                log.warning("did not take the online learner from %s (%s: %s); retrying",
+                            self.checkpoint_path, type(exc).__name__, exc)
+                return
+            self._learner_seen = seen
+            if learner.model != self.settings.online_model:
+                self.metrics.learner_syncs.labels("refused").inc()
+                log.error("the label process checkpointed a %r learner, the settings ask for "
+                          "%r: scoring keeps its learner", learner.model,
+                          self.settings.online_model)
+                return
+            # Between micro-batches: the score agent never awaits inside one.
+            self.learner = self.scorer.online = self.follower.learner = learner
+            self.metrics.learner_syncs.labels("loaded").inc()
+            self.metrics.learner_examples.set(learner.n_learned)
 
     # -- helpers -----------------------------------------------------------------------
     def _dead_letter(self, topic: str, source: str, dead: list) -> None:
@@ -430,7 +411,17 @@ class WorkerApp:
         self.metrics.processing.labels(stage).observe(time.perf_counter() - started)
 
 
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a checkpoint is replaced (inode, size, mtime); None if there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = None,
-              passthrough: bool = False) -> WorkerApp:
-    """Build one worker's faust app from the settings."""
-    return WorkerApp(settings, metrics_registry=metrics_registry, passthrough=passthrough)
+              passthrough: bool = False, role: str | None = None) -> WorkerApp:
+    """Build one worker process's faust app from the settings."""
+    return WorkerApp(settings, metrics_registry=metrics_registry, passthrough=passthrough,
+                     role=role)

@@ -160,6 +160,24 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60,
         description="Offset commit interval; also how much is re-scored after a crash.")
     checkpoint_every_s: float = Field(30.0, gt=0, description="Online learner checkpoint interval.")
+    label_process: Literal["child", "separate", "inline"] = Field(
+        "child",
+        description="Where the label path (labels, the join, learning, training examples) runs: "
+                    "child: a process the worker starts, at lower CPU priority; separate: a "
+                    "process started on its own (`fraudstream worker --role label`); inline: in "
+                    "the scoring worker's event loop (one process, fewer moving parts).")
+    worker_role: Literal["score", "label"] = Field(
+        "score", description="What this worker process does (`fraudstream worker --role`).")
+    label_metrics_port: int = Field(
+        9110, ge=0, le=65535, description="Metrics endpoint of a worker's label process; 0 disables it.")
+    label_nice: int = Field(
+        10, ge=0, le=19,
+        description="How much lower the label process's CPU priority is than the scoring "
+                    "worker's: under load the scores get the CPU first, the labels catch up.")
+    learner_sync_s: float = Field(
+        2.0, gt=0, le=300,
+        description="How often the label process checkpoints its online learner and the "
+                    "scoring worker picks the checkpoint up: the delay before a label moves scores.")
     extra_features: tuple[str, ...] = Field(
         (), description="Names of numeric `features` passed through to the models (JSON list).")
     online_synthetic_weight: float = Field(

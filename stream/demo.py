@@ -201,7 +201,8 @@ def run_demo(settings: Settings, minutes: float = 4.0, days: int = 35, customers
     metrics_port = settings.metrics_port if port_free(settings.metrics_port) else free_port()
     worker = WorkerProcess(env, data_dir / "worker.log", "demo-worker", metrics_port=metrics_port)
     metrics_url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
-    print(f"worker started (log {worker.log_path}); metrics at {metrics_url}", flush=True)
+    print(f"worker started (log {worker.log_path}); metrics at {metrics_url}, its label "
+          f"process's at http://127.0.0.1:{worker.extra_ports[0]}/metrics", flush=True)
     trainer_port = settings.trainer_metrics_port if port_free(settings.trainer_metrics_port) else free_port()
     trainer = TrainerProcess(settings_env(demo, app_id=demo.app_id, **_DEMO_TRAINER),
                              data_dir / "trainer.log", metrics_port=trainer_port)

@@ -135,7 +135,7 @@ def role_acls(settings: Any, role: str, principal: str | None = None) -> list[An
     from kafka.admin import (ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType,
                              ResourcePattern, ResourceType)
 
-    from .topics import topic_specs
+    from .topics import label_app_id, topic_specs
 
     t = settings.topics
     topic, group = ResourceType.TOPIC, ResourceType.GROUP
@@ -157,6 +157,12 @@ def role_acls(settings: Any, role: str, principal: str | None = None) -> list[An
             (topic, f"{settings.app_id}-__assignor-__leader", literal, ACLOperation.CREATE),
             (group, settings.app_id, literal, read),
         ]
+        labels = label_app_id(settings)
+        if labels != settings.app_id:  # the label processes' own faust app and group
+            grants += [
+                (topic, f"{labels}-__assignor-__leader", literal, ACLOperation.CREATE),
+                (group, labels, literal, read),
+            ]
     elif role == "trainer":
         grants = [
             (topic, t.training_examples, literal, read),

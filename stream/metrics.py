@@ -32,11 +32,27 @@ def _counter_from_zero(name: str, doc: str, label: str, values: Iterable[str],
     return counter
 
 
-class WorkerMetrics:
-    """The scoring worker's metrics (``fraudstream_*``)."""
+# Which process of a worker exports what (WorkerMetrics(role=...)): a series a process never
+# moves is not exported there, so no dashboard or alert reads a second, idle copy of it (a
+# prequential AP of 0 from the scoring process, say). Inline, one process exports both.
+_LABEL_PATH = ("labels", "labels_waiting", "snapshots_pending", "label_deferred",
+               "prequential_ap", "prequential_recall", "prequential_base_rate", "learned",
+               "synthetic_learned", "synthetic_refused", "model_prequential_ap", "join_dropped",
+               "learn_refused")
+_SCORE_PATH = ("transactions_scored", "latency", "scores", "decisions", "model_info",
+               "model_swaps", "model_refusals", "score_fallbacks", "worker_ready",
+               "terminal_view_terminals", "terminal_view_lag", "terminal_view_rejected",
+               "terminal_view_bytes", "terminal_view_save", "terminal_view_refused",
+               "learner_syncs", "learner_examples")
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+
+class WorkerMetrics:
+    """A worker's metrics (``fraudstream_*``): ``role`` is ``score`` or ``label`` for one of
+    its two processes, ``all`` where one process does both (and in tests)."""
+
+    def __init__(self, registry: CollectorRegistry, role: str = "all") -> None:
         self.registry = registry
+        exported = role
         self.messages_in = Counter(
             "fraudstream_messages_in_total", "Messages read, by source topic kind.",
             ["topic"], registry=registry)
@@ -118,9 +134,9 @@ class WorkerMetrics:
             "model-updates records refused, by role (champion, shadow, none: no known role) and "
             "reason; each also counts in fraudstream_model_swaps_total{outcome=\"refused\"}.",
             ["role", "reason"], registry=registry)
-        for role in ("champion", "shadow", "none"):
+        for model_role in ("champion", "shadow", "none"):
             for reason in ANNOUNCEMENT_REFUSALS:
-                self.model_refusals.labels(role, reason)
+                self.model_refusals.labels(model_role, reason)
         self.synthetic_refused = Counter(
             "fraudstream_synthetic_refused_total",
             "synthetic-frauds records the online learner did not learn, by reason.",
@@ -197,6 +213,17 @@ class WorkerMetrics:
             "Online-learner checkpoints not loaded (digest mismatch, missing sidecar, "
             "non-finite weights) or not written (non-finite weights), by action.",
             "action", ("load", "save"), registry)
+        self.learner_syncs = _counter_from_zero(
+            "fraudstream_online_learner_syncs_total",
+            "Online learners the scoring process took from its label process's checkpoint "
+            "(loaded), or left (refused: unreadable or not verified; the next sync retries).",
+            "outcome", ("loaded", "refused"), registry)
+        self.learner_examples = Gauge(
+            "fraudstream_online_learner_examples",
+            "Examples learned by the online learner this process scores with.", registry=registry)
+        if exported != "all":
+            for name in _LABEL_PATH if exported == "score" else _SCORE_PATH:
+                registry.unregister(getattr(self, name))
 
 
 SWAP_OUTCOMES = ("loaded", "unchanged", "refused", "cleared")

@@ -60,7 +60,8 @@ class _Refused(NamedTuple):
 
 class ModelFollower:
     def __init__(self, settings: Settings, scorer: Scorer, learner: OnlineLearner,
-                 metrics: WorkerMetrics, schema: str, on_swap=None) -> None:
+                 metrics: WorkerMetrics, schema: str, on_swap=None, models: bool = True,
+                 synthetic: bool = True) -> None:
         self.settings = settings
         self.scorer = scorer
         self.learner = learner
@@ -71,6 +72,10 @@ class ModelFollower:
         self.on_swap = on_swap or (lambda role: None)
         self.updates_offset = 0
         self.refusals = RefusalLog(log, _LOG_EVERY_S)
+        # What this process follows: a scoring process the models, a label process (whose
+        # learner learns) the synthetic frauds; inline, one process both.
+        self.follows_models = models
+        self.follows_synthetic = synthetic
 
     # -- start-up ------------------------------------------------------------------------
     def load_initial(self) -> None:
@@ -121,24 +126,18 @@ class ModelFollower:
                                     **aiokafka_security(s))
         await consumer.start()
         try:
-            consumer.assign([updates, synthetic])
+            followed = [tp for tp, on in ((updates, self.follows_models),
+                                          (synthetic, self.follows_synthetic)) if on]
+            consumer.assign(followed)
             # A position below the log start (retention deleted records while this worker was
             # away) would make the "latest" reset skip every record still there: start at the
             # earliest one kept instead. Past the end (a recreated topic) the reset is right.
-            kept = await consumer.beginning_offsets([updates, synthetic])
-            consumer.seek(updates, max(self.updates_offset, kept[updates]))
+            kept = await consumer.beginning_offsets(followed)
+            if self.follows_models:
+                consumer.seek(updates, max(self.updates_offset, kept[updates]))
             positions = self.learner.positions
-            offset = positions.get(synthetic.topic)
-            if offset is None:
-                await consumer.seek_to_end(synthetic)
-                positions[synthetic.topic] = await consumer.position(synthetic)
-            else:
-                if offset < kept[synthetic]:
-                    log.warning("%s: offsets %d-%d were deleted by retention before this learner "
-                                "read them; it learns from %d, the earliest kept", synthetic.topic,
-                                offset, kept[synthetic] - 1, kept[synthetic])
-                    offset = kept[synthetic]
-                consumer.seek(synthetic, offset)
+            if self.follows_synthetic:
+                await self._seek_synthetic(consumer, synthetic, kept[synthetic])
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
                 for tp, records in batches.items():
@@ -153,6 +152,22 @@ class ModelFollower:
                             positions[synthetic.topic] = r.offset + 1
         finally:
             await consumer.stop()
+
+    async def _seek_synthetic(self, consumer: AIOKafkaConsumer, synthetic: TopicPartition,
+                              kept: int) -> None:
+        """Resume synthetic frauds after the last one the learner's state includes."""
+        positions = self.learner.positions
+        offset = positions.get(synthetic.topic)
+        if offset is None:
+            await consumer.seek_to_end(synthetic)
+            positions[synthetic.topic] = await consumer.position(synthetic)
+            return
+        if offset < kept:
+            log.warning("%s: offsets %d-%d were deleted by retention before this learner "
+                        "read them; it learns from %d, the earliest kept", synthetic.topic,
+                        offset, kept - 1, kept)
+            offset = kept
+        consumer.seek(synthetic, offset)
 
     async def on_announcement(self, key: bytes | None, value: bytes | None,
                               offset: int = -1) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 import faust
@@ -185,16 +186,20 @@ class SettledApp(faust.App):
                 consumer._read_offset[tp] = None
 
 
-def worker_faust_app(s: Settings) -> SettledApp:
-    """The worker's faust app: RocksDB tables, offsets committed once the Outbox is settled."""
-    (s.worker_state_dir / "faust").mkdir(parents=True, exist_ok=True)
+def worker_faust_app(s: Settings, app_id: str | None = None,
+                     state_dir: Path | None = None) -> SettledApp:
+    """A worker process's faust app (``app_id``, default the settings'; local state under
+    ``state_dir``, default the worker's): RocksDB tables, offsets committed once the Outbox
+    is settled."""
+    datadir = (state_dir or s.worker_state_dir) / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     return SettledApp(
-        s.app_id,
+        app_id or s.app_id,
         broker=s.faust_broker,
         broker_credentials=faust_credentials(s),
         # RocksDB tables with persisted changelog offsets (stream/state.py).
         store="rocksdb://",
-        datadir=str(s.worker_state_dir / "faust"),
+        datadir=str(datadir),
         table_standby_replicas=s.standby_replicas,
         broker_session_timeout=s.session_timeout_s,
         broker_heartbeat_interval=max(1.0, s.session_timeout_s / 5),

@@ -56,15 +56,19 @@ class ServiceProcess:
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
+    #: Metrics endpoints of processes the service starts itself (a worker's label process).
+    extra_ports: tuple[int, ...] = ()
+
     def scrape(self) -> list[tuple[str, dict[str, str], float]]:
-        """Every sample on the worker's metrics endpoint (raises OSError when it is down)."""
-        from urllib.request import urlopen
-
-        from prometheus_client.parser import text_string_to_metric_families
-
-        text = urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
-        return [(s.name, s.labels, s.value)
-                for family in text_string_to_metric_families(text) for s in family.samples]
+        """Every sample on the service's metrics endpoints (raises OSError when its own is
+        down; a child's that is not up yet adds nothing)."""
+        samples = _scrape(self.metrics_port)
+        for port in self.extra_ports:
+            try:
+                samples += _scrape(port)
+            except OSError:
+                pass
+        return samples
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """Sum of the samples named ``name`` matching ``labels``; None when nothing matches."""
@@ -104,12 +108,17 @@ class ServiceProcess:
 
 
 class WorkerProcess(ServiceProcess):
-    """A ``fraudstream worker`` subprocess."""
+    """A ``fraudstream worker`` subprocess (with its label process, by default, as its child:
+    both in the subprocess's process group, so :meth:`stop` signals both; :meth:`metric`
+    sums over both endpoints)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, worker_id: str,
                  passthrough: bool = False, metrics_port: int | None = None) -> None:
         args = ["worker", "--loglevel", "info"] + (["--passthrough"] if passthrough else [])
-        super().__init__(args, {**env, "FRAUDSTREAM_WORKER_ID": worker_id}, log_path,
+        label_port = free_port()
+        self.extra_ports = () if passthrough else (label_port,)
+        super().__init__(args, {**env, "FRAUDSTREAM_WORKER_ID": worker_id,
+                                "FRAUDSTREAM_LABEL_METRICS_PORT": str(label_port)}, log_path,
                          metrics_port or free_port(), "FRAUDSTREAM_METRICS_PORT")
 
 
@@ -119,6 +128,16 @@ class TrainerProcess(ServiceProcess):
     def __init__(self, env: dict[str, str], log_path: Path, metrics_port: int | None = None) -> None:
         super().__init__(["trainer", "--loglevel", "info"], env, log_path,
                          metrics_port or free_port(), "FRAUDSTREAM_TRAINER_METRICS_PORT")
+
+
+def _scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    return [(s.name, s.labels, s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples]
 
 
 def quantile_between(before: dict[float, float], after: dict[float, float], q: float) -> float | None:

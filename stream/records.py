@@ -19,10 +19,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+import orjson
+
 from ..models.scorer import ScoredBatch
 
 __all__ = ["Featurised", "Snapshot", "TrainingExample", "score_record", "snapshot",
-           "training_example"]
+           "training_example", "decode_snapshots", "SNAPSHOTS_PER_RECORD"]
+
+#: Snapshots per record of the snapshots topic (~1 KB each: well inside a producer batch).
+SNAPSHOTS_PER_RECORD = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,59 @@ def snapshot(rec: Featurised, scored: ScoredBatch, per_model: dict[str, float]) 
                     event_ts=rec.ts, features=rec.features,
                     score_online=per_model.get("online"), scores=per_model,
                     model_version=scored.model_version, shadow_version=scored.shadow_version)
+
+
+def decode_snapshots(value: bytes | None, max_abs: float
+                     ) -> tuple[list[Snapshot], str | None]:
+    """A snapshots-topic record's snapshots, and what was wrong with it (None: nothing).
+
+    The topic is internal (our scoring processes write it), but what it holds is learned and
+    sent to the trainer, so nothing is taken on trust: a record that is not a JSON list, or an
+    entry with a missing or odd field or a feature that is not a finite number within
+    ``max_abs``, is left out and described; the record's other entries still join.
+    """
+    try:
+        items = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError as exc:
+        return [], f"not JSON ({exc})"
+    if not isinstance(items, list):
+        return [], f"not a JSON list of snapshots but {type(items).__name__}"
+    good: list[Snapshot] = []
+    problems: list[str] = []
+    for i, item in enumerate(items):
+        problem = _snapshot_problem(item, max_abs)
+        if problem is None:
+            good.append(item)
+        else:
+            problems.append(f"entry {i}: {problem}")
+    if not problems:
+        return good, None
+    return good, f"{len(problems)} of {len(items)} snapshots left out ({'; '.join(problems[:3])})"
+
+
+def _finite(x: Any, max_abs: float) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+            and abs(x) <= max_abs)
+
+
+def _snapshot_problem(item: Any, max_abs: float) -> str | None:
+    if not isinstance(item, dict):
+        return "not an object"
+    for key in ("tx_id", "card_id", "terminal_id", "model_version"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            return f"{key} is not a non-empty string"
+    if not _finite(item.get("event_ts"), 1e11):
+        return "event_ts is not a finite time"
+    if not isinstance(item.get("shadow_version"), (str, type(None))):
+        return "shadow_version is not a string or null"
+    for key in ("features", "scores"):
+        values = item.get(key)
+        if not isinstance(values, dict) or not all(
+                isinstance(k, str) and _finite(v, max_abs) for k, v in values.items()):
+            return f"{key} is not an object of finite numbers"
+    if not (item.get("score_online") is None or _finite(item["score_online"], 1.0)):
+        return "score_online is not a number in [0, 1] or null"
+    return None
 
 
 def snapshot_scores(snap: dict[str, Any]) -> dict[str, float]:

@@ -36,6 +36,7 @@ from .terminal_view import TerminalEvents, TerminalView, source_uid
 
 __all__ = [
     "Message",
+    "message_of",
     "DeadLetter",
     "FeatureStageResult",
     "feature_stage",
@@ -63,6 +64,12 @@ class Message:
     key: bytes | None
     value: bytes | None
     timestamp: float  # record timestamp, seconds: when the event arrived in Kafka
+
+
+def message_of(event: Any) -> Message:
+    """A faust event's record as the stages see it."""
+    m = event.message
+    return Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
 
 
 @dataclass(frozen=True)

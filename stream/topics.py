@@ -11,7 +11,7 @@ from kafka.errors import TopicAlreadyExistsError
 from .config import Settings
 
 __all__ = ["TopicSpec", "topic_specs", "create_topics", "admin_client", "internal_topics",
-           "changelog_topics", "TABLES", "CHANGELOG_CONFIG", "terminal_events_retention_ms"]
+           "changelog_topics", "label_app_id", "TABLES", "CHANGELOG_CONFIG", "terminal_events_retention_ms"]
 
 _HOUR_MS = 3_600_000
 
@@ -25,10 +25,22 @@ class TopicSpec:
 
 def internal_topics(settings: Settings) -> dict[str, str]:
     """The workers' internal topics (not part of the contract), named after the app id."""
-    return {"terminal_events": f"{settings.app_id}-terminal-events"}
+    return {"terminal_events": f"{settings.app_id}-terminal-events",
+            "snapshots": f"{settings.app_id}-snapshots"}
 
 
-TABLES = ("card-state", "pending-snapshots", "waiting-labels")
+def label_app_id(settings: Settings) -> str:
+    """The faust app id (and consumer group) of the label processes.
+
+    Their own group: they consume ``labels`` and the snapshots topic, co-partitioned, while
+    the scoring workers' group consumes ``transactions``. Inline, the scoring app does both.
+    """
+    return settings.app_id if settings.label_process == "inline" else f"{settings.app_id}-labels"
+
+
+SCORE_TABLES = ("card-state",)
+LABEL_TABLES = ("pending-snapshots", "waiting-labels")
+TABLES = SCORE_TABLES + LABEL_TABLES
 """The workers' faust tables (stream/app.py); each has a compacted changelog topic."""
 
 #: Changelog settings that let the broker really compact: the active segment is never
@@ -46,8 +58,11 @@ CHANGELOG_CONFIG = {
 
 
 def changelog_topics(settings: Settings) -> list[str]:
-    """faust's changelog topic names of the workers' tables."""
-    return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+    """faust's changelog topic names of the workers' tables (the label tables' under the
+    label processes' app id)."""
+    labels = label_app_id(settings)
+    return ([f"{settings.app_id}-{table}-changelog" for table in SCORE_TABLES]
+            + [f"{labels}-{table}-changelog" for table in LABEL_TABLES])
 
 
 def terminal_events_retention_ms(settings: Settings) -> int:
@@ -81,6 +96,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # it holds the replica's horizon, so a worker without a saved replica rebuilds it here.
         TopicSpec(internal_topics(settings)["terminal_events"], n,
                   {"retention.ms": str(terminal_events_retention_ms(settings))}),
+        # Scoring-time snapshots, from a scoring worker to the label process that owns the
+        # same partition of ``labels`` (co-partitioned: same count, same partition number).
+        TopicSpec(internal_topics(settings)["snapshots"], n, events),
     ] + [
         # Created up front: workers starting together each try to create them, and one that
         # subscribed before a changelog existed never restored or wrote that table.

@@ -1,4 +1,5 @@
-"""``fraudstream worker``: run one scoring worker (several form one consumer group)."""
+"""``fraudstream worker``: run one worker process (scoring workers form one consumer group,
+their label processes another; stream/app.py)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,49 @@ from prometheus_client import start_http_server
 from .app import build_app
 from .config import Settings
 from .gc_watch import settle_heap
+from .label_child import LabelChild, follow_parent
 from .logs import limit_client_logs
 from .topics import create_topics
 
 __all__ = ["run_worker"]
 
 
-def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str = "info") -> None:
-    """Start the metrics endpoint and the faust worker; returns when the worker stops."""
+def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str = "info",
+               role: str | None = None, parent_pid: int | None = None) -> None:
+    """Start the metrics endpoint and the faust worker; returns when the worker stops.
+
+    A scoring process with ``label_process="child"`` starts its label process first and
+    stops it when it stops itself.
+    """
+    role = role or settings.worker_role
+    if parent_pid is not None:
+        follow_parent(parent_pid, settings.label_nice)
     create_topics(settings)  # idempotent; the internal topics must exist before subscribing
-    worker_app = build_app(settings, passthrough=passthrough)
-    if not passthrough:
+    worker_app = build_app(settings, passthrough=passthrough, role=role)
+    if worker_app.scores_here and not passthrough:
         worker_app.follower.load_initial()  # a worker started later begins with the champion
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_bind,
                           registry=worker_app.metrics_registry)
         logging.getLogger("fraudstream.worker").info(
-            "metrics on http://%s:%d/metrics", settings.metrics_bind, settings.metrics_port)
+            "%s process: metrics on http://%s:%d/metrics", role, settings.metrics_bind,
+            settings.metrics_port)
     limit_client_logs()  # a broker outage must not write megabytes of retry lines a second
+    child = None
+    if role == "score" and not passthrough and settings.label_process == "child":
+        child = LabelChild(settings, loglevel)
+        child.start()
+        worker_app.app.timer(1.0)(_watching(child))
     settle_heap()  # the imports and loaded models are never walked by the collector again
     worker = faust.Worker(worker_app.app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if child is not None:
+            child.stop()
+
+
+def _watching(child: LabelChild):
+    async def watch_label_process() -> None:
+        child.watch()
+    return watch_label_process

@@ -253,19 +253,26 @@ def test_ports_scale_and_match_the_metrics_settings(compose):
     expected = {**{name: ("FRAUDSTREAM_METRICS_PORT", fields["metrics_port"].default) for name in WORKERS},
                 **{name: ("FRAUDSTREAM_TRAINER_METRICS_PORT", fields["trainer_metrics_port"].default)
                    for name in TRAINERS}}
+    label_port = fields["label_metrics_port"].default  # a worker's label process (its child)
     for name, (var, port) in expected.items():
         service = services[name]
         assert "ports" not in service, f"{name} publishes a host port: --scale would clash"
-        assert service["environment"][var] == str(port) and service["expose"] == [str(port)]
+        ports = [port, label_port] if name in WORKERS else [port]
+        assert service["environment"][var] == str(port)
+        assert service["expose"] == [str(p) for p in ports]
+        if name in WORKERS:
+            assert service["environment"]["FRAUDSTREAM_LABEL_METRICS_PORT"] == str(label_port)
         if "healthcheck" in service:
             assert f":{port}/metrics" in " ".join(service["healthcheck"]["test"])
     prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    jobs = {job["job_name"]: job["dns_sd_configs"][0] for job in prometheus["scrape_configs"]
+    jobs = {job["job_name"]: job["dns_sd_configs"] for job in prometheus["scrape_configs"]
             if "dns_sd_configs" in job}
-    assert {name: sd["port"] for name, sd in jobs.items()} == {
-        "fraudstream-worker": expected["worker"][1], "fraudstream-trainer": expected["trainer"][1]}
-    assert jobs["fraudstream-worker"]["names"] == list(WORKERS)  # every replica of every worker service
-    assert jobs["fraudstream-trainer"]["names"] == list(TRAINERS)
+    assert {name: [sd["port"] for sd in sds] for name, sds in jobs.items()} == {
+        "fraudstream-worker": [expected["worker"][1], label_port],
+        "fraudstream-trainer": [expected["trainer"][1]]}
+    for sd in jobs["fraudstream-worker"]:
+        assert sd["names"] == list(WORKERS)  # every replica of every worker service
+    assert jobs["fraudstream-trainer"][0]["names"] == list(TRAINERS)
     assert {p["target"] for p in services["grafana"]["ports"]} == {3000}
     assert {p["target"] for p in services["prometheus"]["ports"]} == {9090}
 

@@ -14,7 +14,8 @@ def test_no_record_is_delivered_while_the_consumer_seeks_back_to_committed_offse
     # running: records delivered during that seek could be lost (issue 3). The fetch loop only
     # delivers while the flow is active, so the seek must find it stopped; faust resumes it.
     settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path,
-                             state_dir=tmp_path / "state", metrics_port=0)
+                             state_dir=tmp_path / "state", metrics_port=0,
+                             label_process="inline")  # one consumer for both topics
     consumer = build_app(settings).app.consumer
     flow_during_seek = []
     rewound = []

@@ -22,6 +22,7 @@ import base64
 import json
 import math
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from kafka import KafkaProducer
 
 from fraudstream.models.batch import XGBoostModel, XGBParams
 from fraudstream.models.features import FEATURE_NAMES, schema_hash
+from fraudstream.models.online import OnlineLearner
 from fraudstream.models.registry import MODEL_FILE, Registry
 from fraudstream.stream import simulator as sim
 from fraudstream.stream.announce import announce
@@ -168,6 +170,15 @@ def _run_baseline(settings: Settings, df: pd.DataFrame, tmp_path) -> dict[str, l
     return _decisions(scores)
 
 
+def _synthetic_position(settings, worker_id: str) -> int | None:
+    """Where the worker's checkpointed learner reads synthetic frauds from (None: not yet)."""
+    path = Path(settings.model_registry) / "online" / f"{worker_id}.pkl"
+    try:
+        return OnlineLearner.load(path).positions.get(settings.topics.synthetic_frauds)
+    except (OSError, ValueError):  # not written yet
+        return None
+
+
 def test_no_hostile_record_blinds_or_crashes_the_worker_or_the_trainer(settings, tmp_path):
     df = sim.simulate(sim.SimulationConfig(n_customers=250, n_terminals=500, n_days=6, seed=11))
     registry = Registry(settings.model_registry)
@@ -191,10 +202,13 @@ def test_no_hostile_record_blinds_or_crashes_the_worker_or_the_trainer(settings,
         for i, (codec, rows) in enumerate(zip(CODECS, chunks)):
             _produce(settings, [clean[j] for j in rows], codec)
             if i == 1:  # mid-stream: every partition's watermark is established by now
-                # ... once the worker scores: its follower reads synthetic frauds from the
-                # end it found at start, so garbage sent before it started is never judged
-                # (one CI run produced it during the worker's 5 s start-up).
+                # ... once the worker scores and its label process follows synthetic frauds:
+                # a new learner reads them from the end it found at start, so garbage sent
+                # before is never judged (one CI run produced it during the worker's 5 s
+                # start-up). Its checkpoint holds that position once it has one.
                 read_topic(settings, settings.topics.scores, lambda r: len(r) >= 1, timeout=120)
+                wait_for("the label process following synthetic frauds",
+                         lambda: _synthetic_position(settings, "w1") is not None, 60, worker)
                 _produce(settings, [(t, k, v) for t, k, v, _ in hostile])
                 _produce(settings, control)
         scores = read_topic(settings, settings.topics.scores, lambda r: len(r) >= len(df), timeout=300)

@@ -73,3 +73,29 @@ def test_consumer_lag_reports_owned_partitions_and_drops_revoked_ones() -> None:
     lag.update(consumer, frozenset({tx0}), ("tx",))  # partition 1 revoked
     series = {s.labels["partition"] for m in gauge.collect() for s in m.samples}
     assert series == {"0"}
+
+
+def test_snapshots_travel_in_batches_and_a_bad_entry_is_left_out_and_described() -> None:
+    from fraudstream.stream.records import decode_snapshots
+    from fraudstream.stream.state import dumps
+
+    good = snapshot(REC, _scored(), finite_scores(_scored(), 0))
+    got, problem = decode_snapshots(dumps([good, good]), 1e9)
+    assert problem is None and got == [good, good]
+
+    bad_feature = {**good, "features": {"amount": 1e12}}  # beyond max_feature_abs
+    no_id = {k: v for k, v in good.items() if k != "tx_id"}
+    odd_shadow = {**good, "shadow_version": 3}
+    got, problem = decode_snapshots(dumps([good, bad_feature, no_id, odd_shadow, 7]), 1e9)
+    assert got == [good]
+    assert problem.startswith("4 of 5 snapshots left out")
+    assert "entry 1: features" in problem and "entry 2: tx_id" in problem
+    assert "entry 3: shadow_version" in problem
+
+    for raw, says in ((b"{not json", "not JSON"), (b'{"tx_id": "a"}', "not a JSON list"),
+                      (None, "not a JSON list")):
+        got, problem = decode_snapshots(raw, 1e9)
+        assert got == [] and says in problem
+    # NaN is not JSON: a non-finite feature cannot get through
+    got, problem = decode_snapshots(dumps([good]).replace(b"12.5", b"NaN"), 1e9)
+    assert got == [] and "not JSON" in problem

@@ -9,7 +9,7 @@ from fraudstream.stream.config import load_settings
 
 
 def _pending(settings):
-    worker = build_app(settings)
+    worker = build_app(settings, role="label")
     pending = worker.joiner.pending
     sent = []
     pending._send = lambda *record: sent.append(record)  # the Outbox's add, recorded
@@ -57,7 +57,7 @@ def test_a_table_writes_rocksdb_and_its_changelog_and_a_new_process_reads_it_bac
 def test_card_states_are_cached_up_to_the_bound_and_pending_snapshots_not_at_all(tmp_path):
     settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path / "reg",
                              state_dir=tmp_path / "state", metrics_port=0,
-                             card_cache_per_partition=3)
+                             card_cache_per_partition=3, label_process="inline")
     worker = build_app(settings)
     cards, pending = worker.cards, worker.joiner.pending
     for table in (cards, pending):
@@ -77,3 +77,21 @@ def test_card_states_are_cached_up_to_the_bound_and_pending_snapshots_not_at_all
     assert len(cards._cache[0]) == 3
     _close(cards)
     _close(pending)
+
+
+def test_a_worker_is_a_scoring_app_and_a_label_app_each_with_its_own_tables_and_group(tmp_path):
+    settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path / "reg",
+                             state_dir=tmp_path / "state", metrics_port=0, app_id="fs")
+    score, label = build_app(settings), build_app(settings, role="label")
+    assert (score.app.conf.id, label.app.conf.id) == ("fs", "fs-labels")
+    assert score.cards is not None and score.joiner is None and score.feed is not None
+    assert label.cards is None and label.joiner is not None and label.feed is None
+    assert score.app.stream_topics == {settings.topics.transactions}
+    assert label.app.stream_topics == {settings.topics.labels, "fs-snapshots"}
+    assert label.app.conf.datadir != score.app.conf.datadir  # two RocksDB folders
+    inline = build_app(settings.model_copy(update={"label_process": "inline", "app_id": "fi"}))
+    assert inline.cards is not None and inline.joiner is not None
+    assert inline.app.stream_topics == {settings.topics.transactions, settings.topics.labels}
+    for worker in (score, label, inline):
+        for table in worker.tables:
+            _close(table)
