@@ -26,18 +26,32 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
     stops it when it stops itself.
     """
     role = role or settings.worker_role
+    if role == "label" and settings.label_process == "inline":
+        raise SystemExit("FRAUDSTREAM_LABEL_PROCESS=inline: the scoring workers join labels "
+                         "themselves and send no snapshots; a label process would learn "
+                         "nothing (use child or separate)")
     if parent_pid is not None:
         follow_parent(parent_pid, settings.label_nice)
     create_topics(settings)  # idempotent; the internal topics must exist before subscribing
     worker_app = build_app(settings, passthrough=passthrough, role=role)
     if worker_app.scores_here and not passthrough:
         worker_app.follower.load_initial()  # a worker started later begins with the champion
+    log = logging.getLogger("fraudstream.worker")
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_bind,
-                          registry=worker_app.metrics_registry)
-        logging.getLogger("fraudstream.worker").info(
-            "%s process: metrics on http://%s:%d/metrics", role, settings.metrics_bind,
-            settings.metrics_port)
+        try:
+            start_http_server(settings.metrics_port, addr=settings.metrics_bind,
+                              registry=worker_app.metrics_registry)
+        except OSError as exc:
+            if role == "score":
+                raise
+            # Learning every label matters more than its metrics: a label process that
+            # exited here would be restarted into the same clash, and learn nothing.
+            log.error("label process: no metrics endpoint on port %d (%s); set "
+                      "FRAUDSTREAM_LABEL_METRICS_PORT per worker on a shared host",
+                      settings.metrics_port, exc)
+        else:
+            log.info("%s process: metrics on http://%s:%d/metrics", role,
+                     settings.metrics_bind, settings.metrics_port)
     limit_client_logs()  # a broker outage must not write megabytes of retry lines a second
     child = None
     if role == "score" and not passthrough and settings.label_process == "child":

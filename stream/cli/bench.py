@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from ..config import Settings
-from .options import print_result
+from .options import env, print_result
 
 __all__ = ["register"]
 
@@ -20,6 +20,9 @@ def register(subparsers: Any, settings: Settings) -> None:
                    help="offered loads for the latency runs, tx/s, comma-separated")
     p.add_argument("--labels", choices=("all", "fraud_only", "none"), default="all",
                    help="the label stream beside the transactions (default: every one)")
+    p.add_argument("--label-process", choices=("child", "inline"), default=None,
+                   help="where the pipeline worker's label path runs (default: "
+                        f"{settings.label_process}, {env('label_process')})")
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--only", choices=("throughput", "latency"),
                    help="run one of the two measurements")
@@ -44,6 +47,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..bench import run_bench, table
 
     rates = tuple(float(x) for x in args.rates.split(","))
+    if args.label_process:
+        settings = settings.model_copy(update={"label_process": args.label_process})
     result = run_bench(settings, n_tx=args.transactions, rates=rates, labels=args.labels,
                        latency_seconds=args.latency_seconds, own_broker=not args.use_broker,
                        only=args.only)

@@ -151,13 +151,14 @@ MALFORMED = [(b"c-bad", b"{not json"), (b"c-bad", b'{"tx_id": "m1"}'), (b"c-bad"
 class Prometheus:
     """A real Prometheus server on a free loopback port, with its own temp config and TSDB."""
 
-    def __init__(self, binary: Path, workdir: Path, targets: dict[str, int]) -> None:
+    def __init__(self, binary: Path, workdir: Path, targets: dict[str, list[int]]) -> None:
         self.port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in RULES],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                               for job, port in targets.items()],
+            "scrape_configs": [{"job_name": job, "static_configs": [
+                {"targets": [f"127.0.0.1:{port}" for port in ports]}]}
+                for job, ports in targets.items()],
         }
         path = workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
@@ -214,13 +215,15 @@ def test_every_dashboard_query_parses_and_finds_its_series_in_a_live_prometheus(
     env = settings_env(settings, app_id=settings.app_id, **TRAINER)
     worker = WorkerProcess(env, tmp_path / "worker.log", "w1")
     trainer = TrainerProcess(env, tmp_path / "trainer.log")
-    prom = Prometheus(tools["prometheus"], tmp_path, {"fraudstream-worker": worker.metrics_port,
-                                                      "fraudstream-trainer": trainer.metrics_port})
+    # the worker's two processes (scoring, label) are two targets of one job, as in compose
+    prom = Prometheus(tools["prometheus"], tmp_path, {
+        "fraudstream-worker": [worker.metrics_port, *worker.extra_ports],
+        "fraudstream-trainer": [trainer.metrics_port]})
     procs = [worker, trainer]
     try:
         wait_for("prometheus answering", prom.ready, 60)
-        wait_for("both targets scraped and up", lambda: sorted(
-            t["health"] for t in prom.api("targets")["data"]["activeTargets"]) == ["up", "up"], 120, *procs)
+        wait_for("every target scraped and up", lambda: sorted(
+            t["health"] for t in prom.api("targets")["data"]["activeTargets"]) == ["up"] * 3, 120, *procs)
 
         # Traffic with labels, a few dead letters, one trainer cycle that promotes a champion,
         # then more labelled traffic scored by that champion (its prequential AP).

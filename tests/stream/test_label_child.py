@@ -37,3 +37,10 @@ def test_a_label_process_that_dies_is_restarted_with_backoff_and_not_after_stop(
 def test_a_label_process_whose_parent_is_gone_stops_at_once() -> None:
     with pytest.raises(SystemExit, match="is gone"):
         follow_parent(os.getppid() + 1 if os.getppid() != 1 else 2, 0)
+
+
+def test_a_label_process_is_refused_where_the_scoring_workers_join_labels_themselves() -> None:
+    from fraudstream.stream.worker import run_worker
+
+    with pytest.raises(SystemExit, match="inline"):
+        run_worker(load_settings(metrics_port=0, label_process="inline"), role="label")
