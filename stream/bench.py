@@ -307,9 +307,10 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
         "cores": os.cpu_count(),
         "machine": platform.platform(),
         "python": platform.python_version(),
-        "note": "one worker process; broker, load generator (pv | kcat) and worker share the "
-                "machine's cores; latency in ms from broker timestamps, histogram_*_le from "
-                "the worker's own histogram",
+        "note": "one worker (its scoring process and, unless inline, its label process); "
+                "broker, load generator (pv | kcat) and worker share the machine's cores; "
+                "latency in ms from broker timestamps, histogram_*_le from the worker's own "
+                "histogram",
     }
 
 

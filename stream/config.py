@@ -130,8 +130,9 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.01, gt=0, le=5, description="Longest wait to fill a micro-batch.")
     label_batch_max: int = Field(
         64, ge=1, le=10_000,
-        description="Largest label micro-batch: a label batch holds the event loop while it "
-                    "runs, so small ones keep scoring latency low.")
+        description="Largest label micro-batch where labels are joined inline: a label batch "
+                    "holds the event loop while it runs, so small ones keep scoring latency "
+                    "low (a label process of its own takes batch_max).")
     label_defer_max_s: float = Field(
         1.0, ge=0, le=60,
         description="Longest a label batch waits while transactions are queued for scoring.")

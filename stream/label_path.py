@@ -37,6 +37,7 @@ class LabelPath:
 
     settings: Any
     metrics: Any
+    scores_here: bool
 
     async def _snapshot_agent(self, stream: faust.StreamT) -> None:
         """The label process's side of the snapshots topic: each snapshot into the join."""
@@ -62,7 +63,9 @@ class LabelPath:
         s = self.settings
         if self.feed is not None:
             await self.feed.ready.wait()  # confirmed frauds go into the replica
-        async for events in stream.take_events(s.label_batch_max, within=s.batch_within_s):
+        # Small batches only where labels share the event loop with scoring (inline).
+        batch = s.label_batch_max if self.scores_here else s.batch_max
+        async for events in stream.take_events(batch, within=s.batch_within_s):
             await self._give_way_to_scoring()
             started = time.perf_counter()
             msgs = [message_of(e) for e in events]
