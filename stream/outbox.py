@@ -208,6 +208,10 @@ def worker_faust_app(s: Settings, app_id: str | None = None,
         topic_partitions=s.partitions,
         topic_replication_factor=s.replication_factor,
         consumer_auto_offset_reset="earliest",
+        # A group that formed while the broker's metadata lacked its topics (a process that
+        # joined right after a broker restart) holds an empty assignment until the next
+        # refresh notices them: 30 s, not the default 5 minutes (seen in a CI run).
+        consumer_metadata_max_age_ms=30_000,
         broker_commit_interval=s.commit_interval_s,
         producer_linger=0.005,
         # aiokafka keeps one request in flight per broker, and an agent whose record does

@@ -81,8 +81,12 @@ def test_broker_restart_mid_stream_is_ridden_out_by_workers_and_trainer(own_brok
         wait_for("the worker scoring", lambda: worker.metric(
             "fraudstream_transactions_scored_total") is not None, 90, worker, trainer)
         producer.start()
+        # ... and the label process consuming in its group: the outage is what is tested,
+        # not a first group join during it
         wait_for("a quarter scored", lambda: (worker.metric(
-            "fraudstream_transactions_scored_total") or 0) >= n * 0.25, 90, worker, trainer)
+            "fraudstream_transactions_scored_total") or 0) >= n * 0.25
+            and (worker.metric("fraudstream_messages_in_total", {"topic": "snapshots"})
+                 or 0) > 0, 90, worker, trainer)
         down_at = time.monotonic()
         assert broker.stop()
         stopped_at = time.monotonic()
