@@ -52,7 +52,6 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry, role: str = "all") -> None:
         self.registry = registry
-        exported = role
         self.messages_in = Counter(
             "fraudstream_messages_in_total", "Messages read, by source topic kind.",
             ["topic"], registry=registry)
@@ -221,8 +220,8 @@ class WorkerMetrics:
         self.learner_examples = Gauge(
             "fraudstream_online_learner_examples",
             "Examples learned by the online learner this process scores with.", registry=registry)
-        if exported != "all":
-            for name in _LABEL_PATH if exported == "score" else _SCORE_PATH:
+        if role != "all":
+            for name in _LABEL_PATH if role == "score" else _SCORE_PATH:
                 registry.unregister(getattr(self, name))
 
 

@@ -22,6 +22,8 @@ from typing import Any, TypedDict
 import orjson
 
 from ..models.scorer import ScoredBatch
+from .announce import feature_problem
+from .contract import parse_ts
 
 __all__ = ["Featurised", "Snapshot", "TrainingExample", "score_record", "snapshot",
            "training_example", "decode_snapshots", "SNAPSHOTS_PER_RECORD"]
@@ -128,27 +130,32 @@ def decode_snapshots(value: bytes | None, max_abs: float
     return good, f"{len(problems)} of {len(items)} snapshots left out ({'; '.join(problems[:3])})"
 
 
-def _finite(x: Any, max_abs: float) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-            and abs(x) <= max_abs)
-
-
 def _snapshot_problem(item: Any, max_abs: float) -> str | None:
     if not isinstance(item, dict):
         return "not an object"
     for key in ("tx_id", "card_id", "terminal_id", "model_version"):
         if not isinstance(item.get(key), str) or not item[key]:
             return f"{key} is not a non-empty string"
-    if not _finite(item.get("event_ts"), 1e11):
-        return "event_ts is not a finite time"
+    ts = item.get("event_ts")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        return "event_ts is not a number"
+    try:
+        parse_ts(ts)  # the contract's one rule for an event time
+    except ValueError as exc:
+        return f"event_ts: {exc}"
     if not isinstance(item.get("shadow_version"), (str, type(None))):
         return "shadow_version is not a string or null"
     for key in ("features", "scores"):
         values = item.get(key)
-        if not isinstance(values, dict) or not all(
-                isinstance(k, str) and _finite(v, max_abs) for k, v in values.items()):
+        if not isinstance(values, dict):
             return f"{key} is not an object of finite numbers"
-    if not (item.get("score_online") is None or _finite(item["score_online"], 1.0)):
+        # the same check as a synthetic fraud's features get (any names here)
+        problem = feature_problem(values, None, max_abs)
+        if problem is not None:
+            return f"{key}: {problem[1]}"
+    online = item.get("score_online")
+    if online is not None and (feature_problem({"score_online": online}, None, 1.0)
+                               or online < 0):
         return "score_online is not a number in [0, 1] or null"
     return None
 
