@@ -52,9 +52,9 @@ from typing import Any, Literal
 import numpy as np
 from river import forest, imblearn, linear_model, optim, preprocessing, tree
 
-from .online_binned import BinnedLogistic, _sigmoid
+from .online_binned import BinnedLogistic, _sigmoid, sigmoid_many
 from .online_checkpoint import SIDECAR_SUFFIX, CheckpointError, load_checkpoint, save_checkpoint
-from .online_explain import logreg_reasons, top_reasons
+from .online_explain import logreg_reasons, top_reasons_many
 from .online_metrics import PrequentialMetrics
 
 
@@ -192,7 +192,7 @@ class OnlineLearner:
         self._n_refused = 0
         # The last batch scored by "binned", its state's version and its (logit, terms):
         # the scorer asks for the reasons of the batch it has just scored.
-        self._last_terms: tuple[Any, int, list[tuple[float, dict[str, float]]]] | None = None
+        self._last_terms: tuple[Any, int, tuple[np.ndarray, list[str], np.ndarray]] | None = None
 
     def _build_model(self) -> Any:
         if self.model == "binned":
@@ -260,11 +260,9 @@ class OnlineLearner:
         features), so the loop is faster up to a few hundred rows, the size of a live batch.
         """
         if self.model == "binned":
-            terms = [self._predictor.terms_one(x) for x in X]
+            terms = self._predictor.terms_many(X)
             self._last_terms = (X, self._n_learned + self._n_refused, terms)
-            shift = self._prior_shift()
-            return np.fromiter((_sigmoid(t[0] + shift) for t in terms), dtype=np.float64,
-                               count=len(X))
+            return sigmoid_many(terms[0] + self._prior_shift())
         return np.fromiter((self.predict_proba_one(x) for x in X), dtype=np.float64, count=len(X))
 
     def explain_many(self, X: Sequence[Mapping[str, float]], top: int = 3
@@ -280,10 +278,10 @@ class OnlineLearner:
             cached = self._last_terms
             if (cached is not None and cached[0] is X
                     and cached[1] == self._n_learned + self._n_refused):
-                terms = cached[2]  # the batch just scored, by the same state
+                _, names, contrib = cached[2]  # the batch just scored, by the same state
             else:
-                terms = [self._predictor.terms_one(x) for x in X]
-            return [top_reasons(x, t[1], top) for x, t in zip(X, terms)]
+                _, names, contrib = self._predictor.terms_many(X)
+            return top_reasons_many(X, names, contrib, top)
         if self.model != "logreg" or not X:
             return [[] for _ in X]
         return logreg_reasons(self._scaler, self._logreg, X, top)

@@ -22,12 +22,14 @@ feature's contribution to it at once, so the reasons shown with a score cost not
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
+import numpy as np
 from river import base, linear_model, optim, preprocessing
 
-__all__ = ["BinnedLogistic", "signed_log"]
+__all__ = ["BinnedLogistic", "signed_log", "sigmoid_many"]
 
 
 def signed_log(v: float) -> float:
@@ -115,6 +117,78 @@ class BinnedLogistic(base.Classifier):
             logit += c
         return logit, out
 
+    def terms_many(self, X: Sequence[Mapping[str, float]]
+                   ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """:meth:`terms_one` for a batch: ``(logits, feature names, contributions)``, an
+        ``(n,)`` and an ``(n, len(names))`` array.
+
+        When the rows have the same features (a live batch), the same arithmetic in numpy:
+        the bins' weights are looked up once per distinct bin and feature in the batch, not
+        once per value, so a batch of 500 rows with 24 features costs ~5 us a row instead
+        of ~32 (measured on the simulator's features). The sums run in another order than
+        :meth:`terms_one`'s, so results agree to ~1e-15, not bit for bit. Otherwise row by
+        row, over the union of the rows' features (a feature a row lacks contributes 0).
+        Non-numeric values raise, as they do in :meth:`terms_one`.
+        """
+        terms = self._terms_shared(X)
+        if terms is not None:
+            return terms
+        rows = [self.terms_one(x) for x in X]
+        names = list(dict.fromkeys(k for x in X for k in x))
+        column = {k: j for j, k in enumerate(names)}
+        contrib = np.zeros((len(X), len(names)))
+        for i, (_, c) in enumerate(rows):
+            for k, v in c.items():
+                contrib[i, column[k]] = v
+        return np.array([t[0] for t in rows], dtype=np.float64), names, contrib
+
+    def _terms_shared(self, X: Sequence[Mapping[str, float]]
+                      ) -> tuple[np.ndarray, list[str], np.ndarray] | None:
+        """:meth:`terms_many` vectorised; ``None`` when the rows' features differ."""
+        n = len(X)
+        if not n:
+            return np.zeros(0), [], np.zeros((0, 0))
+        names = list(X[0])
+        f = len(names)
+        # Same length and every name present: the same features (C-speed, unlike a set compare).
+        if any(len(x) != f for x in X):
+            return None
+        get = itemgetter(*names) if f > 1 else (lambda x: (x[names[0]],))
+        try:
+            rows = [get(x) for x in X]
+        except KeyError:
+            return None
+        raw = np.array(rows, dtype=np.float64)
+        if raw.shape != (n, f):
+            raise ValueError("feature values must be numbers")
+        means, vars_ = self.scaler.means, self.scaler.vars
+        weights = self.logreg._weights
+        mean = np.array([means.get(k, 0.0) for k in names])
+        var = np.array([vars_.get(k, 0.0) for k in names])
+        weight = np.array([weights.get(k, 0.0) for k in names])
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            lv = np.copysign(np.log1p(np.abs(raw)), raw)  # signed_log
+            scaled = var != 0.0  # a zero variance scales to 0, as river's scaler does
+            std = np.sqrt(np.where(scaled, var, 1.0))
+            contrib = np.where(scaled, weight * ((lv - mean) / std), 0.0)
+            finite = np.isfinite(lv)
+            bins = np.floor(np.where(finite, lv, 0.0) * self.resolution)
+        bin_names = self._bin_names()
+        for j, k in enumerate(names):
+            rows = finite[:, j]
+            distinct, where = np.unique(bins[rows, j], return_inverse=True)
+            cache = bin_names.setdefault(k, {})
+            bin_weight = np.empty(len(distinct))
+            for i, b in enumerate(distinct.tolist()):
+                b = int(b)
+                name = cache.get(b)
+                if name is None:
+                    name = cache[b] = f"{k}|{b}"
+                bin_weight[i] = weights.get(name, 0.0)
+            contrib[rows, j] += bin_weight[where]
+        contrib[~finite] = np.nan  # a non-finite value: a non-finite contribution and logit
+        return self.logreg.intercept + contrib.sum(axis=1), names, contrib
+
     def _bin_names(self) -> dict[str, dict[int, str]]:
         # feature -> bin -> its indicator's name; a cache, rebuilt after unpickling.
         names = self.__dict__.get("_names")
@@ -135,3 +209,11 @@ def _sigmoid(z: float) -> float:
     if z > 30:
         return 1.0
     return 1.0 / (1.0 + math.exp(-z))
+
+
+def sigmoid_many(z: np.ndarray) -> np.ndarray:
+    """:func:`_sigmoid` of each element (the same clamp; NaN stays NaN)."""
+    z = np.asarray(z, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = 1.0 / (1.0 + np.exp(-z))
+    return np.where(z < -30, 0.0, np.where(z > 30, 1.0, p))

@@ -6,13 +6,12 @@ learner, the weight of its bin); only positive, finite contributions are shown, 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["logreg_reasons", "top_reasons"]
+__all__ = ["logreg_reasons", "top_reasons_many"]
 
 
 def logreg_reasons(scaler: Any, logreg: Any, X: Sequence[Mapping[str, float]], top: int
@@ -38,10 +37,20 @@ def logreg_reasons(scaler: Any, logreg: Any, X: Sequence[Mapping[str, float]], t
     ]
 
 
-def top_reasons(x: Mapping[str, float], contrib: Mapping[str, float], top: int
-                ) -> list[dict[str, float]]:
-    """The ``top`` positive, finite contributions of one row, largest first."""
-    ranked = sorted(((c, k) for k, c in contrib.items() if math.isfinite(c) and c > 0),
-                    reverse=True)[:top]
-    return [{"feature": k, "value": float(x[k]), "contribution": float(c)} for c, k in ranked]
-
+def top_reasons_many(X: Sequence[Mapping[str, float]], names: list[str], contrib: np.ndarray,
+                     top: int) -> list[list[dict[str, float]]]:
+    """The ``top`` positive, finite contributions of each row of a contributions matrix
+    (columns ``names``), largest first; equal ones in descending order of name."""
+    if not len(X):
+        return []
+    with np.errstate(invalid="ignore"):
+        shown = np.isfinite(contrib) & (contrib > 0)
+    ranked = np.where(shown, contrib, -np.inf)
+    # Largest contribution first, then the larger name: lexsort's last key sorts first.
+    by_name = np.argsort(np.argsort(names))  # each column's rank among the names
+    order = np.lexsort((np.broadcast_to(-by_name, ranked.shape), -ranked), axis=-1)[:, :top]
+    return [
+        [{"feature": names[j], "value": float(X[i][names[j]]),
+          "contribution": float(contrib[i, j])} for j in row if shown[i, j]]
+        for i, row in enumerate(order.tolist())
+    ]

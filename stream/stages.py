@@ -44,14 +44,21 @@ __all__ = [
     "dead_message",
     "processing_error",
     "partition_for",
+    "key_partition",
 ]
 
 
 @lru_cache(maxsize=1 << 17)
-def partition_for(key: str, partitions: int) -> int:
+def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as in the Java client) picks for
-    ``key``: where records keyed by this card/terminal live in every co-partitioned topic."""
-    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    a record ``key``: where records keyed by this card/terminal live in every co-partitioned
+    topic."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """:func:`key_partition` of a card or terminal id."""
+    return key_partition(key.encode("utf-8"), partitions)
 
 
 @dataclass(frozen=True)

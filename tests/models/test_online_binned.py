@@ -65,3 +65,67 @@ def test_learner_reasons_reuse_the_scored_batch_and_follow_learning():
     assert all(r["contribution"] > 0 for reasons in cached for r in reasons)
     learner.learn_one(X[0], True)  # the state moved on: the cache is not used
     assert learner.explain_many(batch) == learner.explain_many(list(batch))
+
+
+def _reference_reasons(x, contrib, top):
+    """The row-by-row reasons the vectorised ones replace: positive and finite, largest
+    first, equal ones by descending name."""
+    ranked = sorted(((c, k) for k, c in contrib.items() if math.isfinite(c) and c > 0),
+                    reverse=True)[:top]
+    return [{"feature": k, "value": float(x[k]), "contribution": float(c)} for c, k in ranked]
+
+
+def test_batch_terms_equal_the_row_by_row_terms_with_hostile_values():
+    model, rng = trained()
+    X = [{"amount": rng.lognormvariate(3, 2.0), "count": float(rng.randrange(80)),
+          "ratio": rng.random(), "signed": rng.gauss(0, 1000)} for _ in range(300)]
+    X[3] = X[3] | {"count": math.nan}
+    X[4] = X[4] | {"amount": math.inf}
+    X[5] = X[5] | {"signed": -math.inf, "ratio": -0.0}
+    X[6] = X[6] | {"amount": 1e300, "count": 0.0}
+    logits, names, contrib = model.terms_many(X)
+    assert names == list(X[0]) and contrib.shape == (len(X), 4)
+    for i, x in enumerate(X):
+        logit, terms = model.terms_one(x)
+        if i in (3, 4, 5):
+            assert math.isnan(logits[i]) and math.isnan(logit)
+            for j, k in enumerate(names):
+                assert math.isnan(contrib[i, j]) == math.isnan(terms[k])
+            continue
+        assert logits[i] == pytest.approx(logit, rel=1e-12, abs=1e-12)
+        assert contrib[i].tolist() == pytest.approx([terms[k] for k in names], abs=1e-12)
+
+
+def test_batch_terms_refuse_rows_with_other_features_and_non_numbers():
+    model, _ = trained()
+    assert model._terms_shared([{"amount": 1.0, "count": 2.0}, {"amount": 1.0}]) is None
+    with pytest.raises((TypeError, ValueError)):
+        model.terms_many([{"amount": "12", "count": 2.0}, {"amount": [1.0], "count": 2.0}])
+    logits, names, contrib = model.terms_many([])
+    assert logits.shape == (0,) and names == []
+
+
+def test_learner_batch_scores_and_reasons_equal_the_row_by_row_ones():
+    learner = OnlineLearner(seed=0)
+    rng = random.Random(2)
+    X = [{"amount": rng.lognormvariate(3, 1), "count": float(rng.randrange(9)),
+          "night": float(rng.random() < 0.2)} for _ in range(600)]
+    learner.learn_many(X[:2], [True, False])  # one step: AdaGrad gives equal bin weights (ties)
+    for stage in ("ties", "trained"):
+        batch = X[400:]
+        scores = learner.predict_proba_many(batch)
+        reasons = learner.explain_many(batch)
+        predictor, shift = learner._predictor, learner._prior_shift()
+        for x, p, got in zip(batch, scores, reasons):
+            logit, terms = predictor.terms_one(x)
+            assert p == pytest.approx(1 / (1 + math.exp(-(logit + shift))), abs=1e-12)
+            want = _reference_reasons(x, terms, 3)
+            assert [r["feature"] for r in got] == [r["feature"] for r in want], stage
+            assert [r["contribution"] for r in got] == pytest.approx(
+                [r["contribution"] for r in want], abs=1e-12)
+        learner.learn_many(X[:400], [x["amount"] > 60 for x in X[:400]])
+    mixed = [X[0], {"amount": 5.0}, X[1] | {"extra": 2.0}]  # rows with other features
+    for x, p, got in zip(mixed, learner.predict_proba_many(mixed), learner.explain_many(mixed)):
+        logit, terms = learner._predictor.terms_one(x)
+        assert p == pytest.approx(1 / (1 + math.exp(-(logit + learner._prior_shift()))), abs=1e-12)
+        assert got == _reference_reasons(x, terms, 3)
