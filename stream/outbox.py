@@ -16,6 +16,7 @@ from typing import Any, Callable, NoReturn
 import faust
 
 from .config import Settings
+from .fetch_loop import drain_messages
 from .kafka_clients import faust_credentials
 from .stages import key_partition
 
@@ -176,7 +177,9 @@ class SettledApp(faust.App):
     until faust resumes it, after clearing the queues, from the committed offsets.
 
     It also commits offsets only after the :class:`Outbox` has settled: every record produced
-    so far is acknowledged by the broker, or the worker stops (see :meth:`Outbox.settle`).
+    so far is acknowledged by the broker, or the worker stops (see :meth:`Outbox.settle`);
+    and its fetch loop races each fetched batch, not each record, against a flow stop
+    (stream/fetch_loop.py).
     """
 
     outbox: "Outbox | None" = None
@@ -200,6 +203,7 @@ class SettledApp(faust.App):
 
         consumer.perform_seek = perform_seek
         consumer._commit_offsets = settled_commit_offsets
+        consumer._drain_messages = drain_messages(consumer)  # stream/fetch_loop.py
         return consumer
 
     async def _rewind_uncommitted(self, consumer: Any) -> None:
