@@ -6,24 +6,43 @@ interrupts a delivery blocked on a full stream buffer. ``wait_first`` makes four
 callback, the flow stop, the service's stopped and crashed events), waits and cancels three:
 py-spy put it at 19 % of a passthrough worker's busy time, more than the records' own
 conversion and delivery. :func:`drain_messages` is the same loop with the race around each
-fetched batch: one ``wait_first`` per ``getmany``. A flow stop still cancels the delivery
-where it stands, and the per-record checks (read offsets, gaps, flow and generation, inside
-``getmany``) are faust's own, in the same order.
+fetched batch's delivery: one ``wait_first`` per ``getmany``. The fetch itself runs outside
+the race, as in faust (its checks of flow and generation, and its seek back to the committed
+offsets while the flow is stopped, are faust's own); a flow stop cancels the delivery where
+it stands and the rest of the batch is neither delivered nor marked read: the seek that
+follows every flow stop fetches it again.
 
-Differences, both harmless: the ``broker_commit_every`` check runs once per batch, not per
-record, and a record left undelivered by a flow stop keeps its read offset unset (faust's
-loop marks the rest of the batch read without delivering it; the seek that follows every
-flow stop sets the read offsets anyway).
+One more difference, harmless: the ``broker_commit_every`` check runs once per batch, not
+per record.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable, Coroutine
+import logging
+from typing import Any, Callable, Coroutine
 
+import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 
-__all__ = ["drain_messages"]
+__all__ = ["drain_messages", "install"]
+
+log = logging.getLogger("fraudstream.worker")
+
+#: The consumer internals the loop uses, as in faust-streaming 0.15 (read in its source).
+_USES = ("getmany", "callback", "_read_offset", "_commit_every", "_n_acked", "_add_gap",
+         "suspend_flow", "diag", "wait_first", "commit", "consumer_stopped_errors")
+
+
+def install(consumer: Any) -> bool:
+    """Put :func:`drain_messages` in place of faust's loop where it was verified against
+    (faust-streaming 0.15); elsewhere keep faust's own and say so."""
+    if not faust.__version__.startswith("0.15.") or not all(hasattr(consumer, a) for a in _USES):
+        log.warning("faust-streaming %s: keeping its own fetch loop (stream/fetch_loop.py was "
+                    "checked against 0.15)", faust.__version__)
+        return False
+    consumer._drain_messages = drain_messages(consumer)
+    return True
 
 
 def drain_messages(consumer: Any) -> Callable[[Any], Coroutine[Any, Any, None]]:
@@ -39,10 +58,14 @@ def drain_messages(consumer: Any) -> Callable[[Any], Coroutine[Any, Any, None]]:
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
-                records = getmany(timeout=1.0)
                 # getmany can return at once again and again: let the loop run
                 await consumer.sleep(0)
-                if not consumer.should_stop:
+                # faust's own fetch, outside the race: a fetch cancelled half way would lose
+                # what it took from the client, and while the flow is stopped getmany seeks
+                # back to the committed offsets (a first version raced the fetch too and lost
+                # scores in the rebalance test).
+                records = [record async for record in getmany(timeout=1.0)]
+                if records and not consumer.should_stop:
                     if commit_every is not None and consumer._n_acked >= commit_every:
                         consumer._n_acked = 0
                         await consumer.commit()
@@ -67,16 +90,16 @@ def drain_messages(consumer: Any) -> Callable[[Any], Coroutine[Any, Any, None]]:
     return _drain_messages
 
 
-def _deliverer(consumer: Any) -> Callable[[AsyncIterator], Coroutine[Any, Any, None]]:
+def _deliverer(consumer: Any) -> Callable[[list], Coroutine[Any, Any, None]]:
     callback = consumer.callback
     get_read_offset = consumer._read_offset.__getitem__
     set_read_offset = consumer._read_offset.__setitem__
     acks_enabled_for = consumer.app.topics.acks_enabled_for
     sleep = asyncio.sleep
 
-    async def deliver(records: AsyncIterator) -> None:
+    async def deliver(records: list[tuple[Any, Any]]) -> None:
         since_yield = 0
-        async for tp, message in records:
+        for tp, message in records:
             since_yield += 1
             if since_yield > 100:  # as faust's loop: other tasks run between records
                 await sleep(0)

@@ -16,7 +16,7 @@ from typing import Any, Callable, NoReturn
 import faust
 
 from .config import Settings
-from .fetch_loop import drain_messages
+from . import fetch_loop
 from .kafka_clients import faust_credentials
 from .stages import key_partition
 
@@ -203,7 +203,7 @@ class SettledApp(faust.App):
 
         consumer.perform_seek = perform_seek
         consumer._commit_offsets = settled_commit_offsets
-        consumer._drain_messages = drain_messages(consumer)  # stream/fetch_loop.py
+        fetch_loop.install(consumer)
         return consumer
 
     async def _rewind_uncommitted(self, consumer: Any) -> None:
