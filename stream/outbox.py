@@ -37,12 +37,14 @@ class Outbox:
     accumulator, not a broker round trip) per batch keeps that buffer empty, so a commit's
     flush waits only for what is in flight.
 
-    Records go straight to faust's aiokafka producer, already serialised: faust's
-    ``Topic.send`` layers (channel, future message, serializer registry, sensors) cost several
-    times aiokafka's own ~10 us per record, and the pipeline sends three or more records per
-    transaction (score, card-state changelog, pending snapshot, terminal event).
+    Records go straight to faust's aiokafka producer, already serialised, as record batches
+    built here (one per topic and partition and flush, :meth:`flush`): faust's ``Topic.send``
+    layers (channel, future message, serializer registry, sensors) cost several times
+    aiokafka's ``send``, which itself costs ~25 us a record, and the scoring process sends two
+    records or more per transaction (score, card-state changelog, its share of the batched
+    snapshots and terminal events).
 
-    Every send's delivery future is kept and :meth:`settle` awaits them all before offsets
+    Every batch's delivery future is kept and :meth:`settle` awaits them all before offsets
     are committed (see :class:`SettledApp`): a record aiokafka gave up on (after its own
     retries) stops the worker before it commits past the lost output, and the records are
     processed again by whoever owns the partitions next. ``producer.flush()`` alone would
