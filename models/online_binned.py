@@ -159,9 +159,11 @@ class BinnedLogistic(base.Classifier):
             rows = [get(x) for x in X]
         except KeyError:
             return None
-        raw = np.array(rows, dtype=np.float64)
-        if raw.shape != (n, f):
+        raw = np.array(rows)
+        # numpy would read "12" as 12.0 and None as NaN where terms_one raises: refuse them too.
+        if raw.shape != (n, f) or raw.dtype.kind not in "fiub":
             raise ValueError("feature values must be numbers")
+        raw = raw.astype(np.float64)
         means, vars_ = self.scaler.means, self.scaler.vars
         weights = self.logreg._weights
         mean = np.array([means.get(k, 0.0) for k in names])

@@ -48,11 +48,23 @@ __all__ = [
 ]
 
 
-@lru_cache(maxsize=1 << 17)
+#: Keys up to this length (card and terminal ids) are cached; a longer one (a dead letter
+#: keeps up to 1 KiB of a hostile key) is hashed each time, so no input can fill the cache
+#: with large keys.
+_CACHED_KEY_BYTES = 256
+
+
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as in the Java client) picks for
     a record ``key``: where records keyed by this card/terminal live in every co-partitioned
     topic."""
+    if len(key) <= _CACHED_KEY_BYTES:
+        return _cached_partition(key, partitions)
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@lru_cache(maxsize=1 << 17)
+def _cached_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 

@@ -129,3 +129,13 @@ def test_learner_batch_scores_and_reasons_equal_the_row_by_row_ones():
         logit, terms = learner._predictor.terms_one(x)
         assert p == pytest.approx(1 / (1 + math.exp(-(logit + learner._prior_shift()))), abs=1e-12)
         assert got == _reference_reasons(x, terms, 3)
+
+
+def test_batch_terms_refuse_what_row_terms_refuse():
+    model, _ = trained()
+    row = {"amount": 12.0, "count": 2.0}
+    for bad in ("12", None, 10 ** 400):  # numpy alone would read the first two as numbers
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            model.terms_one(row | {"amount": bad})
+        with pytest.raises((TypeError, ValueError)):
+            model._terms_shared([row, row | {"amount": bad}])

@@ -343,3 +343,16 @@ def test_malformed_terminal_events_are_skipped_and_counted():
     assert view.rejected == 3 + 4  # three whole messages, four events of the fourth
     assert len(view.terminals["t1"]) == 1 and view.terminals["t1"].n_frauds == 1
     assert view.offsets == {0: 5}
+
+
+def test_long_keys_are_partitioned_alike_but_never_cached():
+    from kafka.partitioner.default import murmur2
+
+    from fraudstream.stream.stages import _cached_partition, key_partition
+
+    before = _cached_partition.cache_info().currsize
+    for i in range(50):
+        key = b"k" * 1000 + str(i).encode()  # a dead letter keeps up to 1 KiB of a key
+        assert key_partition(key, 8) == (murmur2(key) & 0x7FFFFFFF) % 8
+    assert _cached_partition.cache_info().currsize == before
+    assert key_partition(b"card-1", 8) == (murmur2(b"card-1") & 0x7FFFFFFF) % 8
