@@ -168,6 +168,7 @@ class WorkerApp(LabelPath):
                ) -> PartitionedTable:
         state = PartitionedTable(table, self.outbox.add, counted=counted, cache_size=cache_size)
         self.outbox.tracked.add(state.changelog)
+        self.outbox.checkpoints.append(state.checkpoint)  # written at each commit
         return state
 
     # -- set-up ------------------------------------------------------------------------
@@ -401,10 +402,14 @@ class WorkerApp(LabelPath):
             self.metrics.dead_letters.labels(source, d.reason).inc()
 
     async def _on_revoked(self, app: Any = None, revoked: Any = (), **_: Any) -> None:
-        """Another worker moves revoked partitions' event time on: forget their watermarks."""
+        """Another worker moves revoked partitions' event time on: forget their watermarks,
+        and any table change the commit before this did not write (stream/state.py)."""
         t = self.settings.topics
         self.tx_clock.forget({tp.partition for tp in revoked if tp.topic == t.transactions})
         self.label_clock.forget({tp.partition for tp in revoked if tp.topic == t.labels})
+        partitions = {tp.partition for tp in revoked if tp.topic in self.app.stream_topics}
+        for table in self.tables:
+            table.forget(partitions)
 
     def _observe_batch(self, stage: str, size: int, started: float) -> None:
         self.metrics.batch_size.labels(stage).observe(size)

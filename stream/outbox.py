@@ -11,7 +11,7 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Awaitable, Callable, NoReturn
 
 import faust
 
@@ -65,6 +65,9 @@ class Outbox:
         self.tracked: set[str] = set()
         self.delivered: Delivered = {}
         self.on_settled: list[Callable[[Delivered], None]] = []
+        # The tables' checkpoints (PartitionedTable.checkpoint): their changes are sent
+        # before anything is awaited, so a commit never covers input whose state is unsent.
+        self.checkpoints: list[Callable[[], Awaitable[int]]] = []
 
     def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:
@@ -137,7 +140,11 @@ class Outbox:
             self.delivered[tp] = last
 
     async def settle(self) -> None:
-        """Wait until everything sent so far is acknowledged; stop the worker if it is not."""
+        """Checkpoint the tables, send what is queued, and wait until everything sent so far
+        is acknowledged; stop the worker if it is not."""
+        for checkpoint in self.checkpoints:
+            await checkpoint()
+        await self.flush()
         inflight, self._inflight = self._inflight, []
         tracked = self.tracked
         for topic, fut, count in inflight:

@@ -5,9 +5,15 @@ lives in faust tables backed by RocksDB (``rocksdict``), one database per partit
 ``FRAUDSTREAM_STATE_DIR``. The stages write it from micro-batches, which have no faust
 "current event", so this class writes the partition's database and the changelog itself:
 
-* ``put``: the in-memory object, the RocksDB value and a changelog record (through the
-  :class:`~fraudstream.stream.outbox.Outbox`, whose delivery futures are checked before any
-  input offset is committed).
+* ``put`` and ``delete`` change memory only: the key joins the table's *dirty* set.
+* :meth:`PartitionedTable.checkpoint` runs at every offset commit, before the commit (the
+  :class:`~fraudstream.stream.outbox.Outbox` calls it from ``settle``): each dirty key is
+  written once, to RocksDB and as one changelog record, however often it changed since the
+  last commit, and a key put and deleted in between (a snapshot joined with its label within
+  the second) is never written at all. This is what recovery needs and no more: the input
+  offset is committed only after the state it produced is in the changelog, and a crash
+  loses at most the uncommitted input's state, which its replay rebuilds (the stages
+  recognise a replayed record by its offset). Kafka Streams commits its stores the same way.
 * After every settled commit, the changelog offsets the broker acknowledged are recorded in
   each partition's database as faust's *persisted offset*. On restart faust's recovery reads
   the changelog only from there: a restarted worker restores the last second of writes, not
@@ -15,12 +21,13 @@ lives in faust tables backed by RocksDB (``rocksdict``), one database per partit
   from the compacted changelog (topics.py: segment and cleaner settings that let the broker
   compact it), and a standby replica keeps a second worker's copy warm.
 
-Writes go to RocksDB before their changelog record is acknowledged; a crash in between leaves
-RocksDB ahead of the changelog, never behind it, and the input that caused the write is
+A checkpoint writes RocksDB before the changelog record is acknowledged; a crash in between
+leaves RocksDB ahead of the changelog, never behind it, and the input that caused the write is
 processed again (its offset was not committed), which the stages recognise by offset.
 
-Reads come from a bounded in-memory cache of recently written keys (``cache_size`` per
-partition, least recently written evicted first); a key not there is read from RocksDB. The
+Reads see the dirty keys first, then a bounded in-memory cache of recently checkpointed keys
+(``cache_size`` per partition, least recently written evicted first); a key in neither is
+read from RocksDB. The
 label join's tables have no cache: a pending snapshot is read once, when its label comes,
 and caching a week of them held ~1 GB in a 30-minute soak. The cache is dropped whenever
 faust finishes a recovery, since recovery writes RocksDB behind it.
@@ -28,6 +35,7 @@ faust finishes a recovery, since recovery writes RocksDB behind it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -43,6 +51,13 @@ log = logging.getLogger("fraudstream.worker")
 
 #: faust's own key in every partition database: the last changelog offset it holds.
 _OFFSET_KEY = b"__faust\0offset__"
+
+#: A delete waiting for the next checkpoint.
+_DELETED = object()
+
+#: Keys a checkpoint writes between two yields to the event loop: a second's dirty keys at
+#: 2,000 tx/s would otherwise hold scoring for tens of milliseconds.
+_CHECKPOINT_CHUNK = 256
 
 
 def dumps(value: Any) -> bytes:
@@ -77,7 +92,8 @@ class PartitionedTable:
     :class:`~fraudstream.stream.store.PartitionedStore`.
 
     ``counted`` keeps the number of keys per partition (the label join caps its stores by
-    size); it costs a RocksDB lookup per ``put`` of a key not in memory.
+    size); it costs a RocksDB lookup per ``put`` of a key not in memory, and lets a key put
+    and deleted between two checkpoints skip RocksDB and the changelog altogether.
     """
 
     def __init__(self, table: faust.Table, send: Callable[..., None], counted: bool = False,
@@ -88,6 +104,14 @@ class PartitionedTable:
         self.changelog = table.changelog_topic.get_topic_name()
         self.counted = counted
         self._cache: dict[int, dict[str, Any]] = {}
+        # Changes since the last checkpoint (a value or _DELETED), and those a checkpoint is
+        # writing now: reads look at both before the cache and RocksDB.
+        self._dirty: dict[int, dict[str, Any]] = {}
+        self._flushing: dict[int, dict[str, Any]] = {}
+        # Dirty keys that are in neither RocksDB nor the changelog (counted tables only):
+        # deleting one just forgets it.
+        self._fresh: dict[int, set[str]] = {}
+        self._checkpointing: asyncio.Lock | None = None
         self._sizes: dict[int, int] = {}
         self.partitions: set[int] = set()  # active partitions, set after each recovery
 
@@ -98,6 +122,11 @@ class PartitionedTable:
         return self.table.data._db_for_partition(partition)
 
     def get(self, partition: int, key: str) -> Any:
+        for layer in (self._dirty, self._flushing):
+            changes = layer.get(partition)
+            if changes and key in changes:
+                value = changes[key]
+                return None if value is _DELETED else value
         cache = self._cache.setdefault(partition, {})
         try:
             return cache[key]
@@ -110,52 +139,114 @@ class PartitionedTable:
         return value
 
     def put(self, partition: int, key: str, value: Any) -> None:
-        cache = self._cache.setdefault(partition, {})
-        k, v = dumps(key), dumps(value)
-        db = self._db(partition)
-        cached = cache.pop(key, None) is not None
-        if self.counted and not cached and db.get(k) is None:
-            self._sizes[partition] = self._sizes.get(partition, 0) + 1
-        self._remember(cache, key, value)  # popped above: now the most recent
-        db.put(k, v)
-        self._send(self.changelog, k, v, partition)
+        changes = self._dirty.setdefault(partition, {})
+        if self.counted and (key not in changes or changes[key] is _DELETED):
+            if self.get(partition, key) is None:
+                self._sizes[partition] = self._sizes.get(partition, 0) + 1
+                if key not in changes:  # not stored anywhere: a delete can just forget it
+                    self._fresh.setdefault(partition, set()).add(key)
+        changes[key] = value
+
+    def delete(self, partition: int, key: str) -> None:
+        changes = self._dirty.setdefault(partition, {})
+        if self.counted and self.get(partition, key) is not None:
+            self._sizes[partition] = max(0, self._sizes.get(partition, 0) - 1)
+        fresh = self._fresh.get(partition)
+        if fresh is not None and key in fresh:
+            fresh.discard(key)
+            del changes[key]
+        else:
+            changes[key] = _DELETED
+        self._cache.get(partition, {}).pop(key, None)
 
     def _remember(self, cache: dict[str, Any], key: str, value: Any) -> None:
         """Keep ``value`` as the most recent entry, evicting the oldest past ``cache_size``."""
         if self.cache_size:
+            cache.pop(key, None)
             cache[key] = value
             if len(cache) > self.cache_size:
                 del cache[next(iter(cache))]
 
-    def delete(self, partition: int, key: str) -> None:
-        cache = self._cache.setdefault(partition, {})
-        k = dumps(key)
-        db = self._db(partition)
-        if self.counted and (cache.pop(key, None) is not None or db.get(k) is not None):
-            self._sizes[partition] = max(0, self._sizes.get(partition, 0) - 1)
-        else:
-            cache.pop(key, None)
-        db.delete(k)
-        self._send(self.changelog, k, None, partition)  # a tombstone
+    async def checkpoint(self) -> int:
+        """Write every change since the last checkpoint to RocksDB and the changelog (through
+        the Outbox); returns how many keys it wrote. Called before offsets are committed.
+
+        The values are serialised at once, since the stages keep changing the objects they
+        hold; the writes yield to the event loop every few hundred keys.
+        """
+        if self._checkpointing is None:
+            self._checkpointing = asyncio.Lock()
+        async with self._checkpointing:
+            dirty, self._dirty, self._fresh = self._dirty, {}, {}
+            encoded = [(partition, dumps(key), None if value is _DELETED else dumps(value))
+                       for partition, changes in dirty.items()
+                       for key, value in changes.items()]
+            self._flushing = dirty
+            try:
+                for i, (partition, k, v) in enumerate(encoded):
+                    db = self._db(partition)
+                    if v is None:
+                        db.delete(k)
+                    else:
+                        db.put(k, v)
+                    self._send(self.changelog, k, v, partition)  # None: a tombstone
+                    if i % _CHECKPOINT_CHUNK == _CHECKPOINT_CHUNK - 1:
+                        await asyncio.sleep(0)
+                for partition, changes in dirty.items():
+                    cache = self._cache.setdefault(partition, {})
+                    for key, value in changes.items():
+                        if value is _DELETED:
+                            cache.pop(key, None)
+                        else:
+                            self._remember(cache, key, value)
+            finally:
+                self._flushing = {}
+            return len(encoded)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the uncheckpointed changes of ``partitions`` (revoked): their input's offsets
+        were not committed, so their next owner processes it again; written here they would
+        overwrite that owner's state."""
+        for partition in partitions:
+            self._dirty.pop(partition, None)
+            self._fresh.pop(partition, None)
+            self._cache.pop(partition, None)  # the stages change cached objects in place
 
     def items(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[str, Any]]:
-        """Every key and value of ``partitions`` (default: the active ones), from RocksDB."""
+        """Every key and value of ``partitions`` (default: the active ones): RocksDB's, with
+        the changes not checkpointed yet."""
         for partition in sorted(self.partitions if partitions is None else partitions):
+            changes = {**self._flushing.get(partition, {}), **self._dirty.get(partition, {})}
             for k, v in self._db(partition).items():
                 if k != _OFFSET_KEY:
-                    yield orjson.loads(k), orjson.loads(v)
+                    key = orjson.loads(k)
+                    if key not in changes:
+                        yield key, orjson.loads(v)
+            for key, value in changes.items():
+                if value is not _DELETED:
+                    yield key, value
 
     def __len__(self) -> int:
         return sum(self._sizes.get(p, 0) for p in self.partitions)
 
     # -- lifecycle ---------------------------------------------------------------------
     def on_recovered(self, active: set[int]) -> None:
-        """faust finished a recovery: forget the cache, recount the active partitions."""
+        """faust finished a recovery: forget the cache and the changes of partitions no
+        longer ours, recount the active partitions."""
         self._cache.clear()
+        self.forget(set(self._dirty) - set(active))
         self.partitions = set(active)
         if self.counted:
-            self._sizes = {p: sum(1 for k in self._db(p).keys() if k != _OFFSET_KEY)
-                           for p in self.partitions}
+            self._sizes = {p: self._count(p) for p in self.partitions}
+
+    def _count(self, partition: int) -> int:
+        """Keys in RocksDB, corrected by the changes not checkpointed yet."""
+        db = self._db(partition)
+        n = sum(1 for k in db.keys() if k != _OFFSET_KEY)
+        for key, value in {**self._flushing.get(partition, {}),
+                           **self._dirty.get(partition, {})}.items():
+            n += (value is not _DELETED) - (db.get(dumps(key)) is not None)
+        return n
 
     def persist_offsets(self, delivered: Mapping[tuple[str, int], int]) -> None:
         """Record acknowledged changelog offsets as faust's persisted offsets (see module doc)."""

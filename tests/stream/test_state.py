@@ -1,11 +1,13 @@
 """The tables' local state without Kafka: RocksDB writes, sizes, persisted changelog offsets."""
 
+import asyncio
 import gc
 
 from faust.types import TP
 
 from fraudstream.stream.app import build_app
 from fraudstream.stream.config import load_settings
+from fraudstream.stream.state import dumps
 
 
 def _pending(settings):
@@ -30,12 +32,16 @@ def test_a_table_writes_rocksdb_and_its_changelog_and_a_new_process_reads_it_bac
     pending.put(0, "tx1", snap)
     pending.put(1, "tx2", {"tx_id": "tx2", "partition": 1, "event_ts": 2.0})
     pending.put(0, "tx1", {**snap, "event_ts": 1.75})  # an update: the size stays
-    assert len(pending) == 2
+    assert len(pending) == 2 and not sent  # nothing is written before a checkpoint
+    assert asyncio.run(pending.checkpoint()) == 2  # each key once, with its last value
+    assert [(topic, partition, value) for topic, _, value, partition in sent] == [
+        (pending.changelog, 0, dumps({**snap, "event_ts": 1.75})),
+        (pending.changelog, 1, dumps({"tx_id": "tx2", "partition": 1, "event_ts": 2.0}))]
+    sent.clear()
     pending.delete(1, "tx2")
     assert len(pending) == 1 and pending.get(1, "tx2") is None
-    assert [(topic, partition, value is None) for topic, _, value, partition in sent] == [
-        (pending.changelog, 0, False), (pending.changelog, 1, False),
-        (pending.changelog, 0, False), (pending.changelog, 1, True)]  # the last: a tombstone
+    assert asyncio.run(pending.checkpoint()) == 1
+    assert [(partition, value) for _, _, value, partition in sent] == [(1, None)]  # a tombstone
 
     # Acknowledged changelog offsets become faust's persisted offsets, for owned partitions only.
     pending.persist_offsets({(pending.changelog, 0): 41, (pending.changelog, 5): 9,
@@ -66,13 +72,18 @@ def test_card_states_are_cached_up_to_the_bound_and_pending_snapshots_not_at_all
     for i in range(5):
         cards.put(0, f"c{i}", {"offset": i})
         pending.put(0, f"t{i}", {"tx_id": f"t{i}"})
+    asyncio.run(cards.checkpoint())
+    asyncio.run(pending.checkpoint())
     cards.put(0, "c1", {"offset": 10})  # written again: the most recent now
+    asyncio.run(cards.checkpoint())
     assert list(cards._cache[0]) == ["c3", "c4", "c1"]  # c0 and c2 evicted, oldest first
     assert not pending._cache.get(0)  # a snapshot is read once: never cached
     # evicted or uncached, every value is still read back from RocksDB
     assert [cards.get(0, f"c{i}")["offset"] for i in range(5)] == [0, 10, 2, 3, 4]
     assert pending.get(0, "t2") == {"tx_id": "t2"} and len(pending) == 5
     pending.delete(0, "t2")
+    assert pending.get(0, "t2") is None and len(pending) == 4
+    asyncio.run(pending.checkpoint())
     assert pending.get(0, "t2") is None and len(pending) == 4
     assert len(cards._cache[0]) == 3
     _close(cards)
@@ -95,3 +106,65 @@ def test_a_worker_is_a_scoring_app_and_a_label_app_each_with_its_own_tables_and_
     for worker in (score, label, inline):
         for table in worker.tables:
             _close(table)
+
+
+def test_a_key_put_and_deleted_between_checkpoints_is_never_written(tmp_path):
+    """A snapshot joined with its label within a commit interval costs no RocksDB write and no
+    changelog record; one that was checkpointed gets its tombstone."""
+    settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path / "reg",
+                             state_dir=tmp_path / "state", metrics_port=0)
+    pending, sent = _pending(settings)
+    pending.put(0, "kept", {"tx_id": "kept"})
+    asyncio.run(pending.checkpoint())
+    sent.clear()
+    pending.put(0, "joined", {"tx_id": "joined"})
+    pending.delete(0, "joined")
+    pending.put(0, "again", {"tx_id": "again"})
+    pending.delete(0, "again")
+    pending.put(0, "again", {"tx_id": "again", "n": 2})  # back after its delete: new again
+    pending.delete(0, "kept")
+    assert len(pending) == 1 and pending.get(0, "joined") is None
+    assert dict(pending.items([0])) == {"again": {"tx_id": "again", "n": 2}}
+    assert asyncio.run(pending.checkpoint()) == 2
+    assert sorted((key, value) for _, key, value, _ in sent) == [
+        (dumps("again"), dumps({"tx_id": "again", "n": 2})), (dumps("kept"), None)]
+    assert pending._db(0).get(dumps("joined")) is None and pending._db(0).get(dumps("kept")) is None
+    pending.on_recovered({0, 1})  # a recount from RocksDB agrees
+    assert len(pending) == 1
+    _close(pending)
+
+
+def test_a_checkpoint_writes_the_state_as_it_was_when_it_began(tmp_path):
+    """The stages change a card's state object in place; a checkpoint that yields to the loop
+    half way must not write a newer state under an older offset (a replay would add a
+    transaction twice): values are serialised when the checkpoint starts, and reads during
+    the checkpoint see every value, written yet or not."""
+    settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path / "reg",
+                             state_dir=tmp_path / "state", metrics_port=0,
+                             card_cache_per_partition=10)
+    worker = build_app(settings)
+    cards, sent = worker.cards, []
+    cards._send = lambda *record: sent.append(record)
+    cards.on_recovered({0})
+    states = {f"c{i}": {"offset": i, "events": [i]} for i in range(600)}
+    for key, value in states.items():
+        cards.put(0, key, value)
+
+    async def checkpoint_while_scoring():
+        task = asyncio.create_task(cards.checkpoint())
+        await asyncio.sleep(0)  # the checkpoint has serialised everything and yielded
+        assert not task.done() and cards._flushing
+        assert all(cards.get(0, key) == value for key, value in states.items())
+        states["c599"]["events"].append(1000)  # a stage changes an object in place ...
+        cards.put(0, "c599", {**states["c599"], "offset": 1000})  # ... and puts it again
+        return await task
+
+    assert asyncio.run(checkpoint_while_scoring()) == 600
+    assert dict((k, v) for _, k, v, _ in sent)[dumps("c599")] == dumps({"offset": 599,
+                                                                          "events": [599]})
+    assert cards.get(0, "c599")["offset"] == 1000  # the newer value waits for the next one
+    sent.clear()
+    assert asyncio.run(cards.checkpoint()) == 1 and len(sent) == 1
+    cards.forget({0})
+    assert cards.get(0, "c599")["events"] == [599, 1000]  # from RocksDB
+    _close(cards)
