@@ -168,7 +168,14 @@ class WorkerApp(LabelPath):
                ) -> PartitionedTable:
         state = PartitionedTable(table, self.outbox.add, counted=counted, cache_size=cache_size)
         self.outbox.tracked.add(state.changelog)
-        self.outbox.checkpoints.append(state.checkpoint)  # written at each commit
+        writes = self.metrics.state_writes.labels(table.name)
+
+        async def checkpoint() -> int:  # at each commit, before it (stream/state.py)
+            written = await state.checkpoint()
+            writes.inc(written)
+            return written
+
+        self.outbox.checkpoints.append(checkpoint)
         return state
 
     # -- set-up ------------------------------------------------------------------------

@@ -111,9 +111,8 @@ class LabelJoiner:
         marks = self._snapshot_marks.setdefault(partition, {})
         source = snap.get("via")  # the terminal partition that scored it
         marks[source] = max(marks.get(source, float("-inf")), snap["event_ts"])
-        label = self.waiting.get(partition, tx_id)
+        label = self.waiting.pop(partition, tx_id)
         if label is not None:
-            self.waiting.delete(partition, tx_id)
             return [Joined(snap, bool(label["is_fraud"]), float(label["ts"]), "explicit")]
         if self.pending.get(partition, tx_id) is not None:
             return []  # redelivered snapshot: already pending
@@ -129,9 +128,8 @@ class LabelJoiner:
         """A label arrives: ``("joined", [...])`` or ``("waiting", [])``."""
         tx_id = label["tx_id"]
         self._label_marks[partition] = max(self.label_watermark(partition), label_ts)
-        snap = self.pending.get(partition, tx_id)
+        snap = self.pending.pop(partition, tx_id)
         if snap is not None:
-            self.pending.delete(partition, tx_id)
             return "joined", [Joined(snap, bool(label["is_fraud"]), label_ts, "explicit")]
         if self.mode == "fraud_only" and not label["is_fraud"]:
             return "ignored", []  # only frauds are meaningful in this mode
@@ -155,8 +153,7 @@ class LabelJoiner:
                 return
             _, p = min(live)
             _, tx_id, partition = heapq.heappop(heaps[p])
-            if self._owns(partition) and store.get(partition, tx_id) is not None:
-                store.delete(partition, tx_id)
+            if self._owns(partition) and store.pop(partition, tx_id) is not None:
                 self.dropped[kind] += 1
                 return
 
@@ -170,10 +167,9 @@ class LabelJoiner:
             mark = self.label_watermark(p)
             while heap and heap[0][0] <= mark:
                 deadline, tx_id, partition = heapq.heappop(heap)
-                snap = self.pending.get(partition, tx_id) if self._owns(partition) else None
+                snap = self.pending.pop(partition, tx_id) if self._owns(partition) else None
                 if snap is None:
                     continue  # joined meanwhile, or moved to another worker by a rebalance
-                self.pending.delete(partition, tx_id)
                 if self.mode == "fraud_only":
                     matured.append(Joined(snap, False, deadline, "matured"))
                 else:
@@ -182,7 +178,6 @@ class LabelJoiner:
             mark = self.snapshot_watermark(p)
             while heap and heap[0][0] <= mark:
                 _, tx_id, partition = heapq.heappop(heap)
-                if self._owns(partition) and self.waiting.get(partition, tx_id) is not None:
-                    self.waiting.delete(partition, tx_id)
+                if self._owns(partition) and self.waiting.pop(partition, tx_id) is not None:
                     self.expired += 1
         return matured

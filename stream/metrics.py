@@ -196,6 +196,11 @@ class WorkerMetrics:
             "fraudstream_gc_pause_seconds",
             "Python garbage-collector pauses by generation (the event loop waits meanwhile).",
             ["generation"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.state_writes = Counter(
+            "fraudstream_state_writes_total",
+            "Keys the offset commits wrote to RocksDB and to the table's changelog, by table: "
+            "a key changed several times between two commits is written once, one put and "
+            "deleted between them not at all.", ["table"], registry=registry)
         self.periodic_job = Histogram(
             "fraudstream_worker_periodic_job_seconds",
             "Time a periodic job held the worker's event loop (scoring waits meanwhile).",

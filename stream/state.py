@@ -104,8 +104,9 @@ class PartitionedTable:
         self.changelog = table.changelog_topic.get_topic_name()
         self.counted = counted
         self._cache: dict[int, dict[str, Any]] = {}
-        # Changes since the last checkpoint (a value or _DELETED), and those a checkpoint is
-        # writing now: reads look at both before the cache and RocksDB.
+        # Changes since the last checkpoint ((value, its JSON) or _DELETED), and those a
+        # checkpoint is writing now: reads look at both before the cache and RocksDB. The
+        # JSON is taken at put: the stages go on changing the objects they put.
         self._dirty: dict[int, dict[str, Any]] = {}
         self._flushing: dict[int, dict[str, Any]] = {}
         # Dirty keys that are in neither RocksDB nor the changelog (counted tables only):
@@ -125,8 +126,8 @@ class PartitionedTable:
         for layer in (self._dirty, self._flushing):
             changes = layer.get(partition)
             if changes and key in changes:
-                value = changes[key]
-                return None if value is _DELETED else value
+                change = changes[key]
+                return None if change is _DELETED else change[0]
         cache = self._cache.setdefault(partition, {})
         try:
             return cache[key]
@@ -145,11 +146,16 @@ class PartitionedTable:
                 self._sizes[partition] = self._sizes.get(partition, 0) + 1
                 if key not in changes:  # not stored anywhere: a delete can just forget it
                     self._fresh.setdefault(partition, set()).add(key)
-        changes[key] = value
+        changes[key] = (value, dumps(value))
 
     def delete(self, partition: int, key: str) -> None:
+        self.pop(partition, key)
+
+    def pop(self, partition: int, key: str) -> Any:
+        """Delete ``key`` and return its value (None if it had none): one lookup, not two."""
+        value = self.get(partition, key)
         changes = self._dirty.setdefault(partition, {})
-        if self.counted and self.get(partition, key) is not None:
+        if self.counted and value is not None:
             self._sizes[partition] = max(0, self._sizes.get(partition, 0) - 1)
         fresh = self._fresh.get(partition)
         if fresh is not None and key in fresh:
@@ -158,6 +164,7 @@ class PartitionedTable:
         else:
             changes[key] = _DELETED
         self._cache.get(partition, {}).pop(key, None)
+        return value
 
     def _remember(self, cache: dict[str, Any], key: str, value: Any) -> None:
         """Keep ``value`` as the most recent entry, evicting the oldest past ``cache_size``."""
@@ -171,37 +178,36 @@ class PartitionedTable:
         """Write every change since the last checkpoint to RocksDB and the changelog (through
         the Outbox); returns how many keys it wrote. Called before offsets are committed.
 
-        The values are serialised at once, since the stages keep changing the objects they
-        hold; the writes yield to the event loop every few hundred keys.
+        Each key is written as it was put (its JSON was taken then), and the writes yield to
+        the event loop every few hundred keys.
         """
         if self._checkpointing is None:
             self._checkpointing = asyncio.Lock()
         async with self._checkpointing:
             dirty, self._dirty, self._fresh = self._dirty, {}, {}
-            encoded = [(partition, dumps(key), None if value is _DELETED else dumps(value))
-                       for partition, changes in dirty.items()
-                       for key, value in changes.items()]
             self._flushing = dirty
+            written = 0
             try:
-                for i, (partition, k, v) in enumerate(encoded):
-                    db = self._db(partition)
-                    if v is None:
-                        db.delete(k)
-                    else:
-                        db.put(k, v)
-                    self._send(self.changelog, k, v, partition)  # None: a tombstone
-                    if i % _CHECKPOINT_CHUNK == _CHECKPOINT_CHUNK - 1:
-                        await asyncio.sleep(0)
                 for partition, changes in dirty.items():
+                    db = self._db(partition)
                     cache = self._cache.setdefault(partition, {})
-                    for key, value in changes.items():
-                        if value is _DELETED:
+                    for key, change in changes.items():
+                        k = dumps(key)
+                        if change is _DELETED:
+                            db.delete(k)
                             cache.pop(key, None)
+                            self._send(self.changelog, k, None, partition)  # a tombstone
                         else:
-                            self._remember(cache, key, value)
+                            db.put(k, change[1])
+                            self._remember(cache, key, change[0])
+                            self._send(self.changelog, k, change[1], partition)
+                        written += 1
+                        if written % _CHECKPOINT_CHUNK == 0:
+                            await asyncio.sleep(0)
+                            db = self._db(partition)  # faust may have dropped the handle
             finally:
                 self._flushing = {}
-            return len(encoded)
+            return written
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the uncheckpointed changes of ``partitions`` (revoked): their input's offsets
@@ -222,9 +228,9 @@ class PartitionedTable:
                     key = orjson.loads(k)
                     if key not in changes:
                         yield key, orjson.loads(v)
-            for key, value in changes.items():
-                if value is not _DELETED:
-                    yield key, value
+            for key, change in changes.items():
+                if change is not _DELETED:
+                    yield key, change[0]
 
     def __len__(self) -> int:
         return sum(self._sizes.get(p, 0) for p in self.partitions)
@@ -243,9 +249,9 @@ class PartitionedTable:
         """Keys in RocksDB, corrected by the changes not checkpointed yet."""
         db = self._db(partition)
         n = sum(1 for k in db.keys() if k != _OFFSET_KEY)
-        for key, value in {**self._flushing.get(partition, {}),
-                           **self._dirty.get(partition, {})}.items():
-            n += (value is not _DELETED) - (db.get(dumps(key)) is not None)
+        for key, change in {**self._flushing.get(partition, {}),
+                            **self._dirty.get(partition, {})}.items():
+            n += (change is not _DELETED) - (db.get(dumps(key)) is not None)
         return n
 
     def persist_offsets(self, delivered: Mapping[tuple[str, int], int]) -> None:

@@ -12,7 +12,10 @@ class DictStore(dict):
         self[key] = value
 
     def delete(self, partition, key):
-        self.pop(key, None)
+        dict.pop(self, key, None)
+
+    def pop(self, partition, key):
+        return dict.pop(self, key, None)
 
     def items(self, partitions=None):
         return list(super().items())

@@ -137,8 +137,8 @@ def test_a_key_put_and_deleted_between_checkpoints_is_never_written(tmp_path):
 def test_a_checkpoint_writes_the_state_as_it_was_when_it_began(tmp_path):
     """The stages change a card's state object in place; a checkpoint that yields to the loop
     half way must not write a newer state under an older offset (a replay would add a
-    transaction twice): values are serialised when the checkpoint starts, and reads during
-    the checkpoint see every value, written yet or not."""
+    transaction twice): values are written as they were put, and reads during the checkpoint
+    see every value, written yet or not."""
     settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path / "reg",
                              state_dir=tmp_path / "state", metrics_port=0,
                              card_cache_per_partition=10)
@@ -152,7 +152,7 @@ def test_a_checkpoint_writes_the_state_as_it_was_when_it_began(tmp_path):
 
     async def checkpoint_while_scoring():
         task = asyncio.create_task(cards.checkpoint())
-        await asyncio.sleep(0)  # the checkpoint has serialised everything and yielded
+        await asyncio.sleep(0)  # the checkpoint has written a first chunk and yielded
         assert not task.done() and cards._flushing
         assert all(cards.get(0, key) == value for key, value in states.items())
         states["c599"]["events"].append(1000)  # a stage changes an object in place ...

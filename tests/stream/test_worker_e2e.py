@@ -70,12 +70,15 @@ def test_every_transaction_is_scored_and_bad_input_is_dead_lettered(settings, sm
         loop_watched = worker.metric("fraudstream_event_loop_lag_seconds_count")
         housekept = worker.metric("fraudstream_worker_periodic_job_seconds_count",
                                   {"job": "housekeeping"})
+        card_writes = worker.metric("fraudstream_state_writes_total", {"table": "card-state"})
     finally:
         worker.stop()
     values = json_values(scores)
     ids = [v["tx_id"] for v in values]
     assert len(ids) == n, worker.log_tail()
     assert set(ids) == set(df["tx_id"])  # every valid tx_id scored, none lost, no strays
+    # Card states are written at the commits, each changed card once (stream/state.py).
+    assert 0 < card_writes <= n
     assert all(validate("scores", v) == [] for v in values[:2000])
     assert {v["decision"] for v in values} <= {"approve", "review", "decline"}
 
