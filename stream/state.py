@@ -152,10 +152,14 @@ class PartitionedTable:
         self.pop(partition, key)
 
     def pop(self, partition: int, key: str) -> Any:
-        """Delete ``key`` and return its value (None if it had none): one lookup, not two."""
+        """Delete ``key`` and return its value (None if it had none): one lookup, not two.
+        A key with no value is left alone: no tombstone for what was never written (the join
+        pops a waiting label for every snapshot, and a pending snapshot for every label)."""
         value = self.get(partition, key)
+        if value is None:
+            return None
         changes = self._dirty.setdefault(partition, {})
-        if self.counted and value is not None:
+        if self.counted:
             self._sizes[partition] = max(0, self._sizes.get(partition, 0) - 1)
         fresh = self._fresh.get(partition)
         if fresh is not None and key in fresh:

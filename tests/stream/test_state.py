@@ -123,6 +123,7 @@ def test_a_key_put_and_deleted_between_checkpoints_is_never_written(tmp_path):
     pending.delete(0, "again")
     pending.put(0, "again", {"tx_id": "again", "n": 2})  # back after its delete: new again
     pending.delete(0, "kept")
+    assert pending.pop(0, "never-there") is None and pending.pop(1, "joined") is None
     assert len(pending) == 1 and pending.get(0, "joined") is None
     assert dict(pending.items([0])) == {"again": {"tx_id": "again", "n": 2}}
     assert asyncio.run(pending.checkpoint()) == 2
