@@ -168,7 +168,7 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
                            workdir / f"latency-{side}.log", f"bench-lat-{side}",
                            passthrough=side == "passthrough")
     t = base.topics
-    sent = 0
+    sent = labels_sent = 0
     histograms = []
     try:
         for rate, tx, lab in windows:
@@ -188,6 +188,13 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
             if got < sent:
                 raise RuntimeError(f"{side}: {got:,} of {sent:,} scored 300 s after the load; "
                                    f"see {worker.log_path}")
+            labels_sent += len(lab)
+            if side == "pipeline" and labels_sent:
+                # The label path has read every label before the next load starts: after the
+                # warm-up the label process may still be starting (imports, its group join),
+                # and a measured load must not carry that.
+                wait_metric(worker, "fraudstream_messages_in_total", labels_sent, 300,
+                            f"{side}: labels read", labels={"topic": "labels"})
             time.sleep(2.0)  # let the label path finish before the next load
             after = (worker.buckets(), worker.buckets(LOOP_LAG))
             histograms.append((rate, before, after, time.monotonic() - started))
