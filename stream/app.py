@@ -416,7 +416,7 @@ class WorkerApp(LabelPath):
         self.label_clock.forget({tp.partition for tp in revoked if tp.topic == t.labels})
         partitions = {tp.partition for tp in revoked if tp.topic in self.app.stream_topics}
         for table in self.tables:
-            table.forget(partitions)
+            await table.revoke(partitions)
 
     def _observe_batch(self, stage: str, size: int, started: float) -> None:
         self.metrics.batch_size.labels(stage).observe(size)

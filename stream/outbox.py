@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, NoReturn
 import faust
 
 from .config import Settings
-from . import fetch_loop
+from . import fetch_loop, livelock_guard
 from .kafka_clients import faust_credentials
 from .stages import key_partition
 
@@ -221,6 +221,7 @@ class SettledApp(faust.App):
         consumer.perform_seek = perform_seek
         consumer._commit_offsets = settled_commit_offsets
         fetch_loop.install(consumer)
+        livelock_guard.install(consumer)
         return consumer
 
     async def _rewind_uncommitted(self, consumer: Any) -> None:

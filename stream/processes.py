@@ -104,7 +104,13 @@ class ServiceProcess:
         return self.proc.returncode
 
     def log_tail(self, n: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        """The log's last ``n`` lines, after its first error and the lines that follow it: a
+        crash's traceback is logged long before faust's shutdown lines end the log."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        first = next((i for i, line in enumerate(lines[:-n])
+                      if "Traceback" in line or "] [ERROR] " in line or "] [CRITICAL] " in line), None)
+        head = [] if first is None else [*lines[first:first + 40], "[...]"]
+        return "\n".join(head + lines[-n:])
 
 
 class WorkerProcess(ServiceProcess):

@@ -113,6 +113,9 @@ class PartitionedTable:
         # deleting one just forgets it.
         self._fresh: dict[int, set[str]] = {}
         self._checkpointing: asyncio.Lock | None = None
+        # Partitions revoked while a checkpoint runs (it yields between chunks, and faust's
+        # rebalance does not wait for a commit): the checkpoint stops writing them.
+        self._revoked: set[int] = set()
         self._sizes: dict[int, int] = {}
         self.partitions: set[int] = set()  # active partitions, set after each recovery
 
@@ -190,9 +193,12 @@ class PartitionedTable:
         async with self._checkpointing:
             dirty, self._dirty, self._fresh = self._dirty, {}, {}
             self._flushing = dirty
+            self._revoked = set()
             written = 0
             try:
                 for partition, changes in dirty.items():
+                    if partition in self._revoked:
+                        continue
                     db = self._db(partition)
                     cache = self._cache.setdefault(partition, {})
                     for key, change in changes.items():
@@ -208,16 +214,31 @@ class PartitionedTable:
                         written += 1
                         if written % _CHECKPOINT_CHUNK == 0:
                             await asyncio.sleep(0)
-                            db = self._db(partition)  # faust may have dropped the handle
+                            if partition in self._revoked:
+                                # Its next owner replays the uncommitted input; and faust
+                                # has closed its database, which reopened here would hold
+                                # RocksDB's lock against faust's own reopening.
+                                break
             finally:
                 self._flushing = {}
             return written
+
+    async def revoke(self, partitions: Iterable[int]) -> None:
+        """A rebalance revokes ``partitions``: let a checkpoint in progress finish writing
+        them while they are still ours (faust's rebalance does not wait for a commit; the
+        group reassigns them only after this worker rejoins, which waits for this), then
+        forget what changed since."""
+        if self._checkpointing is not None:
+            async with self._checkpointing:
+                pass
+        self.forget(partitions)
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop the uncheckpointed changes of ``partitions`` (revoked): their input's offsets
         were not committed, so their next owner processes it again; written here they would
         overwrite that owner's state."""
         for partition in partitions:
+            self._revoked.add(partition)
             self._dirty.pop(partition, None)
             self._fresh.pop(partition, None)
             self._cache.pop(partition, None)  # the stages change cached objects in place

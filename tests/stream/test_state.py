@@ -169,3 +169,43 @@ def test_a_checkpoint_writes_the_state_as_it_was_when_it_began(tmp_path):
     cards.forget({0})
     assert cards.get(0, "c599")["events"] == [599, 1000]  # from RocksDB
     _close(cards)
+
+
+def test_a_revoke_waits_for_the_checkpoint_in_progress_and_then_forgets(tmp_path):
+    """faust's rebalance does not wait for a commit: a checkpoint that yields between chunks
+    may see its partitions revoked half way. The revoke waits until the checkpoint has written
+    them (the group reassigns them only after it returns), then drops the newer changes; a
+    partition forgotten during a checkpoint anyway (a recovery) is not written further."""
+    settings = load_settings(broker_url="kafka://127.0.0.1:9", model_registry=tmp_path / "reg",
+                             state_dir=tmp_path / "state", metrics_port=0)
+    cards, sent = build_app(settings).cards, []
+    cards._send = lambda *record: sent.append(record)
+    cards.on_recovered({0, 1})
+    for i in range(600):
+        cards.put(0, f"c{i}", {"offset": i})
+
+    async def revoke_during_checkpoint():
+        task = asyncio.create_task(cards.checkpoint())
+        await asyncio.sleep(0)  # a first chunk written
+        assert not task.done() and 0 < len(sent) < 600
+        cards.put(0, "late", {"offset": 1000})  # after the checkpoint began: not in it
+        await cards.revoke({0})
+        assert task.done() and len(sent) == 600  # the whole checkpoint, then the revoke
+        return await task
+
+    assert asyncio.run(revoke_during_checkpoint()) == 600
+    assert cards.get(0, "late") is None and asyncio.run(cards.checkpoint()) == 0
+
+    sent.clear()
+    for i in range(600):
+        cards.put(1, f"d{i}", {"offset": i})
+
+    async def forget_during_checkpoint():
+        task = asyncio.create_task(cards.checkpoint())
+        await asyncio.sleep(0)
+        cards.forget({1})
+        return await task
+
+    assert asyncio.run(forget_during_checkpoint()) == 256  # the first chunk only
+    assert len(sent) == 256
+    _close(cards)
