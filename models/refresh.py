@@ -11,8 +11,10 @@ The cycle, in the order of :data:`PHASES`:
 ``diffusion_fit``  a ``TabularDiffusion`` on the training frauds, less a share
                    (``quality_holdout``) kept back to judge the synthetic rows against;
                    none with fewer than ``min_fit_frauds`` to fit on.
-``sample``         ``synthetic_ratio`` x (training frauds) synthetic frauds, the hardest of
-                   ``oversample`` x as many (``synthesis_target``, ``models/targeting.py``).
+``sample``         ``synthetic_ratio`` x (training frauds) synthetic frauds, picked from
+                   ``oversample`` x as many candidates (``synthesis_target``,
+                   ``models/targeting.py``; by default in sampling order, less near-copies
+                   of training frauds).
 ``quality``        C2ST and DCR (``models/quality.py``); failing a gate rejects the synthetic
                    set and the cycle trains without it, and says so.
 ``train``          the challenger (real + the chosen share of the accepted synthetic rows)
@@ -82,7 +84,7 @@ class RefreshConfig:
     synthetic_ratio: float = 1.0
     diffusion_steps: int | None = None
     synthesis_model: str = "frauds_only"   # one of augmentation.SYNTHESIS_MODELS
-    synthesis_target: str = "boundary"     # one of targeting.TARGETS: which candidates to keep
+    synthesis_target: str = "novel"        # one of targeting.TARGETS: which candidates to keep
     oversample: int = 3                    # candidates sampled per synthetic row kept (targeted)
     device: str = "auto"
     quality_holdout: float = 0.2
@@ -167,7 +169,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     synth: np.ndarray | None = None
     model = None
     plain: XGBoostModel | None = None  # the challenger without synthetic rows
-    target, n_candidates, clusters = "none", 0, None
+    target, n_candidates, clusters, novelty = "none", 0, None, None
     quality: dict[str, Any] | None = None
     candidates = tuple(sorted(set(config.ratio_candidates)))
     top_ratio = max(candidates) if candidates else config.synthetic_ratio
@@ -220,10 +222,16 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
                                           check=deadline.check)
             if not plan["usable"]:
                 plain = selector  # the same rows and settings: the challenger without synthetic
-        keep, clusters = select(target, sampled, n_synth,
-                                score=None if selector is None else selector.predict_proba,
-                                real=fit_rows, threshold=config.threshold, seed=config.seed)
+        keep, target_info = select(target, sampled, n_synth,
+                                   score=None if selector is None else selector.predict_proba,
+                                   real=fit_rows, threshold=config.threshold, seed=config.seed)
         synth = sampled[keep]
+        if target == "novel":
+            novelty = target_info
+            say(f"novel: {novelty['dropped']:,} of the first {novelty['looked_at']:,} "
+                f"candidates were near-copies of training frauds; kept {len(synth):,}")
+        elif target == "clusters":
+            clusters = target_info
         done("sample")
         quality = quality_report(fit_rows, synth, q_hold, names, seed=config.seed,
                                  n_jobs=config.xgb.n_jobs)
@@ -342,6 +350,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         "config": jsonable(asdict(config)),
         "synthetic": {"verdict": verdict_, "reason": why, "n_requested": n_synth,
                       "target": target, "n_candidates": n_candidates, "clusters": clusters,
+                      "novelty": novelty,
                       "n_used": n_used, "ratio": ratio, "validation": jsonable(validation)},
         "quality": jsonable(quality),
         "diffusion": None if model is None else {

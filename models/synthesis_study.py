@@ -12,8 +12,9 @@ training rows:
                                 rows each, sampled as frauds with guidance weight ``w`` (one
                                 model per window serves every ``w``).
 ``{generator}+{target}``        the generator samples ``oversample`` x as many candidates and
-                                :mod:`.targeting` keeps ``n``: ``boundary`` / ``low`` (scored by
-                                ``none``'s model, the stand-in for the champion), ``clusters``.
+                                :mod:`.targeting` keeps ``n``: ``novel`` (in sampling order, no
+                                near-copy of a training fraud), ``boundary`` / ``low`` (scored
+                                by ``none``'s model, the stand-in for the champion), ``clusters``.
 
 Untargeted variants take the first ``n`` candidates (the sampler's order is random), so a
 targeted set and its untargeted one come from the same draw. Each variant's synthetic rows get
@@ -53,7 +54,7 @@ __all__ = ["StudyConfig", "compare_synthesis", "format_study_table", "summarize_
            "study_variants"]
 
 Progress = Callable[[str], None]
-_TARGETS = ("boundary", "low", "clusters")
+_TARGETS = ("novel", "boundary", "low", "clusters")
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,9 @@ def compare_synthesis(transactions: pd.DataFrame, features: pd.DataFrame,
             score = base_test
             if variant != "none":
                 generator, _, target = variant.partition("+")
-                rows, entry["clusters"] = _pick(candidates[generator], n, target, base,
-                                                fit_rows, config, seed)
+                rows, info = _pick(candidates[generator], n, target, base, fit_rows,
+                                   config, seed)
+                entry["novelty" if target == "novel" else "clusters"] = info
                 X_aug = np.vstack([X_train, rows])
                 y_aug = np.r_[y_train, np.ones(len(rows), np.int64)]
                 score = classifier(X_aug, y_aug).predict_proba(X_test)
@@ -234,7 +236,8 @@ def _fit_info(model: Any, seconds: float) -> dict[str, Any]:
 
 def _pick(candidates: np.ndarray, n: int, target: str, champion: XGBoostModel,
           real: np.ndarray, config: StudyConfig, seed: int) -> tuple[np.ndarray, Any]:
-    """The ``n`` rows a variant adds, and the cluster counts when targeted by cluster."""
+    """The ``n`` rows a variant adds (``novel``: at most ``n``), and the cluster counts when
+    targeted by cluster, or the near-copies dropped when ``novel``."""
     idx, info = select(target or "none", candidates, n, score=champion.predict_proba, real=real,
                        threshold=config.threshold, k=config.n_clusters, seed=seed)
     return candidates[idx], info

@@ -9,6 +9,10 @@ A generator samples more candidates than needed (``oversample`` x); one of these
 ``select_clusters``   k-means on the real frauds (standardised columns); each candidate goes
                       to its nearest cluster, and the clusters with few real frauds get more
                       than their share, so rare fraud patterns are not drowned by common ones.
+``select_novel``      the candidates in sampling order (an untargeted draw), less those
+                      closer to a real fraud than 95 % of the real frauds are to their nearest
+                      other one: near-copies of training rows are dropped, the rest of the
+                      generator's distribution is kept as it is.
 
 Pure: arrays in, row indices into the candidates out.
 
@@ -21,17 +25,19 @@ Pure: arrays in, row indices into the candidates out.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.special import logit
 from sklearn.cluster import KMeans
+from sklearn.neighbors import NearestNeighbors
 
-__all__ = ["TARGETS", "cluster_quotas", "select", "select_clusters", "select_hard"]
+__all__ = ["TARGETS", "cluster_quotas", "select", "select_clusters", "select_hard",
+           "select_novel"]
 
-TARGETS = ("none", "boundary", "low", "clusters")
+TARGETS = ("none", "novel", "boundary", "low", "clusters")
 """Ways of picking synthetic frauds: keep the first ``n`` candidates (``none``), or
-:func:`select_hard` with its mode, or :func:`select_clusters`."""
+:func:`select_novel`, :func:`select_hard` with its mode, or :func:`select_clusters`."""
 
 _EPS = 1e-6  # keeps logit finite for scores of exactly 0 or 1
 
@@ -46,15 +52,20 @@ def select(
     threshold: float = 0.5,
     k: int = 8,
     seed: int = 0,
-) -> tuple[np.ndarray, dict[str, list[int]] | None]:
-    """Indices of the ``n`` candidates ``target`` (one of :data:`TARGETS`) keeps, and the
-    cluster counts for ``clusters``. ``score`` (the champion's ``predict_proba``) is needed
-    for ``boundary`` and ``low``, ``real`` (the real frauds) for ``clusters``.
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Indices of the ``n`` candidates ``target`` (one of :data:`TARGETS`) keeps (``novel``:
+    at most ``n``), and the cluster counts for ``clusters`` or the near-copies dropped for
+    ``novel``. ``score`` (the champion's ``predict_proba``) is needed for ``boundary`` and
+    ``low``, ``real`` (the real frauds) for ``clusters`` and ``novel``.
     """
     if target == "none":
         if not 0 <= n <= len(candidates):
             raise ValueError(f"n must be in [0, {len(candidates)}], got {n}")
         return np.arange(n), None
+    if target == "novel":
+        if real is None:
+            raise ValueError("target 'novel' needs the real frauds")
+        return select_novel(real, candidates, n)
     if target == "clusters":
         if real is None:
             raise ValueError("target 'clusters' needs the real frauds")
@@ -95,6 +106,49 @@ def select_hard(
     else:
         raise ValueError(f"mode must be 'boundary' or 'low', got {mode!r}")
     return np.sort(np.argsort(key, kind="stable")[:n])
+
+
+def select_novel(
+    real: np.ndarray, candidates: np.ndarray, n: int, *, quantile: float = 0.05
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Indices of the first ``n`` candidates that are no near-copy of a real row.
+
+    A near-copy is closer to its nearest row of ``real`` (the frauds the generator was fitted
+    on) than the ``quantile`` of the distances from each real row to its nearest *other* real
+    row: how close two distinct real frauds come. Distances are Euclidean on columns
+    standardised by ``real``, as the quality report's DCR. Candidate order is the sampler's
+    (random), so what is kept is an untargeted draw without the copies; when fewer than ``n``
+    remain, all of them are kept (fewer rows, never a copy).
+
+    Returns ``(indices, info)``: indices in ascending order; ``info`` has the ``threshold``
+    distance and how many of the candidates looked at were ``dropped``, of how many
+    (``looked_at``): a share well above ``quantile`` means the generator memorises.
+
+    >>> real = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [6.0, 0.0]])
+    >>> idx, info = select_novel(real, np.array([[0.1, 0.0], [1.0, 1.0], [10.0, 0.0]]), 2)
+    >>> idx.tolist(), info["dropped"]
+    ([1, 2], 1)
+    """
+    real = np.asarray(real, dtype=np.float64)
+    candidates = np.asarray(candidates, dtype=np.float64)
+    if real.ndim != 2 or candidates.ndim != 2 or real.shape[1] != candidates.shape[1]:
+        raise ValueError(f"need 2-D arrays with the same columns, got {real.shape} and "
+                         f"{candidates.shape}")
+    if len(real) < 2:
+        raise ValueError("target 'novel' needs at least 2 real rows")
+    if not 0 <= n <= len(candidates):
+        raise ValueError(f"n must be in [0, {len(candidates)}], got {n}")
+    mu, sd = real.mean(axis=0), real.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    r, c = (real - mu) / sd, (candidates - mu) / sd
+    nn = NearestNeighbors(n_neighbors=2).fit(r)
+    threshold = float(np.quantile(nn.kneighbors(r)[0][:, 1], quantile))  # [:, 0] is itself
+    novel = nn.kneighbors(c, n_neighbors=1)[0][:, 0] > threshold
+    kept = np.flatnonzero(novel)[:n]
+    looked_at = int(kept[-1]) + 1 if len(kept) == n and n else len(candidates)
+    info = {"threshold": threshold, "looked_at": looked_at,
+            "dropped": int(looked_at - novel[:looked_at].sum())}
+    return kept, info
 
 
 def cluster_quotas(counts: np.ndarray, n: int, power: float = 0.5) -> np.ndarray:

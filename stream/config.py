@@ -214,12 +214,13 @@ class Settings(BaseSettings):
         description="The diffusion model of synthetic frauds: fitted on the training frauds "
                     "alone, or class-conditional on the frauds plus 4 legitimate rows each "
                     "(classifier-free guidance).")
-    trainer_synthesis_target: Literal["none", "boundary", "low", "clusters"] = Field(
-        "boundary",
+    trainer_synthesis_target: Literal["none", "novel", "boundary", "low", "clusters"] = Field(
+        "novel",
         description="Which sampled frauds are kept: the first ones (none), or of "
-                    "FRAUDSTREAM_TRAINER_SYNTHESIS_OVERSAMPLE x as many candidates those a model "
-                    "on the real rows scores nearest the review threshold (boundary) or lowest "
-                    "(low), or those filling rare fraud clusters (clusters).")
+                    "FRAUDSTREAM_TRAINER_SYNTHESIS_OVERSAMPLE x as many candidates the first "
+                    "ones that are no near-copy of a training fraud (novel, the default), those "
+                    "a model on the real rows scores nearest the review threshold (boundary) or "
+                    "lowest (low), or those filling rare fraud clusters (clusters).")
     trainer_synthesis_oversample: int = Field(
         3, ge=1, le=20, description="Candidates sampled per synthetic fraud kept (targeted).")
     trainer_device: str = Field("auto", description="auto, cpu or cuda[:N] for the diffusion model.")

@@ -46,7 +46,7 @@ def register(subparsers: Any, settings: Any = None) -> None:
                    help="guidance weights of the conditional model, comma-separated, '' for "
                    "none (default %(default)s)")
     p.add_argument("--targets", default="boundary,clusters",
-                   help="targeting of boundary, low, clusters (default %(default)s; '' none)")
+                   help="targeting of novel, boundary, low, clusters (default %(default)s; '' none)")
     p.add_argument("--target-generators", default="frauds_only",
                    help="generators the targets apply to (default %(default)s)")
     p.add_argument("--diffusion-steps", type=int, default=None,

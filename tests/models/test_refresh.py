@@ -171,7 +171,8 @@ def test_no_synthetic_ratio_means_no_diffusion_and_one_model(plain):
     report = result.report
     assert report["synthetic"] == {"verdict": "none", "reason": "synthetic_ratio is 0",
                                    "n_requested": 0, "n_used": 0, "ratio": 0.0, "validation": None,
-                                   "target": "none", "n_candidates": 0, "clusters": None}
+                                   "target": "none", "n_candidates": 0, "clusters": None,
+                                   "novelty": None}
     assert report["quality"] is None and report["diffusion"] is None
     assert report["holdout"]["challenger"] == report["holdout"]["challenger_no_synthetic"]
     assert report["augmentation_delta_ap"] == 0.0
@@ -186,10 +187,13 @@ def test_accepted_synthetic_frauds_are_added_to_the_challengers_training(accepte
     n_synth = round(seen["config"].synthetic_ratio * split["n_train_frauds"])
     assert result.synthetic_verdict == "accepted"
     assert result.synthetic.shape == (n_synth, len(FEATURE_NAMES))
+    novelty = result.report["synthetic"]["novelty"]
     assert result.report["synthetic"] == {
         "verdict": "accepted", "reason": "passed the quality gates; ratio 0.25",
         "n_requested": n_synth, "n_used": n_synth, "ratio": 0.25, "validation": None,
-        "target": "boundary", "n_candidates": 3 * n_synth, "clusters": None}
+        "target": "novel", "n_candidates": 3 * n_synth, "clusters": None, "novelty": novelty}
+    # the first candidates, less the near-copies of training frauds
+    assert novelty["looked_at"] == n_synth + novelty["dropped"] and novelty["threshold"] > 0
     assert result.report["quality"]["gates_passed"] is True
     assert result.diffusion is not None and result.report["diffusion"]["steps"] == 50
     (X_plain, y_plain), (X_aug, y_aug) = seen["fits"]
@@ -425,7 +429,9 @@ def test_format_report_shows_the_three_columns(accepted):
 
 @pytest.fixture(scope="module")
 def validated(data):
-    return cycle(data, ratio_candidates=(0.0, 0.25, 0.5), validation_days=4.0, **LENIENT)
+    # boundary: its selector model must not see the validation days either
+    return cycle(data, ratio_candidates=(0.0, 0.25, 0.5), validation_days=4.0,
+                 synthesis_target="boundary", **LENIENT)
 
 
 def test_validation_never_looks_past_the_training_period(validated, data):

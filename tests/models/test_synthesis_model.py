@@ -135,7 +135,7 @@ def test_study_variants_and_a_tiny_comparison():
     assert len(text.splitlines()) == 1 + len(result["variants"]) and "conditional_w2" in text
 
 
-def test_the_cycle_keeps_the_candidates_nearest_the_boundary(monkeypatch):
+def test_the_cycle_keeps_novel_candidates_by_default_or_those_nearest_the_boundary(monkeypatch):
     import fraudstream.models.refresh as refresh
     from fraudstream.models.batch import XGBoostModel, XGBParams
     from fraudstream.models.targeting import select_hard
@@ -143,7 +143,7 @@ def test_the_cycle_keeps_the_candidates_nearest_the_boundary(monkeypatch):
     from fraudstream.stream.trainer import refresh_config
 
     cfg = refresh_config(Settings())
-    assert (cfg.synthesis_target, cfg.oversample) == ("boundary", 3)
+    assert (cfg.synthesis_target, cfg.oversample) == ("novel", 3)
     assert refresh_config(Settings(trainer_synthesis_target="none")).synthesis_target == "none"
     with pytest.raises(ValueError):
         Settings(trainer_synthesis_target="nearest")
@@ -169,6 +169,20 @@ def test_the_cycle_keeps_the_candidates_nearest_the_boundary(monkeypatch):
     result = refresh.run_cycle(data, None, config)
     synthetic = result.report["synthetic"]
     n = synthetic["n_requested"]
+    # The default: the candidates in sampling order, less the near-copies of the fit rows.
+    assert synthetic["target"] == "novel" and synthetic["n_candidates"] == 3 * n
+    candidates, = sampled
+    novelty, kept = synthetic["novelty"], len(result.synthetic)
+    assert 0 < kept <= n and novelty["dropped"] == novelty["looked_at"] - kept
+    positions = [int(np.flatnonzero((candidates == row).all(axis=1))[0])
+                 for row in result.synthetic]
+    assert positions == sorted(positions)  # in sampling order
+
+    sampled.clear()
+    trained.clear()
+    config = replace(config, synthesis_target="boundary")
+    result = refresh.run_cycle(data, None, config)
+    synthetic = result.report["synthetic"]
     assert synthetic["target"] == "boundary" and synthetic["n_candidates"] == 3 * n
     candidates, = sampled
     assert len(candidates) == 3 * n

@@ -1,9 +1,12 @@
-"""Targeted synthetic frauds: hard ones near the boundary or low, rare clusters filled."""
+"""Targeted synthetic frauds: near-copies dropped, hard ones near the boundary or low, rare
+clusters filled."""
 
 import numpy as np
 import pytest
 
-from fraudstream.models.targeting import cluster_quotas, select, select_clusters, select_hard
+from fraudstream.models.quality import quality_report
+from fraudstream.models.targeting import (
+    cluster_quotas, select, select_clusters, select_hard, select_novel)
 
 
 def test_boundary_keeps_the_scores_nearest_the_threshold_on_the_log_odds_scale():
@@ -89,7 +92,50 @@ def test_select_dispatches_by_target_and_names_what_it_lacks():
         select("boundary", candidates, 2)
     with pytest.raises(ValueError, match="needs the real frauds"):
         select("clusters", candidates, 2)
+    with pytest.raises(ValueError, match="needs the real frauds"):
+        select("novel", candidates, 2)
+    idx, info = select("novel", candidates, 2, real=candidates[:3] + 100.0)
+    assert idx.tolist() == [0, 1] and info["dropped"] == 0
     with pytest.raises(ValueError, match="unknown target"):
         select("nearest", candidates, 2)
     with pytest.raises(ValueError, match="n must be"):
         select("none", candidates, 7)
+
+
+def test_novel_drops_the_copies_of_real_rows_and_keeps_the_rest_in_order():
+    """A generator that memorised a third of its rows: the copies go, the others stay in
+    sampling order, and the quality report's DCR share of what is kept falls to what fresh
+    real rows score, while most of the draw is kept."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 4))
+    fresh = rng.normal(size=(600, 4))
+    copies = real[rng.integers(0, 300, 300)] + rng.normal(scale=1e-3, size=(300, 4))
+    candidates = np.vstack([fresh, copies])[rng.permutation(900)]
+    is_copy = np.isin(np.arange(900), np.flatnonzero(
+        (np.abs(candidates[:, None, :] - copies[None, :, :]).max(axis=2) < 1e-9).any(axis=1)))
+    idx, info = select_novel(real, candidates, 500)
+    assert len(idx) == 500 and (np.diff(idx) > 0).all()
+    assert not is_copy[idx].any()  # every near-copy is dropped
+    # ... and few fresh rows with it: about the 5 % of real rows that are that close anyway
+    looked = np.arange(info["looked_at"])
+    fresh_dropped = np.setdiff1d(looked[~is_copy[looked]], idx).size
+    assert fresh_dropped <= 0.10 * (~is_copy[looked]).sum()
+    assert info["dropped"] == info["looked_at"] - 500 == is_copy[looked].sum() + fresh_dropped
+    holdout = rng.normal(size=(200, 4))
+    assert quality_report(real, candidates[:500], holdout)["dcr_share"] > 0.25
+    assert quality_report(real, candidates[idx], holdout)["dcr_share"] < 0.10
+
+
+def test_novel_keeps_fewer_rather_than_a_copy_and_refuses_bad_input():
+    real = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [6.0, 0.0]])
+    candidates = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 1.5]])
+    idx, info = select_novel(real, candidates, 3)
+    assert idx.tolist() == [2] and info == {"threshold": info["threshold"], "looked_at": 3,
+                                            "dropped": 2}
+    assert select_novel(real, candidates, 0)[0].tolist() == []
+    with pytest.raises(ValueError, match="n must be"):
+        select_novel(real, candidates, 4)
+    with pytest.raises(ValueError, match="same columns"):
+        select_novel(real, candidates[:, :1], 1)
+    with pytest.raises(ValueError, match="at least 2"):
+        select_novel(real[:1], candidates, 1)
