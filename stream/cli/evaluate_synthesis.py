@@ -50,9 +50,9 @@ def register(subparsers: Any, settings: Any = None) -> None:
     p.add_argument("--target-generators", default="frauds_only",
                    help="generators the targets apply to (default %(default)s)")
     p.add_argument("--diffusion-steps", type=int, default=None,
-                   help="frauds-only fit steps (default ~2 per fraud)")
+                   help="frauds-only fit steps (default ~6 per fraud, 500 to 3000)")
     p.add_argument("--conditional-steps", type=int, default=None,
-                   help="conditional fit steps (default ~2 per row it is fitted on)")
+                   help="conditional fit steps (default ~6 per row it is fitted on, 500 to 3000)")
     p.add_argument("--legit-per-fraud", type=int, default=4,
                    help="legitimate rows per fraud in the conditional model (default %(default)s)")
     p.add_argument("--device", default="auto", help="diffusion device: auto, cpu, cuda")
