@@ -208,7 +208,8 @@ class Settings(BaseSettings):
     trainer_synthetic_ratio: float = Field(
         1.0, ge=0, description="Synthetic frauds per real training fraud (0: no augmentation).")
     trainer_diffusion_steps: int | None = Field(
-        None, ge=1, description="Diffusion training steps (default: about 6 per fraud, 500 to 3000).")
+        None, ge=1,
+        description="Diffusion training steps (default: about 6 per fraud, 500 to 3000).")
     trainer_synthesis_model: Literal["frauds_only", "conditional"] = Field(
         "frauds_only",
         description="The diffusion model of synthetic frauds: fitted on the training frauds "

@@ -107,8 +107,9 @@ class ServiceProcess:
         """The log's last ``n`` lines, after its first error and the lines that follow it: a
         crash's traceback is logged long before faust's shutdown lines end the log."""
         lines = self.log_path.read_text(errors="replace").splitlines()
+        marks = ("Traceback", "] [ERROR] ", "] [CRITICAL] ")
         first = next((i for i, line in enumerate(lines[:-n])
-                      if "Traceback" in line or "] [ERROR] " in line or "] [CRITICAL] " in line), None)
+                      if any(mark in line for mark in marks)), None)
         head = [] if first is None else [*lines[first:first + 40], "[...]"]
         return "\n".join(head + lines[-n:])
 

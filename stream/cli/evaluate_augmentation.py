@@ -73,8 +73,8 @@ def register(subparsers: Any, settings: Any = None) -> None:
                    f"{QUICK['customers']}); terminals are twice as many and the daily "
                    "compromises scale with them")
     p.add_argument("--diffusion-steps", type=int, default=None,
-                   help="diffusion optimiser steps per window (default: ~6 per training fraud, 500 to 3000, "
-                   f"--quick {QUICK['diffusion_steps']})")
+                   help="diffusion optimiser steps per window (default: ~6 per training fraud, "
+                   f"500 to 3000, --quick {QUICK['diffusion_steps']})")
     p.add_argument("--budget", type=float, default=100,
                    help="alert budget: transactions reviewed per day, or a share if < 1 "
                    "(default %(default)s)")

@@ -46,13 +46,15 @@ def register(subparsers: Any, settings: Any = None) -> None:
                    help="guidance weights of the conditional model, comma-separated, '' for "
                    "none (default %(default)s)")
     p.add_argument("--targets", default="boundary,clusters",
-                   help="targeting of novel, boundary, low, clusters (default %(default)s; '' none)")
+                   help="targeting of novel, boundary, low, clusters "
+                   "(default %(default)s; '' none)")
     p.add_argument("--target-generators", default="frauds_only",
                    help="generators the targets apply to (default %(default)s)")
     p.add_argument("--diffusion-steps", type=int, default=None,
                    help="frauds-only fit steps (default ~6 per fraud, 500 to 3000)")
     p.add_argument("--conditional-steps", type=int, default=None,
-                   help="conditional fit steps (default ~6 per row it is fitted on, 500 to 3000)")
+                   help="conditional fit steps (default ~6 per row it is fitted on, "
+                   "500 to 3000)")
     p.add_argument("--legit-per-fraud", type=int, default=4,
                    help="legitimate rows per fraud in the conditional model (default %(default)s)")
     p.add_argument("--device", default="auto", help="diffusion device: auto, cpu, cuda")
