@@ -1,14 +1,16 @@
 """Do the trainer's promotion decisions agree with what more evidence says? A scripted run.
 
 The trainer promotes a challenger when the lower bound of its paired-bootstrap AP gain over
-the champion, on the window's holdout, clears a margin (``models/refresh.py``). Whether that
+the champion, on the window's holdout, clears a margin, or, once the champion is stale, unless
+the champion is shown better (``models/promotion_rule.py``). Whether that
 rule promotes on noise is a question about later data, which the decision never sees. This
 study replays a stream's trainer cycles and answers it:
 
 - cycle ``k`` ends at ``t_k = t_0 + k * every_days``; the trainer's own cycle
   (:func:`~.refresh.run_cycle`, the trainer's :class:`~.refresh.RefreshConfig`) runs on the
   rows of ``[t_k - window_days, t_k)`` against the current champion and decides; a promoted
-  challenger is the champion of the next cycle, as in the trainer;
+  challenger is the champion of the next cycle, as in the trainer, and its training rows'
+  end is what the champion's staleness is counted from;
 - the reference: the same cycle run again with ``reference_seeds`` other seeds (its own
   diffusion fit, targeting, validation split and trees), each challenger and the champion
   scored on the ``horizon_days`` after ``t_k``; the reference promotes when the mean AP gain
@@ -83,7 +85,7 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
     if t0 + ((study.cycles - 1) * study.every_days + study.horizon_days) * DAY_S > ts[-1] + 1:
         raise ValueError(f"the rows span {(ts[-1] - ts[0]) / DAY_S:.1f} days; "
                          f"{study.cycles} cycles need {study.days_needed():g}")
-    champion = None
+    champion, champion_until = None, None
     cycles: list[dict[str, Any]] = []
     for k in range(study.cycles):
         t = t0 + k * study.every_days * DAY_S
@@ -97,7 +99,7 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
         row: dict[str, Any] = {"cycle": k + 1, "end": utc_iso(t), "rows": n_rows,
                                "frauds": n_frauds, "later_frauds": int(y[later].sum())}
         try:
-            decided = run_cycle(data, champion, refresh)
+            decided = run_cycle(data, champion, refresh, champion_trained_until=champion_until)
         except NotEnoughData as exc:
             row.update(decision="skipped", reason=str(exc), counted=False)
             cycles.append(row)
@@ -106,6 +108,8 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
         had_champion = champion is not None
         row.update(decision="promote" if decided.promote else "keep", reason=decided.reason,
                    synthetic=decided.synthetic_verdict,
+                   champion_staleness_days=decided.report["decision"]["champion_staleness_days"],
+                   champion_stale=decided.report["decision"]["champion_stale"],
                    holdout_gain=decided.report["comparisons"]["challenger_vs_champion"],
                    quality={k_: decided.report["quality"].get(k_)
                             for k_ in ("c2st_auc", "dcr_share")} if decided.report["quality"]
@@ -124,7 +128,8 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                 say(f"cycle {k + 1}: reference seed {j + 1}/{study.reference_seeds}")
                 ref = run_cycle(data, champion, replace(
                     refresh, seed=seed, xgb=replace(refresh.xgb, seed=seed),
-                    bootstrap_resamples=min(refresh.bootstrap_resamples, 50)))
+                    bootstrap_resamples=min(refresh.bootstrap_resamples, 50)),
+                    champion_trained_until=champion_until)
                 scores.append(ref.challenger.predict_proba(X_later))
                 gains.append(float(average_precision(y_later, scores[-1])) - champion_ap)
             mean = float(np.mean(gains))
@@ -150,6 +155,7 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                 f"({'no champion yet' if not had_champion else 'no later frauds'}): not counted")
         if decided.promote:
             champion = decided.challenger
+            champion_until = decided.report["split"]["train_end_ts"]
         cycles.append(row)
     counted = [c for c in cycles if c.get("counted")]
     agree = sum(c["agrees"] for c in counted)
@@ -170,7 +176,7 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
 
 def format_cycles(result: dict[str, Any]) -> str:
     """One line per cycle, then the agreement."""
-    lines = ["cycle  end                   frauds  trainer  holdout gain [interval]      "
+    lines = ["cycle  end                   frauds  stale d  trainer  holdout gain [interval]      "
              "reference  mean later gain [interval]    agrees"]
     for c in result["cycles"]:
         g = c.get("holdout_gain")
@@ -181,12 +187,16 @@ def format_cycles(result: dict[str, Any]) -> str:
         ref_gain = "-" if mean is None else (
             f"{mean:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
             f"{'' if later['reference_decisive'] else '*'}")
-        lines.append(f"{c['cycle']:>5}  {c['end']:<20}  {c['frauds']:>6}  {c['decision']:<7}  "
+        age = c.get("champion_staleness_days")
+        age = "-" if age is None else f"{age:.0f}" + ("!" if c.get("champion_stale") else "")
+        lines.append(f"{c['cycle']:>5}  {c['end']:<20}  {c['frauds']:>6}  {age:>7}  "
+                     f"{c['decision']:<7}  "
                      f"{gain:<27}  {ref:<9}  {ref_gain:<29}  "
                      f"{'yes' if c.get('agrees') else ('no' if c.get('counted') else '-')}")
     a = result["agreement"]
     lines.append(f"agreement: {a['agree']}/{a['counted']} counted cycles "
                  f"(trainer promoted {a['promoted']}, the reference would have promoted "
                  f"{a['reference_promote']}); {a['decisive_agree']}/{a['decisive']} of the "
-                 "cycles the later week can decide (* : its interval holds the margin)")
+                 "cycles the later week can decide (* : its interval holds the margin; "
+                 "stale d: how many days older the champion's training data ends, ! stale)")
     return "\n".join(lines)

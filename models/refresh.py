@@ -29,7 +29,9 @@ The cycle, in the order of :data:`PHASES`:
                    stratified bootstrap interval (``models/paired.py``); the challenger is
                    promoted only when the lower bound of its gain over the champion clears
                    ``promote_margin`` at ``promote_confidence``. A refresh that cannot tell
-                   them apart keeps the champion and says so.
+                   them apart keeps the champion and says so, unless the champion is stale
+                   (``stale_after_days``): then the challenger replaces it unless the
+                   champion is shown better (``models/promotion_rule.py``).
 
 With no batch champion yet, the champion is the online learner, judged on the scores it gave
 the holdout's transactions when they happened (before it learned their labels). A champion
@@ -57,8 +59,10 @@ from .days import DAY_S, day_index, utc_date
 from .deadline import CycleTimeout, Deadline
 from .formats import fmt_number, jsonable
 from .paired import GainInterval, paired_ap_gain, verdict
+from .promotion_rule import decide, staleness_days
 from .quality import gates, holdout_split, quality_report
-from .ranking import average_precision, score_metrics
+from .ranking import score_metrics
+from .ratio_validation import best_nonzero, validate_ratios, validation_plan
 from .scorer import BatchModel
 from .targeting import select
 from .window import WindowData
@@ -92,6 +96,7 @@ class RefreshConfig:
     max_dcr_share: float = 0.10
     promote_margin: float = 0.005          # on the lower bound of the AP gain; -1: always promote
     promote_confidence: float = 0.9        # two-sided level of the bootstrap interval
+    stale_after_days: float = 14.0         # champion's data this much older: ties promote; 0 never
     bootstrap_resamples: int = 1000
     ratio_candidates: tuple[float, ...] = ()  # empty: always synthetic_ratio, no validation
     validation_days: float = 3.0
@@ -115,11 +120,14 @@ class CycleResult:
 
 
 def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConfig = RefreshConfig(),
-              *, synthesis_off: str | None = None, deadline: Deadline | None = None,
+              *, champion_trained_until: float | None = None,
+              synthesis_off: str | None = None, deadline: Deadline | None = None,
               progress: Progress | None = None,
               on_phase: Callable[[str, float], None] | None = None) -> CycleResult:
     """Run every phase but ``publish`` (the caller's). Raises :class:`NotEnoughData` or
     :class:`CycleTimeout`; ``on_phase(name, seconds)`` hears each phase's duration.
+    ``champion_trained_until``: the event time the champion's training rows end at (the
+    ``split["train_end_ts"]`` of its own cycle), for its staleness; None: unknown, never stale.
     ``synthesis_off``: skip the diffusion phases, for this reason (the ledger's)."""
     say = progress or (lambda message: None)
     deadline = deadline or Deadline(None)
@@ -173,7 +181,8 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     quality: dict[str, Any] | None = None
     candidates = tuple(sorted(set(config.ratio_candidates)))
     top_ratio = max(candidates) if candidates else config.synthetic_ratio
-    plan = _validation_plan(data.ts[train], y_train, train_end, candidates, config)
+    plan = validation_plan(data.ts[train], y_train, train_end, candidates,
+                           config.validation_days)
     verdict_, why = "none", "synthetic_ratio is 0"
     n_synth = 0
     if synthesis_off is not None:
@@ -260,7 +269,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     ratio = top_ratio if synth is not None else 0.0
     if synth is not None and candidates:
         if plan["usable"]:
-            validation = _validate(plan, candidates, train_with, X_train, y_train)
+            validation = validate_ratios(plan, candidates, train_with, X_train, y_train)
             ratio = validation["chosen"]
             say("validation (last {:g} d of training): AP by ratio {}: ratio {:g}".format(
                 config.validation_days,
@@ -276,7 +285,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     # chose 0 (then with the ratio it liked best among the others).
     measured = None
     if synth is not None:
-        measured_ratio = ratio if ratio > 0 else _best_nonzero(validation, candidates, top_ratio)
+        measured_ratio = ratio if ratio > 0 else best_nonzero(validation, candidates, top_ratio)
         measured = (measured_ratio, challenger if ratio > 0 else train_with(measured_ratio)[0])
     if synth is not None:
         why += f"; ratio {ratio:g}" + (" chosen by validation" if validation and
@@ -320,6 +329,8 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     comparisons: dict[str, Any] = {"challenger_vs_champion": None, "synthetic": None}
     ap_new = holdout["challenger"]["average_precision"]
     ap_old = holdout["champion"]["average_precision"]
+    staleness = None if champion is None else staleness_days(train_end, champion_trained_until)
+    stale = False
     if math.isnan(ap_new):
         promote, outcome, reason = False, "undefined", "the challenger's holdout AP is undefined"
     elif math.isnan(ap_old):
@@ -328,13 +339,10 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     else:
         g = gain(champion_filled, challenger_scores)
         comparisons["challenger_vs_champion"] = g.to_dict()
-        outcome = verdict(g, config.promote_margin)
-        promote = g.low > config.promote_margin
-        reason = (f"challenger AP {ap_new:.4f} vs champion AP {ap_old:.4f}: gain {_gain(g)}, "
-                  f"lower bound {'>' if promote else '<='} margin {config.promote_margin:g}")
-        if not promote:
-            reason += (": the champion is better" if outcome == "worse" else
-                       ": cannot tell the challenger from the champion, keeping the champion")
+        decision = decide(g, config.promote_margin, staleness=staleness,
+                          stale_after_days=config.stale_after_days)
+        promote, outcome, stale = decision.promote, decision.outcome, decision.stale
+        reason = f"challenger AP {ap_new:.4f} vs champion AP {ap_old:.4f}: {decision.reason}"
     if measured is not None:
         measured_scores = challenger_scores if measured[1] is challenger else \
             measured[1].predict_proba(X_hold)
@@ -360,7 +368,9 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         "comparisons": jsonable(comparisons),
         "augmentation_delta_ap": jsonable(ap_new - holdout["challenger_no_synthetic"]["average_precision"]),
         "decision": {"promote": promote, "reason": reason, "margin": config.promote_margin,
-                     "confidence": config.promote_confidence, "verdict": outcome},
+                     "confidence": config.promote_confidence, "verdict": outcome,
+                     "champion_staleness_days": staleness, "champion_stale": stale,
+                     "stale_after_days": config.stale_after_days},
         "phase_seconds": dict(phases),
     }
     return CycleResult(promote, reason, challenger, verdict_, synth, model, report, phases)
@@ -387,49 +397,6 @@ def format_report(report: dict[str, Any]) -> str:
                  f"decision: {'promote' if report['decision']['promote'] else 'keep'} "
                  f"({report['decision']['reason']})")
     return "\n".join(lines)
-
-
-def _validation_plan(ts: np.ndarray, y: np.ndarray, train_end: float,
-                     candidates: tuple[float, ...], config: RefreshConfig) -> dict[str, Any]:
-    """Which training rows fit the models compared by validation (``inner``) and which judge
-    them (the training period's last ``validation_days``); ``usable`` False says why not."""
-    inner = ts < train_end - config.validation_days * DAY_S
-    plan: dict[str, Any] = {"inner": inner, "usable": False, "why": ""}
-    n_inner, n_val = int(y[inner].sum()), int(y[~inner].sum())
-    if len(candidates) < 2:
-        plan["why"] = "fewer than two candidate ratios"
-    elif n_inner < 10:
-        plan["why"] = f"{n_inner} frauds before the validation days (need 10)"
-    elif n_val < 5 or n_val == int((~inner).sum()):
-        plan["why"] = f"{n_val} frauds in the validation days (need 5 and legitimate rows)"
-    else:
-        plan["usable"] = True
-    return plan
-
-
-def _validate(plan: dict[str, Any], candidates: tuple[float, ...],
-              train_with: Callable[..., tuple[XGBoostModel, int]],
-              X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Each candidate ratio's AP on the validation days; the best, ties to the smaller ratio."""
-    inner, val = plan["inner"], ~plan["inner"]
-    aps: dict[float, float] = {}
-    for ratio in candidates:
-        model, _ = train_with(ratio, inner)
-        aps[ratio] = average_precision(y[val], model.predict_proba(X[val]))
-    chosen = candidates[0]
-    for ratio in candidates[1:]:
-        if aps[ratio] > aps[chosen]:
-            chosen = ratio
-    return {"average_precision": {f"{r:g}": ap for r, ap in aps.items()}, "chosen": chosen,
-            "n_rows": int(val.sum()),
-            "n_frauds": int(y[val].sum())}
-
-
-def _best_nonzero(validation: dict[str, Any] | None, candidates: tuple[float, ...],
-                  top_ratio: float) -> float:
-    aps = (validation or {}).get("average_precision") or {}
-    nonzero = [r for r in candidates if r > 0 and f"{r:g}" in aps]
-    return max(nonzero, key=lambda r: aps[f"{r:g}"]) if nonzero else top_ratio
 
 
 def _gain(g: GainInterval) -> str:

@@ -58,6 +58,16 @@ class VersionInfo:
     def created_at(self) -> float:
         return float(self.metadata.get("created_at", 0.0))
 
+    @property
+    def trained_until(self) -> float | None:
+        """The event time its training rows end at (its cycle's ``window.train_end_ts``);
+        None when the metadata does not say (versions published before it was recorded)."""
+        value = (self.metadata.get("window") or {}).get("train_end_ts")
+        try:
+            return float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()

@@ -341,8 +341,15 @@ class TrainerMetrics:
             "fraudstream_trainer_promotion_verdicts_total",
             "Cycles by what the holdout said of challenger vs champion: better (the lower bound "
             "of the AP gain cleared the margin: promoted), "
-            "indistinguishable or worse (champion kept), no_champion_scores (promoted), "
-            "undefined (kept).", "verdict", PROMOTION_VERDICTS, registry)
+            "indistinguishable (champion kept, or replaced when stale) or worse (champion "
+            "kept), no_champion_scores (promoted), undefined (kept).",
+            "verdict", PROMOTION_VERDICTS, registry)
+        self.champion_staleness = Gauge(
+            "fraudstream_trainer_champion_staleness_days",
+            "Last cycle: how many days before the challenger's the champion's training rows "
+            "end (NaN: no batch champion, or not recorded). At "
+            "FRAUDSTREAM_TRAINER_STALE_AFTER_DAYS a tie promotes the challenger.",
+            registry=registry)
         self.ledger_gain = Gauge(
             "fraudstream_trainer_augmentation_ledger_ap_gain",
             "The augmentation ledger's mean AP gain from synthetic rows over its last measured "

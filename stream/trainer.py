@@ -68,6 +68,7 @@ def refresh_config(s: Settings) -> RefreshConfig:
         max_dcr_share=s.trainer_max_dcr_share,
         promote_margin=s.trainer_promote_margin,
         promote_confidence=s.trainer_promote_confidence,
+        stale_after_days=s.trainer_stale_after_days,
         bootstrap_resamples=s.trainer_bootstrap_resamples,
         # A ratio of 0 switches augmentation off altogether: nothing to choose from.
         ratio_candidates=s.trainer_synthetic_ratios if s.trainer_synthetic_ratio > 0 else (),
@@ -278,10 +279,11 @@ class Trainer:
 
             torch.set_num_threads(self.settings.trainer_threads)
             champion_version = self.registry.champion()
-            champion = None
+            champion, trained_until = None, None
             if champion_version:
                 try:
                     champion = self.registry.load_batch_model(champion_version, self.schema)
+                    trained_until = self.registry.info(champion_version).trained_until
                 except ArtifactError as exc:
                     log.error("the champion %s fails verification (%s); comparing against the "
                               "online learner instead", champion_version, exc)
@@ -290,7 +292,7 @@ class Trainer:
             synthesis = plan(state, self.ledger_config)
             log.info("augmentation ledger: %s", synthesis["reason"])
             result = run_cycle(
-                data, champion, self.config,
+                data, champion, self.config, champion_trained_until=trained_until,
                 synthesis_off=None if synthesis["on"] else synthesis["reason"],
                 deadline=Deadline(self.settings.trainer_cycle_timeout_s), progress=self._progress,
                 on_phase=lambda phase, seconds: m.phase_duration.labels(phase).observe(seconds))
@@ -373,6 +375,8 @@ def _quality_gauges(m: TrainerMetrics, report: dict[str, Any]) -> None:
             value = gain.get(key)
             m.ap_gain.labels(comparison, bound).set(math.nan if value is None else value)
     m.promotion_verdicts.labels(report["decision"]["verdict"]).inc()
+    staleness = report["decision"].get("champion_staleness_days")
+    m.champion_staleness.set(math.nan if staleness is None else staleness)
     m.synthetic_ratio.set(report["synthetic"].get("ratio") or 0.0)
     for model, values in report["holdout"].items():
         for metric in ("average_precision", "card_precision_at_k", "recall_at_budget"):

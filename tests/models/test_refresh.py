@@ -60,12 +60,13 @@ def spy_on_training():
         yield calls
 
 
-def cycle(data, champion=None, **overrides):
+def cycle(data, champion=None, trained_until=None, **overrides):
     """run_cycle with everything it reports recorded."""
     cfg = config(**overrides)
     messages, phases = [], []
     with spy_on_training() as fits:
-        result = run_cycle(data, champion, cfg, progress=messages.append,
+        result = run_cycle(data, champion, cfg, champion_trained_until=trained_until,
+                           progress=messages.append,
                            on_phase=lambda name, s: phases.append((name, s)))
     return result, {"config": cfg, "messages": messages, "phases": phases, "fits": fits}
 
@@ -302,10 +303,7 @@ def test_a_better_champion_is_kept(data):
 def test_a_challenger_that_cannot_be_told_apart_keeps_the_champion(data):
     """The champion is the very model the cycle trains: the gain is 0 on every resample, its
     interval [0, 0] does not clear the margin, and the report says so."""
-    cfg = config(synthetic_ratio=0.0)
-    train = data.ts < data.ts.max() - (cfg.holdout_days + cfg.gap_days) * DAY_S
-    twin = XGBoostModel.train(data.X[train], data.y[train], data.feature_names, cfg.xgb)
-    twin.version = "v-twin"
+    twin, _ = twin_of_the_challenger(data, config(synthetic_ratio=0.0))
     result, seen = cycle(data, twin, synthetic_ratio=0.0)
     gain = result.report["comparisons"]["challenger_vs_champion"]
     assert gain["estimate"] == gain["low"] == gain["high"] == 0.0
@@ -313,6 +311,51 @@ def test_a_challenger_that_cannot_be_told_apart_keeps_the_champion(data):
     assert "cannot tell the challenger from the champion, keeping the champion" in result.reason
     assert any("cannot tell" in m for m in seen["messages"])
     assert "cannot tell" in format_report(result.report)
+
+
+def twin_of_the_challenger(data, cfg):
+    """A champion identical to the challenger the cycle trains (gain 0 on every resample)."""
+    train_end = data.ts.max() - (cfg.holdout_days + cfg.gap_days) * DAY_S
+    train = data.ts < train_end
+    twin = XGBoostModel.train(data.X[train], data.y[train], data.feature_names, cfg.xgb)
+    twin.version = "v-twin"
+    return twin, train_end
+
+
+def test_a_stale_champion_that_cannot_be_told_apart_is_replaced(data):
+    """The same twin as above, but its training data ends 20 days before the challenger's
+    (stale after 14): the tie goes to the fresher challenger, and the report says why."""
+    cfg = config(synthetic_ratio=0.0)
+    twin, train_end = twin_of_the_challenger(data, cfg)
+    result, seen = cycle(data, twin, trained_until=train_end - 20 * DAY_S, synthetic_ratio=0.0)
+    decision = result.report["decision"]
+    assert result.promote is True and decision["promote"] is True
+    assert decision["verdict"] == "indistinguishable" and decision["champion_stale"] is True
+    assert decision["champion_staleness_days"] == pytest.approx(20.0)
+    assert decision["stale_after_days"] == cfg.stale_after_days == 14.0
+    assert "ends 20.0 days before the challenger's (stale after 14)" in result.reason
+    assert "the fresher challenger replaces it" in result.reason
+    assert any("fresher challenger" in m for m in seen["messages"])
+    # 13 days: not stale yet, so the tie keeps the champion.
+    fresh, _ = cycle(data, twin, trained_until=train_end - 13 * DAY_S, synthetic_ratio=0.0)
+    assert fresh.promote is False and fresh.report["decision"]["champion_stale"] is False
+    assert fresh.report["decision"]["champion_staleness_days"] == pytest.approx(13.0)
+    # Staleness switched off, or not known: never stale.
+    off, _ = cycle(data, twin, trained_until=train_end - 100 * DAY_S, synthetic_ratio=0.0,
+                   stale_after_days=0.0)
+    unknown, _ = cycle(data, twin, synthetic_ratio=0.0)
+    assert off.promote is False and off.report["decision"]["champion_stale"] is False
+    assert unknown.promote is False
+    assert unknown.report["decision"]["champion_staleness_days"] is None
+
+
+def test_a_stale_champion_that_is_better_is_kept(data):
+    champion = PerfectChampion(data)
+    train_end = data.ts.max() - (config().holdout_days + config().gap_days) * DAY_S
+    result, _ = cycle(data, champion, trained_until=train_end - 30 * DAY_S, synthetic_ratio=0.0)
+    assert result.promote is False and result.report["decision"]["champion_stale"] is True
+    assert result.report["decision"]["verdict"] == "worse"
+    assert "the champion is better: keeping it" in result.reason
 
 
 def test_a_point_estimate_above_the_margin_is_not_enough(data):

@@ -69,6 +69,14 @@ def test_publish_writes_a_version_with_checksummed_metadata(reg, model):
     assert reg.versions() == [info.version] and staging_entries(reg) == []
 
 
+def test_a_version_says_where_its_training_rows_end(reg, model):
+    """The trainer counts a champion's staleness from its cycle's training end."""
+    assert publish(reg, model, window={"train_end_ts": T0 - 86400}).trained_until == T0 - 86400
+    assert reg.info(reg.versions()[-1]).trained_until == T0 - 86400
+    assert publish(reg, model, now=T0 + 1).trained_until is None  # published before it was kept
+    assert publish(reg, model, now=T0 + 2, window={"train_end_ts": "soon"}).trained_until is None
+
+
 def test_publish_copies_files_given_as_paths(reg, model, tmp_path):
     src = tmp_path / "online.pkl"
     src.write_bytes(b"checkpoint")

@@ -8,7 +8,9 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
+from fraudstream.models.days import DAY_S
 from fraudstream.models.registry import MODEL_FILE
+from fraudstream.models.window import WindowData
 from fraudstream.stream import publisher
 from fraudstream.stream.config import load_settings
 from fraudstream.stream.registry_view import list_versions
@@ -116,3 +118,22 @@ def test_a_ledger_without_gain_switches_synthesis_off_then_re_tests(trainer, dat
     assert len(retest["ledger"]["state"]["entries"]) == 2
     assert retest["ledger"]["state"]["off_cycles"] == 0
     assert sample(trainer, "fraudstream_trainer_synthesis_enabled") == 1
+
+
+def test_the_champions_staleness_comes_from_its_registry_metadata(trainer, data):
+    """The trainer reads where the champion's training rows end from its version's metadata:
+    on the same window the twin challenger is 0 days fresher (a tie keeps the champion); on
+    the window 20 days later it is 20 days fresher, the champion is stale and the tie goes
+    to the challenger."""
+    first = run_one(trainer, data)
+    trainer.registry.set_champion(first["version"], "test: a champion to compare with")
+    same = run_one(trainer, data)["report"]["decision"]
+    assert same["champion_staleness_days"] == 0.0 and same["champion_stale"] is False
+    shifted = WindowData(data.feature_names, data.X, data.y, data.ts + 20 * DAY_S, data.card,
+                         data.tx_id, data.score_online)
+    later = run_one(trainer, shifted)
+    decision = later["report"]["decision"]
+    assert decision["champion_staleness_days"] == pytest.approx(20.0)
+    assert decision["champion_stale"] is True and decision["stale_after_days"] == 14.0
+    gain = later["report"]["comparisons"]["challenger_vs_champion"]
+    assert decision["promote"] == (gain["high"] >= 0) == (later["status"] == "champion")
