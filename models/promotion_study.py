@@ -1,8 +1,8 @@
 """Do the trainer's promotion decisions agree with what more evidence says? A scripted run.
 
 The trainer promotes a challenger when the lower bound of its paired-bootstrap AP gain over
-the champion, on the window's holdout, clears a margin, or, once the champion is stale, unless
-the champion is shown better (``models/promotion_rule.py``). Whether that
+the champion, on the window's holdout, clears a margin (or, with a staleness bound set, once
+the champion is stale, unless it is shown better: ``models/promotion_rule.py``). Whether that
 rule promotes on noise is a question about later data, which the decision never sees. This
 study replays a stream's trainer cycles and answers it:
 

@@ -96,7 +96,7 @@ class RefreshConfig:
     max_dcr_share: float = 0.10
     promote_margin: float = 0.005          # on the lower bound of the AP gain; -1: always promote
     promote_confidence: float = 0.9        # two-sided level of the bootstrap interval
-    stale_after_days: float = 14.0         # champion's data this much older: ties promote; 0 never
+    stale_after_days: float = 0.0          # champion's data this much older: ties promote; 0 never
     bootstrap_resamples: int = 1000
     ratio_candidates: tuple[float, ...] = ()  # empty: always synthetic_ratio, no validation
     validation_days: float = 3.0

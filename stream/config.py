@@ -234,10 +234,11 @@ class Settings(BaseSettings):
     trainer_promote_confidence: float = Field(
         0.9, gt=0, lt=1, description="Two-sided confidence of the AP gain intervals.")
     trainer_stale_after_days: float = Field(
-        14.0, ge=0,
+        0.0, ge=0,
         description="A champion whose training data ends this many days before the "
                     "challenger's is stale: the challenger replaces it unless the champion is "
-                    "shown better (the gain's upper bound below zero); 0: never stale.")
+                    "shown better (the gain's upper bound below zero); 0 (the default): never "
+                    "stale, a challenger is promoted only when it is shown better.")
     trainer_bootstrap_resamples: int = Field(
         1000, ge=50, le=100_000,
         description="Paired bootstrap resamples of the holdout (time grows with holdout rows).")

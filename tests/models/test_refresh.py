@@ -325,9 +325,10 @@ def twin_of_the_challenger(data, cfg):
 def test_a_stale_champion_that_cannot_be_told_apart_is_replaced(data):
     """The same twin as above, but its training data ends 20 days before the challenger's
     (stale after 14): the tie goes to the fresher challenger, and the report says why."""
-    cfg = config(synthetic_ratio=0.0)
+    cfg = config(synthetic_ratio=0.0, stale_after_days=14.0)
     twin, train_end = twin_of_the_challenger(data, cfg)
-    result, seen = cycle(data, twin, trained_until=train_end - 20 * DAY_S, synthetic_ratio=0.0)
+    result, seen = cycle(data, twin, trained_until=train_end - 20 * DAY_S, synthetic_ratio=0.0,
+                         stale_after_days=14.0)
     decision = result.report["decision"]
     assert result.promote is True and decision["promote"] is True
     assert decision["verdict"] == "indistinguishable" and decision["champion_stale"] is True
@@ -337,13 +338,14 @@ def test_a_stale_champion_that_cannot_be_told_apart_is_replaced(data):
     assert "the fresher challenger replaces it" in result.reason
     assert any("fresher challenger" in m for m in seen["messages"])
     # 13 days: not stale yet, so the tie keeps the champion.
-    fresh, _ = cycle(data, twin, trained_until=train_end - 13 * DAY_S, synthetic_ratio=0.0)
+    fresh, _ = cycle(data, twin, trained_until=train_end - 13 * DAY_S, synthetic_ratio=0.0,
+                     stale_after_days=14.0)
     assert fresh.promote is False and fresh.report["decision"]["champion_stale"] is False
     assert fresh.report["decision"]["champion_staleness_days"] == pytest.approx(13.0)
-    # Staleness switched off, or not known: never stale.
-    off, _ = cycle(data, twin, trained_until=train_end - 100 * DAY_S, synthetic_ratio=0.0,
-                   stale_after_days=0.0)
-    unknown, _ = cycle(data, twin, synthetic_ratio=0.0)
+    # Staleness switched off (the default), or not known: never stale.
+    off, _ = cycle(data, twin, trained_until=train_end - 100 * DAY_S, synthetic_ratio=0.0)
+    assert RefreshConfig().stale_after_days == 0.0
+    unknown, _ = cycle(data, twin, synthetic_ratio=0.0, stale_after_days=14.0)
     assert off.promote is False and off.report["decision"]["champion_stale"] is False
     assert unknown.promote is False
     assert unknown.report["decision"]["champion_staleness_days"] is None
@@ -352,7 +354,8 @@ def test_a_stale_champion_that_cannot_be_told_apart_is_replaced(data):
 def test_a_stale_champion_that_is_better_is_kept(data):
     champion = PerfectChampion(data)
     train_end = data.ts.max() - (config().holdout_days + config().gap_days) * DAY_S
-    result, _ = cycle(data, champion, trained_until=train_end - 30 * DAY_S, synthetic_ratio=0.0)
+    result, _ = cycle(data, champion, trained_until=train_end - 30 * DAY_S, synthetic_ratio=0.0,
+                      stale_after_days=14.0)
     assert result.promote is False and result.report["decision"]["champion_stale"] is True
     assert result.report["decision"]["verdict"] == "worse"
     assert "the champion is better: keeping it" in result.reason

@@ -14,7 +14,7 @@ from fraudstream.models.window import WindowData
 from fraudstream.stream import publisher
 from fraudstream.stream.config import load_settings
 from fraudstream.stream.registry_view import list_versions
-from fraudstream.stream.trainer import Trainer, _Cycle
+from fraudstream.stream.trainer import Trainer, _Cycle, refresh_config
 from trainer_helpers import simulated_window
 
 
@@ -124,7 +124,10 @@ def test_the_champions_staleness_comes_from_its_registry_metadata(trainer, data)
     """The trainer reads where the champion's training rows end from its version's metadata:
     on the same window the twin challenger is 0 days fresher (a tie keeps the champion); on
     the window 20 days later it is 20 days fresher, the champion is stale and the tie goes
-    to the challenger."""
+    to the challenger (with FRAUDSTREAM_TRAINER_STALE_AFTER_DAYS=14; off by default)."""
+    assert trainer.config.stale_after_days == 0.0
+    trainer.config = refresh_config(trainer.settings.model_copy(
+        update={"trainer_stale_after_days": 14.0}))
     first = run_one(trainer, data)
     trainer.registry.set_champion(first["version"], "test: a champion to compare with")
     same = run_one(trainer, data)["report"]["decision"]
