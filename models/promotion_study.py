@@ -176,8 +176,8 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
 
 def format_cycles(result: dict[str, Any]) -> str:
     """One line per cycle, then the agreement."""
-    lines = ["cycle  end                   frauds  stale d  trainer  holdout gain [interval]      "
-             "reference  mean later gain [interval]    agrees"]
+    lines = ["cycle  end                   frauds  stale d  trainer  "
+             "holdout gain [interval]      reference  mean later gain [interval]    agrees"]
     for c in result["cycles"]:
         g = c.get("holdout_gain")
         gain = (f"{g['estimate']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]" if g else "-")

@@ -347,8 +347,9 @@ class TrainerMetrics:
         self.champion_staleness = Gauge(
             "fraudstream_trainer_champion_staleness_days",
             "Last cycle: how many days before the challenger's the champion's training rows "
-            "end (NaN: no batch champion, or not recorded). At "
-            "FRAUDSTREAM_TRAINER_STALE_AFTER_DAYS a tie promotes the challenger.",
+            "end (NaN: no batch champion, or not recorded). With "
+            "FRAUDSTREAM_TRAINER_STALE_AFTER_DAYS set, from that age a tie promotes the "
+            "challenger.",
             registry=registry)
         self.ledger_gain = Gauge(
             "fraudstream_trainer_augmentation_ledger_ap_gain",
