@@ -57,6 +57,12 @@ class GainInterval:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self) -> str:
+        """``+0.0123 [90% interval -0.0040, +0.0290]``, as the trainer's logs and reasons
+        say it."""
+        return (f"{self.estimate:+.4f} [{self.confidence:.0%} interval {self.low:+.4f}, "
+                f"{self.high:+.4f}]")
+
 
 def paired_ap_gain(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *,
                    resamples: int = 1000, confidence: float = 0.9, seed: int = 0,

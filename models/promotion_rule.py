@@ -52,8 +52,7 @@ def decide(gain: GainInterval, margin: float, *, staleness: float | None = None,
     """The decision and its reason (see the module doc). ``stale_after_days`` <= 0: a champion
     never goes stale."""
     outcome = verdict(gain, margin)
-    interval = (f"gain {gain.estimate:+.4f} [{gain.confidence:.0%} interval {gain.low:+.4f}, "
-                f"{gain.high:+.4f}]")
+    interval = f"gain {gain.describe()}"
     stale = (staleness is not None and stale_after_days > 0
              and staleness >= stale_after_days)
     if stale:

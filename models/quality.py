@@ -28,7 +28,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import NearestNeighbors
 from xgboost import XGBClassifier
 
-__all__ = ["REPORT_FIELDS", "c2st_auc", "dcr", "fidelity", "gates", "holdout_split",
+__all__ = ["REPORT_FIELDS", "c2st_auc", "column_scale", "dcr", "fidelity", "gates", "holdout_split",
            "quality_report"]
 
 REPORT_FIELDS: dict[str, str] = {
@@ -114,7 +114,7 @@ def fidelity(
 ) -> dict[str, Any]:
     """Marginal distances (Wasserstein, KS) and correlation distance; see ``REPORT_FIELDS``."""
     real, synthetic = _check(real, synthetic)
-    mu, sd = _scale(real)
+    mu, sd = column_scale(real)
     r, s = (real - mu) / sd, (synthetic - mu) / sd
     w = {n: float(wasserstein_distance(r[:, j], s[:, j])) for j, n in enumerate(feature_names)}
     # Only the statistic is used; "asymp" skips the exact p-value (slow, warns on ties).
@@ -154,7 +154,7 @@ def dcr(
 ) -> dict[str, float]:
     """Distance-to-closest-record privacy numbers; see ``REPORT_FIELDS``."""
     real_train, synthetic, real_holdout = _check(real_train, synthetic, real_holdout)
-    mu, sd = _scale(real_train)
+    mu, sd = column_scale(real_train)
     nn = NearestNeighbors(n_neighbors=1).fit((real_train - mu) / sd)
     d_syn = nn.kneighbors((synthetic - mu) / sd)[0][:, 0]
     d_hold = nn.kneighbors((real_holdout - mu) / sd)[0][:, 0]
@@ -240,7 +240,8 @@ def _subsample(X: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     return X if len(X) <= m else X[rng.choice(len(X), m, replace=False)]
 
 
-def _scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def column_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and standard deviation, to standardise rows by ``X``'s columns."""
     sd = X.std(axis=0)
     return X.mean(axis=0), np.where(sd > 0, sd, 1.0)  # constant columns stay unscaled
 

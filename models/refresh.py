@@ -349,7 +349,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         s = gain(plain_scores, measured_scores)
         comparisons["synthetic"] = {**s.to_dict(), "ratio": measured[0],
                                     "ratio_used": ratio, "verdict": verdict(s, 0.0)}
-        say(f"evaluate: synthetic rows (ratio {measured[0]:g}) vs none: AP gain {_gain(s)}")
+        say(f"evaluate: synthetic rows (ratio {measured[0]:g}) vs none: AP gain {s.describe()}")
     say(f"evaluate: {reason}: {'promote' if promote else 'keep the champion'}")
     done("evaluate")
 
@@ -397,10 +397,6 @@ def format_report(report: dict[str, Any]) -> str:
                  f"decision: {'promote' if report['decision']['promote'] else 'keep'} "
                  f"({report['decision']['reason']})")
     return "\n".join(lines)
-
-
-def _gain(g: GainInterval) -> str:
-    return f"{g.estimate:+.4f} [{g.confidence:.0%} interval {g.low:+.4f}, {g.high:+.4f}]"
 
 
 def _columns(X: np.ndarray, have: list[str], want: list[str]) -> np.ndarray:

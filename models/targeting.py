@@ -32,6 +32,8 @@ from scipy.special import logit
 from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
 
+from .quality import column_scale
+
 __all__ = ["TARGETS", "cluster_quotas", "select", "select_clusters", "select_hard",
            "select_novel"]
 
@@ -138,8 +140,7 @@ def select_novel(
         raise ValueError("target 'novel' needs at least 2 real rows")
     if not 0 <= n <= len(candidates):
         raise ValueError(f"n must be in [0, {len(candidates)}], got {n}")
-    mu, sd = real.mean(axis=0), real.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
+    mu, sd = column_scale(real)  # as the quality report's DCR
     r, c = (real - mu) / sd, (candidates - mu) / sd
     nn = NearestNeighbors(n_neighbors=2).fit(r)
     threshold = float(np.quantile(nn.kneighbors(r)[0][:, 1], quantile))  # [:, 0] is itself
