@@ -12,8 +12,12 @@ faust/aiokafka stack, one record out per transaction in, no decoding or scoring)
     while the worker's label process (stream/app.py) learned beside it.
 (b) **latency at steady offered loads** (500, 1,000 and 2,000 tx/s by default), transactions
     and their labels produced at the same rate by ``pv | kcat`` (stream/load.py: a few
-    percent of one core, so the cores go to the worker and the broker). The labels of a
-    window's transactions follow them ``label_lag_s`` later. Latency is each score's broker
+    percent of one core, so the cores go to the worker and the broker). One ``pv`` offers
+    its load in bursts of a tenth of a second's records (``burst_10ms_p99`` says what the
+    broker saw: 200 transactions within 10 ms at 2,000 tx/s), so the p99 is about the time to
+    score a burst; ``load_streams`` splits the load by card over more paced streams, smaller
+    bursts at a CPU cost (``DEFAULT_LOAD_STREAMS``). The labels of a window's transactions
+    follow them ``label_lag_s`` later. Latency is each score's broker
     timestamp minus its transaction's (both stamped on this machine's clock), and also read
     from the worker's own end-to-end histogram (bucket upper bounds).
 
@@ -45,14 +49,19 @@ from .bench_support import count_records, fresh_topics, say, wait_metric
 from .config import Settings
 from .contract import encode
 from .kafka_local import LocalBroker, free_port, metadata_ok
-from .load import LoadTools, PacedProducer, write_lines
+from .load import LoadTools, PacedLoad
 from .processes import LOOP_LAG, WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
 
-__all__ = ["run_bench", "LabelMode", "DEFAULT_RATES"]
+__all__ = ["run_bench", "LabelMode", "DEFAULT_RATES", "DEFAULT_LOAD_STREAMS"]
 
 LabelMode = Literal["all", "fraud_only", "none"]
 DEFAULT_RATES = (500.0, 1000.0, 2000.0)
+#: Paced streams per topic in the latency runs (stream/load.py's PacedLoad): one. Eight
+#: streams cut the bursts (p99 91 transactions per 10 ms at 2,000 tx/s instead of 200) but
+#: their pv processes cost 4.5 times the CPU of one (measured: 31 s against 7 s of CPU in a
+#: run at 2,000 tx/s), about half a core taken from the worker on this 2-core machine.
+DEFAULT_LOAD_STREAMS = 1
 SIDES = ("passthrough", "pipeline")
 
 
@@ -105,11 +114,10 @@ def _lines(df, labels: LabelMode, delay_days: float) -> tuple[list, list]:
 
 
 def _produce(tools: LoadTools, settings: Settings, topic: str, lines: list, path: Path,
-             rate: float | None = None) -> PacedProducer | None:
+             rate: float | None = None, streams: int = 1) -> PacedLoad | None:
     if not lines:
         return None
-    write_lines(path, lines)
-    return PacedProducer(tools, settings, topic, path, rate)
+    return PacedLoad(tools, settings, topic, lines, path, rate, streams)
 
 
 def _side_settings(base: Settings, side: str) -> Settings:
@@ -159,7 +167,7 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
 
 # -- (b) latency at offered loads ---------------------------------------------------------
 def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTools,
-             workdir: Path, label_lag_s: float) -> dict:
+             workdir: Path, label_lag_s: float, streams: int) -> dict:
     """One worker, the offered loads one after the other; per load, its latency figures."""
     s = _side_settings(base, side)
     create_topics(s)
@@ -176,10 +184,12 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
             what = "warm-up" if rate is None else f"{rate:,.0f} tx/s"
             say(f"  {side}: offering {what}: {len(tx):,} transactions, {len(lab):,} labels")
             started = time.monotonic()
-            producers = [_produce(tools, s, t.transactions, tx, workdir / f"tx-{side}.txt", rate)]
+            producers = [_produce(tools, s, t.transactions, tx, workdir / f"tx-{side}.txt", rate,
+                                  streams)]
             if lab:
                 time.sleep(label_lag_s if rate is not None else 0.0)
-                producers.append(_produce(tools, s, t.labels, lab, workdir / f"lab-{side}.txt", rate))
+                producers.append(_produce(tools, s, t.labels, lab, workdir / f"lab-{side}.txt",
+                                          rate, streams))
             for p in producers:
                 if p is not None:
                     p.wait(timeout=600)
@@ -215,6 +225,8 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
             "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
             "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "n": int(lat.size),
             "achieved_tps": round(len(ids) / span, 1) if span > 0 else None,
+            # the load's shape: transactions stamped within one 10 ms (p99 and most of them)
+            **_bursts(stamps),
             # the worker's own histogram over the same window (upper bucket bounds, ms)
             "histogram_p50_le": _ms(quantile_between(before[0], after[0], 0.5)),
             "histogram_p99_le": _ms(quantile_between(before[0], after[0], 0.99)),
@@ -224,6 +236,13 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
     return result
 
 
+def _bursts(stamps_s: np.ndarray) -> dict:
+    """How bunched the offered load was: transactions per 10 ms of their broker timestamps."""
+    per_10ms = np.bincount(((stamps_s - stamps_s.min()) * 100).astype(np.int64))
+    busy = per_10ms[per_10ms > 0]
+    return {"burst_10ms_p99": float(np.percentile(busy, 99)), "burst_10ms_max": int(busy.max())}
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
@@ -231,7 +250,8 @@ def _ms(seconds: float | None) -> float | None:
 def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ...] = DEFAULT_RATES,
               latency_seconds: float = 30.0, labels: LabelMode = "all", label_lag_s: float = 2.0,
               seed: int = 0, own_broker: bool = True,
-              only: Literal["throughput", "latency"] | None = None) -> dict:
+              only: Literal["throughput", "latency"] | None = None,
+              load_streams: int = DEFAULT_LOAD_STREAMS) -> dict:
     """Run both measurements (or ``only`` one) on both sides and return the JSON-able result."""
     tools = LoadTools.find()
     workdir = Path(tempfile.mkdtemp(prefix="fraudstream-bench-"))
@@ -283,7 +303,8 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
                                                    **common})
             create_topics(lat_base)
             say(f"latency, {side} ...")
-            latency[side] = _latency(lat_base, tag, side, windows, tools, workdir, label_lag_s)
+            latency[side] = _latency(lat_base, tag, side, windows, tools, workdir, label_lag_s,
+                                     load_streams)
     finally:
         if broker is not None:
             broker.stop()
@@ -309,6 +330,7 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
         "p99_pipeline_over_passthrough": by_rate[top]["p99_ratio"] if by_rate else None,
         "labels": labels,
         "label_lag_s": label_lag_s,
+        "load_streams": load_streams,
         "latency_seconds": latency_seconds,
         "transactions": n_tx,
         "cores": os.cpu_count(),
@@ -341,6 +363,11 @@ def table(result: dict) -> str:
                      f"{p['histogram_p99_le'] or 0:>10} {p.get('loop_lag_p99_le') or 0:>10} "
                      f"{t['p50']:>9.1f} {t['p99']:>9.1f} "
                      f"{row['p99_ratio'] or 0:>9}")
+    if result["latency_by_offered_tps"]:
+        bursts = ", ".join(f"{rate}: {row['pipeline'].get('burst_10ms_p99', 0):g}"
+                           for rate, row in result["latency_by_offered_tps"].items())
+        lines.append(f"load: {result.get('load_streams', 1)} paced stream(s) per topic; "
+                     f"transactions per 10 ms, p99 ({bursts})")
     if result["pipeline_tps"] is not None:
         lines.append(f"throughput (labels {result['labels']}, label process "
                      f"{result['label_process']}): pipeline {result['pipeline_tps']:,.0f} tx/s "

@@ -24,6 +24,10 @@ def register(subparsers: Any, settings: Settings) -> None:
                    help="where the pipeline worker's label path runs (default: "
                         f"{settings.label_process}, {env('label_process')})")
     p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument("--load-streams", type=int, default=None,
+                   help="paced pv | kcat streams per topic in the latency runs, split by card "
+                        "(default 1: one pv, whose load comes in 0.1 s bursts; more streams "
+                        "offer smaller bursts but their pv processes take CPU from the worker)")
     p.add_argument("--only", choices=("throughput", "latency"),
                    help="run one of the two measurements")
     p.add_argument("--use-broker", action="store_true",
@@ -44,13 +48,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_result(run_recovery_bench(settings, histories=histories), table, args.json)
         return 0
 
-    from ..bench import run_bench, table
+    from ..bench import DEFAULT_LOAD_STREAMS, run_bench, table
 
     rates = tuple(float(x) for x in args.rates.split(","))
     if args.label_process:
         settings = settings.model_copy(update={"label_process": args.label_process})
     result = run_bench(settings, n_tx=args.transactions, rates=rates, labels=args.labels,
                        latency_seconds=args.latency_seconds, own_broker=not args.use_broker,
-                       only=args.only)
+                       only=args.only, load_streams=args.load_streams or DEFAULT_LOAD_STREAMS)
     print_result(result, table, args.json)
     return 0
