@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -45,10 +44,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ..models.days import DAY_S
 from . import simulator as sim
-from .bench_support import count_records, fresh_topics, say, wait_metric
+from .bench_support import count_records, fresh_topics, say, scratch_dir, wait_metric
+from .bench_support import own_broker as start_broker
 from .config import Settings
 from .contract import encode
-from .kafka_local import LocalBroker, free_port, metadata_ok
+from .kafka_local import metadata_ok
 from .load import LoadTools, PacedLoad
 from .processes import LOOP_LAG, WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
@@ -254,93 +254,91 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
               load_streams: int = DEFAULT_LOAD_STREAMS) -> dict:
     """Run both measurements (or ``only`` one) on both sides and return the JSON-able result."""
     tools = LoadTools.find()
-    workdir = Path(tempfile.mkdtemp(prefix="fraudstream-bench-"))
-    broker = None
-    if own_broker:
-        broker = LocalBroker(workdir / "kafka", settings.kafka_home, port=free_port(), heap_mb=1024)
-        status = broker.start(progress=say)
-        settings = settings.model_copy(update={"broker_url": f"kafka://{status.bootstrap}"})
-        say(f"benchmark broker at {status.bootstrap} (data in {workdir})")
-    elif not metadata_ok(settings.bootstrap_servers[0],
-                         security=settings.kafka_python_security()):
-        raise RuntimeError(f"no broker answers at {settings.broker_url}")
-    delay = settings.label_delay_days
-    try:
-        tag = uuid.uuid4().hex[:6]
-        common = {"model_registry": workdir / "registry", "state_dir": workdir / "state"}
-        # (a) throughput on one pre-loaded topic pair
-        base = settings.model_copy(update={"topics": fresh_topics(f"bench-{tag}"), **common})
-        create_topics(base)
-        days = max(3, int(np.ceil(n_tx / 9700)))  # ~9.7k tx/day with 5,000 customers
-        df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed)).head(n_tx)
-        tx, lab = _lines(df, labels, delay) if only != "latency" else ([], [])
-        say(f"pre-loading {len(tx):,} transactions and {len(lab):,} labels with kcat ...")
-        for p in (_produce(tools, base, base.topics.transactions, tx, workdir / "tx.txt"),
-                  _produce(tools, base, base.topics.labels, lab, workdir / "labels.txt")):
-            if p is not None:
-                p.wait(timeout=600)
-        tps = {side: float("nan") for side in SIDES}
-        scoring_tps = dict(tps)
-        for side in SIDES if only != "latency" else ():
-            say(f"throughput, {side} ...")
-            tps[side], scoring_tps[side] = _throughput(base, tag, side, len(tx), len(lab),
-                                                       workdir, timeout=1200)
-            say(f"  {side}: {tps[side]:,.0f} tx/s to the last output, "
-                f"{scoring_tps[side]:,.0f} tx/s to the last score")
+    with scratch_dir("fraudstream-bench-") as workdir:
+        broker = None
+        if own_broker:
+            broker, settings = start_broker(settings, workdir, "benchmark")
+        elif not metadata_ok(settings.bootstrap_servers[0],
+                             security=settings.kafka_python_security()):
+            raise RuntimeError(f"no broker answers at {settings.broker_url}")
+        delay = settings.label_delay_days
+        try:
+            tag = uuid.uuid4().hex[:6]
+            common = {"model_registry": workdir / "registry", "state_dir": workdir / "state"}
+            # (a) throughput on one pre-loaded topic pair
+            base = settings.model_copy(update={"topics": fresh_topics(f"bench-{tag}"), **common})
+            create_topics(base)
+            days = max(3, int(np.ceil(n_tx / 9700)))  # ~9.7k tx/day with 5,000 customers
+            df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed)).head(n_tx)
+            tx, lab = _lines(df, labels, delay) if only != "latency" else ([], [])
+            say(f"pre-loading {len(tx):,} transactions and {len(lab):,} labels with kcat ...")
+            for p in (_produce(tools, base, base.topics.transactions, tx, workdir / "tx.txt"),
+                      _produce(tools, base, base.topics.labels, lab, workdir / "labels.txt")):
+                if p is not None:
+                    p.wait(timeout=600)
+            tps = {side: float("nan") for side in SIDES}
+            scoring_tps = dict(tps)
+            for side in SIDES if only != "latency" else ():
+                say(f"throughput, {side} ...")
+                tps[side], scoring_tps[side] = _throughput(base, tag, side, len(tx), len(lab),
+                                                           workdir, timeout=1200)
+                say(f"  {side}: {tps[side]:,.0f} tx/s to the last output, "
+                    f"{scoring_tps[side]:,.0f} tx/s to the last score")
 
-        # (b) latency: fresh topics per side, the same windows of a new simulated stream
-        need = 1000 + int(sum(rates) * latency_seconds)
-        days = max(3, int(np.ceil(need / 9700)) + 1)
-        df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed + 1)).head(need)
-        cuts = np.cumsum([0, 1000] + [int(r * latency_seconds) for r in rates])
-        windows = []
-        for rate, lo, hi in zip((None, *rates), cuts[:-1], cuts[1:]):
-            tx, lab = _lines(df.iloc[lo:hi], labels, delay)
-            windows.append((rate, tx, lab))
-        latency: dict = {side: {} for side in SIDES}
-        for side in SIDES if only != "throughput" else ():
-            lat_base = settings.model_copy(update={"topics": fresh_topics(f"bench-{tag}-lat-{side}"),
-                                                   **common})
-            create_topics(lat_base)
-            say(f"latency, {side} ...")
-            latency[side] = _latency(lat_base, tag, side, windows, tools, workdir, label_lag_s,
-                                     load_streams)
-    finally:
-        if broker is not None:
-            broker.stop()
-    top = f"{max(rates):g}"
-    by_rate = {}
-    for r in rates if only != "throughput" else ():
-        key = f"{r:g}"
-        pipe, thru = latency["pipeline"][key], latency["passthrough"][key]
-        by_rate[key] = {"pipeline": _rounded(pipe), "passthrough": _rounded(thru),
-                        "p99_ratio": round(pipe["p99"] / thru["p99"], 2) if thru["p99"] > 0 else None}
-    return {
-        "passthrough_tps": _finite(tps["passthrough"], 1),
-        "pipeline_tps": _finite(tps["pipeline"], 1),
-        "ratio": _finite(tps["pipeline"] / tps["passthrough"], 3),
-        # scores only (the label path may finish later, in its own process)
-        "pipeline_scoring_tps": _finite(scoring_tps["pipeline"], 1),
-        "scoring_ratio": _finite(scoring_tps["pipeline"] / tps["passthrough"], 3),
-        "label_process": settings.label_process,
-        "offered_tps": max(rates),
-        "latency_ms": {k: round(v, 1) for k, v in latency["pipeline"].get(top, {}).items()
-                       if k in ("p50", "p95", "p99", "max")},
-        "latency_by_offered_tps": by_rate,
-        "p99_pipeline_over_passthrough": by_rate[top]["p99_ratio"] if by_rate else None,
-        "labels": labels,
-        "label_lag_s": label_lag_s,
-        "load_streams": load_streams,
-        "latency_seconds": latency_seconds,
-        "transactions": n_tx,
-        "cores": os.cpu_count(),
-        "machine": platform.platform(),
-        "python": platform.python_version(),
-        "note": "one worker (its scoring process and, unless inline, its label process); "
-                "broker, load generator (pv | kcat) and worker share the machine's cores; "
-                "latency in ms from broker timestamps, histogram_*_le from the worker's own "
-                "histogram",
-    }
+            # (b) latency: fresh topics per side, the same windows of a new simulated stream
+            need = 1000 + int(sum(rates) * latency_seconds)
+            days = max(3, int(np.ceil(need / 9700)) + 1)
+            df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed + 1)).head(need)
+            cuts = np.cumsum([0, 1000] + [int(r * latency_seconds) for r in rates])
+            windows = []
+            for rate, lo, hi in zip((None, *rates), cuts[:-1], cuts[1:]):
+                tx, lab = _lines(df.iloc[lo:hi], labels, delay)
+                windows.append((rate, tx, lab))
+            latency: dict = {side: {} for side in SIDES}
+            for side in SIDES if only != "throughput" else ():
+                lat_topics = fresh_topics(f"bench-{tag}-lat-{side}")
+                lat_base = settings.model_copy(update={"topics": lat_topics, **common})
+                create_topics(lat_base)
+                say(f"latency, {side} ...")
+                latency[side] = _latency(lat_base, tag, side, windows, tools, workdir, label_lag_s,
+                                         load_streams)
+        finally:
+            if broker is not None:
+                broker.stop()
+        top = f"{max(rates):g}"
+        by_rate = {}
+        for r in rates if only != "throughput" else ():
+            key = f"{r:g}"
+            pipe, thru = latency["pipeline"][key], latency["passthrough"][key]
+            ratio = round(pipe["p99"] / thru["p99"], 2) if thru["p99"] > 0 else None
+            by_rate[key] = {"pipeline": _rounded(pipe), "passthrough": _rounded(thru),
+                            "p99_ratio": ratio}
+        return {
+            "passthrough_tps": _finite(tps["passthrough"], 1),
+            "pipeline_tps": _finite(tps["pipeline"], 1),
+            "ratio": _finite(tps["pipeline"] / tps["passthrough"], 3),
+            # scores only (the label path may finish later, in its own process)
+            "pipeline_scoring_tps": _finite(scoring_tps["pipeline"], 1),
+            "scoring_ratio": _finite(scoring_tps["pipeline"] / tps["passthrough"], 3),
+            "label_process": settings.label_process,
+            "offered_tps": max(rates),
+            "latency_ms": {k: round(v, 1) for k, v in latency["pipeline"].get(top, {}).items()
+                           if k in ("p50", "p95", "p99", "max")},
+            "latency_by_offered_tps": by_rate,
+            "p99_pipeline_over_passthrough": by_rate[top]["p99_ratio"] if by_rate else None,
+            "labels": labels,
+            "label_lag_s": label_lag_s,
+            "load_streams": load_streams,
+            "latency_seconds": latency_seconds,
+            "transactions": n_tx,
+            "cores": os.cpu_count(),
+            "machine": platform.platform(),
+            "python": platform.python_version(),
+            "note": "one worker (its scoring process and, unless inline, its label process); "
+                    "broker, load generator (pv | kcat) and worker share the machine's cores; "
+                    "latency in ms from broker timestamps, histogram_*_le from the worker's own "
+                    "histogram",
+        }
 
 
 def _finite(x: float, digits: int) -> float | None:

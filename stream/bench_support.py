@@ -4,10 +4,13 @@ worker's metric."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -15,12 +18,28 @@ from .config import Settings, TopicNames
 from .kafka_local import LocalBroker, free_port
 from .processes import WorkerProcess
 
-__all__ = ["count_records", "fresh_topics", "own_broker", "say", "wait_metric"]
+__all__ = ["count_records", "fresh_topics", "own_broker", "say", "scratch_dir", "wait_metric"]
 
 
 def say(msg: str) -> None:
     """A progress line on stderr (stdout is for the result)."""
     print(msg, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder for a measurement's broker, state, load files and logs.
+
+    Removed when the measurement ends, since a full bench leaves hundreds of MiB of broker
+    data; kept, and named on stderr, when it fails, for its worker and broker logs.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir
+    except BaseException:
+        say(f"kept {workdir} for its logs (the run failed)")
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def fresh_topics(prefix: str) -> TopicNames:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import signal
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from . import simulator as sim
-from .bench_support import count_records, fresh_topics, own_broker, say, wait_metric
+from .bench_support import count_records, fresh_topics, own_broker, say, scratch_dir, wait_metric
 from .config import Settings
 from .processes import WorkerProcess, settings_env
 from .topics import changelog_topics, create_topics, internal_topics
@@ -196,16 +195,16 @@ def _compact(settings: Settings, log_dir: Path, ts: float) -> int:
 def run_recovery_bench(settings: Settings, histories: tuple[int, ...] = (100_000, 300_000),
                        seed: int = 0, timeout: float = 1800.0) -> dict[str, Any]:
     """Restart times against history length, on a fresh broker of its own."""
-    workdir = Path(tempfile.mkdtemp(prefix="fraudstream-recovery-"))
-    broker, s = own_broker(settings, workdir, "recovery benchmark")
-    try:
-        log_dir = workdir / "kafka" / "kraft-logs"  # the broker's log.dirs (kafka_local.py)
-        runs = [_one_history(s, n, workdir, log_dir, seed + i, timeout)
-                for i, n in enumerate(histories)]
-    finally:
-        broker.stop()
-    return {"histories": runs, "session_timeout_s": settings.session_timeout_s,
-            "note": "seconds from the new worker process's start to a new transaction's score"}
+    with scratch_dir("fraudstream-recovery-") as workdir:
+        broker, s = own_broker(settings, workdir, "recovery benchmark")
+        try:
+            log_dir = workdir / "kafka" / "kraft-logs"  # the broker's log.dirs (kafka_local.py)
+            runs = [_one_history(s, n, workdir, log_dir, seed + i, timeout)
+                    for i, n in enumerate(histories)]
+        finally:
+            broker.stop()
+        return {"histories": runs, "session_timeout_s": settings.session_timeout_s,
+                "note": "seconds from the new worker process's start to a new transaction's score"}
 
 
 def table(result: dict[str, Any]) -> str:

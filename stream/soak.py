@@ -12,7 +12,6 @@ or an unbounded state.
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import simulator as sim
-from .bench_support import fresh_topics, own_broker, say
+from .bench_support import fresh_topics, own_broker, say, scratch_dir
 from .config import Settings
 from .processes import TrainerProcess, WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
@@ -73,76 +72,78 @@ def _line(s: dict[str, Any]) -> str:
 def run_soak(settings: Settings, *, minutes: float = 30.0, rate: float = 500.0,
              labels: str = "all", every_s: float = 60.0, seed: int = 0) -> dict[str, Any]:
     """Run the service under a steady load; return the samples (start, end, every interval)."""
-    workdir = Path(tempfile.mkdtemp(prefix="fraudstream-soak-"))
-    broker, settings = own_broker(settings, workdir, "soak")
-    tag = uuid.uuid4().hex[:6]
-    topics = fresh_topics(f"soak-{tag}")
-    settings = settings.model_copy(update={
-        "topics": topics, "model_registry": workdir / "registry", "app_id": f"soak-{tag}"})
-    n_tx = int(rate * minutes * 60)
-    # The simulator makes ~1.9 transactions per customer per day; size the population so the
-    # stream spans three weeks of event time (labels arrive 7 simulated days after their tx).
-    customers = max(50, n_tx // (2 * 21))
-    days = 23
-    say(f"simulating {n_tx:,} transactions ({customers:,} customers, {days} days) ...")
-    df = sim.simulate(sim.SimulationConfig(n_customers=customers, n_terminals=2 * customers,
-                                           n_days=days, seed=seed)).head(n_tx)
-    mode = "all" if labels == "none" else labels
-    events = (e for e in sim.events(df, 7.0, labels=mode) if labels != "none" or e[0] == "transaction")
-    create_topics(settings)
-    env = settings_env(settings, app_id=settings.app_id, label_mode=mode, trainer_interval_s=300)
-    worker = WorkerProcess(env, workdir / "worker.log", "soak-worker")
-    trainer = TrainerProcess(env, workdir / "trainer.log")
-    produced: dict[str, int] = {}
-    failure: list[BaseException] = []
-    stop = threading.Event()
+    with scratch_dir("fraudstream-soak-") as workdir:
+        broker, settings = own_broker(settings, workdir, "soak")
+        tag = uuid.uuid4().hex[:6]
+        topics = fresh_topics(f"soak-{tag}")
+        settings = settings.model_copy(update={
+            "topics": topics, "model_registry": workdir / "registry", "app_id": f"soak-{tag}"})
+        n_tx = int(rate * minutes * 60)
+        # The simulator makes ~1.9 transactions per customer per day; size the population so the
+        # stream spans three weeks of event time (labels arrive 7 simulated days after their tx).
+        customers = max(50, n_tx // (2 * 21))
+        days = 23
+        say(f"simulating {n_tx:,} transactions ({customers:,} customers, {days} days) ...")
+        df = sim.simulate(sim.SimulationConfig(n_customers=customers, n_terminals=2 * customers,
+                                               n_days=days, seed=seed)).head(n_tx)
+        mode = "all" if labels == "none" else labels
+        events = (e for e in sim.events(df, 7.0, labels=mode)
+                  if labels != "none" or e[0] == "transaction")
+        create_topics(settings)
+        env = settings_env(settings, app_id=settings.app_id, label_mode=mode,
+                           trainer_interval_s=300)
+        worker = WorkerProcess(env, workdir / "worker.log", "soak-worker")
+        trainer = TrainerProcess(env, workdir / "trainer.log")
+        produced: dict[str, int] = {}
+        failure: list[BaseException] = []
+        stop = threading.Event()
 
-    def until_stopped():
-        for event in events:
-            if stop.is_set():
-                return
-            yield event
+        def until_stopped():
+            for event in events:
+                if stop.is_set():
+                    return
+                yield event
 
-    def produce() -> None:
+        def produce() -> None:
+            try:
+                sim.produce_to_kafka(until_stopped(), settings.bootstrap_servers,
+                                     {"transaction": topics.transactions, "label": topics.labels},
+                                     rate=rate, progress=produced.update,
+                                     security_kwargs=settings.kafka_python_security())
+            except BaseException as exc:  # reported by the main thread
+                failure.append(exc)
+
+        samples: list[dict[str, Any]] = []
+        producer = threading.Thread(target=produce, name="soak-producer", daemon=True)
         try:
-            sim.produce_to_kafka(until_stopped(), settings.bootstrap_servers,
-                                 {"transaction": topics.transactions, "label": topics.labels},
-                                 rate=rate, progress=produced.update,
-                                 security_kwargs=settings.kafka_python_security())
-        except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
-
-    samples: list[dict[str, Any]] = []
-    producer = threading.Thread(target=produce, name="soak-producer", daemon=True)
-    try:
-        start = time.monotonic()
-        producer.start()
-        say(f"soaking for {minutes:g} min at {rate:,.0f} tx/s (labels: {labels}); worker log "
-            f"{worker.log_path}")
-        previous: dict[float, float] = {}
-        deadline = start + minutes * 60
-        while time.monotonic() < deadline and not failure:
-            time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
-            sample, previous = _sample(worker, trainer, start, produced, previous)
-            samples.append(sample)
-            say(_line(sample))
-            for proc, name in ((worker, "worker"), (trainer, "trainer")):
-                if proc.proc.poll() is not None:
-                    raise RuntimeError(f"the {name} exited ({proc.proc.returncode}); see {proc.log_path}")
-        if failure:
-            raise RuntimeError(f"the producer failed: {failure[0]!r}")
-    finally:
-        stop.set()  # the producer flushes and closes while the broker is still up
-        producer.join(timeout=30)
-        worker.stop()
-        trainer.stop()
-        broker.stop()
-    result = {"minutes": minutes, "rate_tps": rate, "labels": labels, "samples": samples,
-              "start": samples[0] if samples else None, "end": samples[-1] if samples else None,
-              "workdir": str(workdir)}
-    if samples:
-        say("first and last sample:\n  " + _line(samples[0]) + "\n  " + _line(samples[-1]))
-    return result
+            start = time.monotonic()
+            producer.start()
+            say(f"soaking for {minutes:g} min at {rate:,.0f} tx/s (labels: {labels}); worker log "
+                f"{worker.log_path}")
+            previous: dict[float, float] = {}
+            deadline = start + minutes * 60
+            while time.monotonic() < deadline and not failure:
+                time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
+                sample, previous = _sample(worker, trainer, start, produced, previous)
+                samples.append(sample)
+                say(_line(sample))
+                for proc, name in ((worker, "worker"), (trainer, "trainer")):
+                    if proc.proc.poll() is not None:
+                        raise RuntimeError(f"the {name} exited ({proc.proc.returncode}); "
+                                           f"see {proc.log_path}")
+            if failure:
+                raise RuntimeError(f"the producer failed: {failure[0]!r}")
+        finally:
+            stop.set()  # the producer flushes and closes while the broker is still up
+            producer.join(timeout=30)
+            worker.stop()
+            trainer.stop()
+            broker.stop()
+        result = {"minutes": minutes, "rate_tps": rate, "labels": labels, "samples": samples,
+                  "start": samples[0] if samples else None, "end": samples[-1] if samples else None}
+        if samples:
+            say("first and last sample:\n  " + _line(samples[0]) + "\n  " + _line(samples[-1]))
+        return result
 
 
 def dumps(result: dict[str, Any]) -> str:

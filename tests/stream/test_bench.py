@@ -1,10 +1,15 @@
-"""The benchmark's own arithmetic: how bunched an offered load was, and its table."""
+"""The benchmark's own arithmetic (how bunched an offered load was, its table) and its
+scratch folder."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
+import pytest
 
 from fraudstream.stream.bench import _bursts, table
+from fraudstream.stream.bench_support import scratch_dir
 
 
 def test_bursts_count_transactions_stamped_within_one_10ms_step():
@@ -24,3 +29,18 @@ def test_the_table_says_how_the_load_was_offered():
               "load_streams": 1, "pipeline_tps": None}
     assert "load: 1 paced stream(s) per topic; transactions per 10 ms, p99 (2000: 200)" in \
         table(result)
+
+
+def test_a_scratch_folder_goes_when_the_run_ends_and_stays_when_it_fails(capsys):
+    with scratch_dir("fraudstream-test-") as ok:
+        (ok / "broker.log").write_text("fine")
+    assert not ok.exists()
+    with pytest.raises(RuntimeError, match="worker died"):
+        with scratch_dir("fraudstream-test-") as failed:
+            (failed / "worker.log").write_text("the reason")
+            raise RuntimeError("worker died")
+    try:
+        assert (failed / "worker.log").read_text() == "the reason"  # kept for its logs
+        assert f"kept {failed}" in capsys.readouterr().err
+    finally:
+        shutil.rmtree(failed)
