@@ -137,7 +137,9 @@ Lines = list[tuple[bytes, bytes]]
 def split_by_key(records: Lines, streams: int) -> list[Lines]:
     """``records`` in ``streams`` groups: all of a key's records in one group, in their order
     (a card's transactions must not overtake each other on the way to the broker)."""
-    groups: list[Lines] = [[] for _ in range(max(1, streams))]
+    if streams < 1:
+        raise ValueError(f"streams must be 1 or more, got {streams}")
+    groups: list[Lines] = [[] for _ in range(streams)]
     for key, value in records:
         groups[zlib.crc32(key) % len(groups)].append((key, value))
     return [g for g in groups if g]

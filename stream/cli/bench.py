@@ -24,7 +24,7 @@ def register(subparsers: Any, settings: Settings) -> None:
                    help="where the pipeline worker's label path runs (default: "
                         f"{settings.label_process}, {env('label_process')})")
     p.add_argument("--latency-seconds", type=float, default=30.0)
-    p.add_argument("--load-streams", type=int, default=None,
+    p.add_argument("--load-streams", type=_at_least_one, default=None,
                    help="paced pv | kcat streams per topic in the latency runs, split by card "
                         "(default 1: one pv, whose load comes in 0.1 s bursts; more streams "
                         "offer smaller bursts but their pv processes take CPU from the worker)")
@@ -38,6 +38,13 @@ def register(subparsers: Any, settings: Settings) -> None:
     p.add_argument("--histories", default="100000,300000",
                    help="--recovery: history lengths in transactions, comma separated")
     p.set_defaults(handler=run)
+
+
+def _at_least_one(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"label_process": args.label_process})
     result = run_bench(settings, n_tx=args.transactions, rates=rates, labels=args.labels,
                        latency_seconds=args.latency_seconds, own_broker=not args.use_broker,
-                       only=args.only, load_streams=args.load_streams or DEFAULT_LOAD_STREAMS)
+                       only=args.only, load_streams=(DEFAULT_LOAD_STREAMS if args.load_streams
+                                                     is None else args.load_streams))
     print_result(result, table, args.json)
     return 0

@@ -10,6 +10,8 @@ import pytest
 
 from fraudstream.stream.bench import _bursts, table
 from fraudstream.stream.bench_support import scratch_dir
+from fraudstream.stream.cli import build_parser
+from fraudstream.stream.config import load_settings
 
 
 def test_bursts_count_transactions_stamped_within_one_10ms_step():
@@ -44,3 +46,13 @@ def test_a_scratch_folder_goes_when_the_run_ends_and_stays_when_it_fails(capsys)
         assert f"kept {failed}" in capsys.readouterr().err
     finally:
         shutil.rmtree(failed)
+
+
+def test_load_streams_below_one_is_refused_by_the_command_line(capsys):
+    parser = build_parser(load_settings())
+    assert parser.parse_args(["bench", "--load-streams", "3"]).load_streams == 3
+    assert parser.parse_args(["bench"]).load_streams is None  # the bench's default: one
+    for bad in ("0", "-2"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", "--load-streams", bad])
+        assert "must be 1 or more" in capsys.readouterr().err

@@ -31,6 +31,8 @@ def test_split_by_key_keeps_every_record_and_each_keys_order():
             assert [v for k, v in group if k == key] == [v for k, v in records if k == key]
     assert split_by_key(records, 1) == [records]
     assert split_by_key([(b"only", b"{}")], 8) == [[(b"only", b"{}")]]  # no empty streams
+    with pytest.raises(ValueError, match="1 or more"):
+        split_by_key(records, 0)
 
 
 def test_missing_tools_say_how_to_get_them(tmp_path: Path, monkeypatch):
