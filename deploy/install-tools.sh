@@ -8,7 +8,9 @@
 #                         When apt has no package lists yet, runs `apt-get update` as root
 #                         (or through passwordless sudo).
 #   kcat, pv              Debian's `kcat` (with librdkafka1, libyajl2) and `pv`, unpacked the
-#                         same way: the benchmark's low-CPU producer and its pacer.
+#                         same way: the benchmark's low-CPU producer and its old pacer.
+#   pace                  deploy/pace/pace.c built with `cc`: the benchmark's pacer (steady or
+#                         Poisson arrivals, 1 ms ticks; pv releases 0.1 s of lines at once).
 #   compose-spec          the Compose Specification's own validator (the compose-go
 #                         library docker compose uses: schema, interpolation, consistency),
 #                         built with `go install` from the Go module proxy.
@@ -83,9 +85,24 @@ unpack_debs prometheus promtool prometheus
 # so the machine's cores go to the service under test (fraudstream bench).
 unpack_debs kcat kcat kcat librdkafka1 libyajl2
 unpack_debs pv pv pv
+# The pacer, rebuilt whenever its source is newer than the binary.
+build_pace() {
+    local src dest="$TOOLS/pace/pace"
+    src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pace/pace.c"
+    if [ -x "$dest" ] && [ "$dest" -nt "$src" ]; then
+        return
+    fi
+    command -v cc >/dev/null || die "cc not found: the benchmark's pacer is built from deploy/pace/pace.c"
+    mkdir -p "$TOOLS/pace"
+    cc -O2 -Wall -o "$dest.tmp" "$src" -lm || die "cc could not build $src"
+    mv "$dest.tmp" "$dest"
+}
+
 install_compose_spec
+build_pace
 echo "prometheus $TOOLS/prometheus/usr/bin/prometheus"
 echo "promtool $TOOLS/prometheus/usr/bin/promtool"
 echo "kcat $TOOLS/kcat/usr/bin/kcat"
 echo "pv $TOOLS/pv/usr/bin/pv"
+echo "pace $TOOLS/pace/pace"
 echo "compose-spec $TOOLS/compose-spec/$COMPOSE_GO_VERSION/compose-spec"

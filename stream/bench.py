@@ -11,15 +11,20 @@ faust/aiokafka stack, one record out per transaction in, no decoding or scoring)
     score alone (``pipeline_scoring_tps``, ``scoring_ratio``) is what scoring kept up with
     while the worker's label process (stream/app.py) learned beside it.
 (b) **latency at steady offered loads** (500, 1,000 and 2,000 tx/s by default), transactions
-    and their labels produced at the same rate by ``pv | kcat`` (stream/load.py: a few
-    percent of one core, so the cores go to the worker and the broker). One ``pv`` offers
-    its load in bursts of a tenth of a second's records (``burst_10ms_p99`` says what the
-    broker saw: 200 transactions within 10 ms at 2,000 tx/s), so the p99 is about the time to
-    score a burst; ``load_streams`` splits the load by card over more paced streams, smaller
-    bursts at a CPU cost (``DEFAULT_LOAD_STREAMS``). The labels of a window's transactions
-    follow them ``label_lag_s`` later. Latency is each score's broker
-    timestamp minus its transaction's (both stamped on this machine's clock), and also read
-    from the worker's own end-to-end histogram (bucket upper bounds).
+    and their labels produced at the same rate by ``pace | kcat`` (stream/load.py: a few
+    percent of one core, so the cores go to the worker and the broker), with Poisson arrivals
+    by default, as from many independent terminals (``arrivals``; ``burst_10ms_p99`` says
+    what the broker saw: ~30 transactions within 10 ms at 2,000 tx/s). ``arrivals="pv"``
+    offers the load as ``pv -L`` does, in bursts of a tenth of a second's records (200 within
+    10 ms at 2,000 tx/s), where the p99 is the time to score a burst. Before the measured
+    loads each side gets ``warmup_s`` seconds at the first offered rate, not measured: the
+    first seconds of load on a freshly started broker are slow whoever reads it (measured
+    with a plain kafka-python consumer: 100-760 ms in its first second, 20-30 ms later), and
+    on a machine that pages out idle code (this one runs DAMON) so are the first seconds
+    after a pause. The labels of a window's transactions follow them ``label_lag_s`` later.
+    Latency is each score's broker timestamp minus its transaction's (both stamped on this
+    machine's clock), and also read from the worker's own end-to-end histogram (bucket upper
+    bounds).
 
 The pipeline worker runs as configured (``FRAUDSTREAM_LABEL_PROCESS``: its label path in a
 child process by default, ``inline`` in the scoring process); the result names it.
@@ -49,19 +54,21 @@ from .bench_support import own_broker as start_broker
 from .config import Settings
 from .contract import encode
 from .kafka_local import metadata_ok
-from .load import LoadTools, PacedLoad
+from .load import Arrivals, LoadTools, PacedLoad
 from .processes import LOOP_LAG, WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
 
-__all__ = ["run_bench", "LabelMode", "DEFAULT_RATES", "DEFAULT_LOAD_STREAMS"]
+__all__ = ["run_bench", "LabelMode", "DEFAULT_RATES", "DEFAULT_LOAD_STREAMS", "DEFAULT_WARMUP_S"]
 
 LabelMode = Literal["all", "fraud_only", "none"]
 DEFAULT_RATES = (500.0, 1000.0, 2000.0)
-#: Paced streams per topic in the latency runs (stream/load.py's PacedLoad): one. Eight
-#: streams cut the bursts (p99 91 transactions per 10 ms at 2,000 tx/s instead of 200) but
-#: their pv processes cost 4.5 times the CPU of one (measured: 31 s against 7 s of CPU in a
-#: run at 2,000 tx/s), about half a core taken from the worker on this 2-core machine.
+#: Paced streams per topic in the latency runs (stream/load.py's PacedLoad): one. With
+#: ``arrivals="pv"``, eight streams cut pv's bursts (p99 91 transactions per 10 ms at
+#: 2,000 tx/s instead of 200) but cost 4.5 times the CPU of one (measured: 31 s against 7 s
+#: in a run at 2,000 tx/s), about half a core taken from the worker on this 2-core machine.
 DEFAULT_LOAD_STREAMS = 1
+#: Seconds of load at the first offered rate before the measured ones, per side.
+DEFAULT_WARMUP_S = 5.0
 SIDES = ("passthrough", "pipeline")
 
 
@@ -114,10 +121,11 @@ def _lines(df, labels: LabelMode, delay_days: float) -> tuple[list, list]:
 
 
 def _produce(tools: LoadTools, settings: Settings, topic: str, lines: list, path: Path,
-             rate: float | None = None, streams: int = 1) -> PacedLoad | None:
+             rate: float | None = None, streams: int = 1,
+             arrivals: Arrivals = "poisson") -> PacedLoad | None:
     if not lines:
         return None
-    return PacedLoad(tools, settings, topic, lines, path, rate, streams)
+    return PacedLoad(tools, settings, topic, lines, path, rate, streams, arrivals)
 
 
 def _side_settings(base: Settings, side: str) -> Settings:
@@ -136,7 +144,7 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
     for the label path too, the second is what scoring kept up with meanwhile."""
     s = _side_settings(base, side)
     create_topics(s)
-    worker = WorkerProcess(settings_env(s, app_id=f"bench-{tag}-{side}",
+    worker = WorkerProcess(settings_env(s, as_configured=True, app_id=f"bench-{tag}-{side}",
                                         label_process=s.label_process),
                            workdir / f"{side}.log", f"bench-{side}", passthrough=side == "passthrough")
     try:
@@ -167,11 +175,12 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
 
 # -- (b) latency at offered loads ---------------------------------------------------------
 def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTools,
-             workdir: Path, label_lag_s: float, streams: int) -> dict:
+             workdir: Path, label_lag_s: float, streams: int, arrivals: Arrivals) -> dict:
     """One worker, the offered loads one after the other; per load, its latency figures."""
     s = _side_settings(base, side)
     create_topics(s)
-    worker = WorkerProcess(settings_env(s, app_id=f"bench-{tag}-lat-{side}",
+    worker = WorkerProcess(settings_env(s, as_configured=True,
+                                        app_id=f"bench-{tag}-lat-{side}",
                                         label_process=s.label_process),
                            workdir / f"latency-{side}.log", f"bench-lat-{side}",
                            passthrough=side == "passthrough")
@@ -179,17 +188,18 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
     sent = labels_sent = 0
     histograms = []
     try:
-        for rate, tx, lab in windows:
+        for rate, tx, lab, measured in windows:
             before = (worker.buckets(), worker.buckets(LOOP_LAG))
-            what = "warm-up" if rate is None else f"{rate:,.0f} tx/s"
+            what = ("warm-up" if rate is None else f"{rate:,.0f} tx/s"
+                    + ("" if measured else ", warm-up"))
             say(f"  {side}: offering {what}: {len(tx):,} transactions, {len(lab):,} labels")
             started = time.monotonic()
             producers = [_produce(tools, s, t.transactions, tx, workdir / f"tx-{side}.txt", rate,
-                                  streams)]
+                                  streams, arrivals)]
             if lab:
                 time.sleep(label_lag_s if rate is not None else 0.0)
                 producers.append(_produce(tools, s, t.labels, lab, workdir / f"lab-{side}.txt",
-                                          rate, streams))
+                                          rate, streams, arrivals))
             for p in producers:
                 if p is not None:
                     p.wait(timeout=600)
@@ -214,8 +224,8 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
     sent_at = {json.loads(r.value)["tx_id"]: r.timestamp for r in _read_all(s, t.transactions)}
     out_at = {json.loads(r.value)["tx_id"]: r.timestamp for r in _read_all(s, s.topics.scores)}
     result = {}
-    for (rate, tx, _), (_, before, after, _) in zip(windows, histograms):
-        if rate is None:  # the warm-up includes the group join: not measured
+    for (rate, tx, _, measured), (_, before, after, _) in zip(windows, histograms):
+        if not measured:  # the warm-ups (the first includes the group join)
             continue
         ids = [json.loads(v)["tx_id"] for _, v in tx]
         lat = np.array([out_at[i] - sent_at[i] for i in ids], dtype=np.float64)
@@ -251,7 +261,8 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
               latency_seconds: float = 30.0, labels: LabelMode = "all", label_lag_s: float = 2.0,
               seed: int = 0, own_broker: bool = True,
               only: Literal["throughput", "latency"] | None = None,
-              load_streams: int = DEFAULT_LOAD_STREAMS) -> dict:
+              load_streams: int = DEFAULT_LOAD_STREAMS, arrivals: Arrivals = "poisson",
+              warmup_s: float = DEFAULT_WARMUP_S) -> dict:
     """Run both measurements (or ``only`` one) on both sides and return the JSON-able result."""
     tools = LoadTools.find()
     with scratch_dir("fraudstream-bench-") as workdir:
@@ -286,14 +297,19 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
                     f"{scoring_tps[side]:,.0f} tx/s to the last score")
 
             # (b) latency: fresh topics per side, the same windows of a new simulated stream
-            need = 1000 + int(sum(rates) * latency_seconds)
+            # the windows: 1,000 as fast as they go (the group join), warmup_s at the first
+            # rate, then each rate for latency_seconds; only the last are measured
+            plan = [(None, 1000, False), (rates[0], int(rates[0] * warmup_s), False),
+                    *((r, int(r * latency_seconds), True) for r in rates)]
+            plan = [p for p in plan if p[1] > 0]
+            need = sum(n for _, n, _ in plan)
             days = max(3, int(np.ceil(need / 9700)) + 1)
             df = sim.simulate(sim.SimulationConfig(n_days=days, seed=seed + 1)).head(need)
-            cuts = np.cumsum([0, 1000] + [int(r * latency_seconds) for r in rates])
+            cuts = np.cumsum([0] + [n for _, n, _ in plan])
             windows = []
-            for rate, lo, hi in zip((None, *rates), cuts[:-1], cuts[1:]):
+            for (rate, _, measured), lo, hi in zip(plan, cuts[:-1], cuts[1:]):
                 tx, lab = _lines(df.iloc[lo:hi], labels, delay)
-                windows.append((rate, tx, lab))
+                windows.append((rate, tx, lab, measured))
             latency: dict = {side: {} for side in SIDES}
             for side in SIDES if only != "throughput" else ():
                 lat_topics = fresh_topics(f"bench-{tag}-lat-{side}")
@@ -301,7 +317,7 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
                 create_topics(lat_base)
                 say(f"latency, {side} ...")
                 latency[side] = _latency(lat_base, tag, side, windows, tools, workdir, label_lag_s,
-                                         load_streams)
+                                         load_streams, arrivals)
         finally:
             if broker is not None:
                 broker.stop()
@@ -329,13 +345,16 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
             "labels": labels,
             "label_lag_s": label_lag_s,
             "load_streams": load_streams,
+            "arrivals": arrivals,
+            "warmup_seconds": warmup_s,
             "latency_seconds": latency_seconds,
             "transactions": n_tx,
             "cores": os.cpu_count(),
             "machine": platform.platform(),
             "python": platform.python_version(),
             "note": "one worker (its scoring process and, unless inline, its label process); "
-                    "broker, load generator (pv | kcat) and worker share the machine's cores; "
+                    f"broker, load generator ({'pv' if arrivals == 'pv' else 'pace'} | kcat) and "
+                    "worker share the machine's cores; "
                     "latency in ms from broker timestamps, histogram_*_le from the worker's own "
                     "histogram",
         }
@@ -364,7 +383,9 @@ def table(result: dict) -> str:
     if result["latency_by_offered_tps"]:
         bursts = ", ".join(f"{rate}: {row['pipeline'].get('burst_10ms_p99', 0):g}"
                            for rate, row in result["latency_by_offered_tps"].items())
-        lines.append(f"load: {result.get('load_streams', 1)} paced stream(s) per topic; "
+        lines.append(f"load: {result.get('arrivals', 'pv')} arrivals, "
+                     f"{result.get('load_streams', 1)} paced stream(s) per topic, "
+                     f"{result.get('warmup_seconds', 0):g} s warm-up; "
                      f"transactions per 10 ms, p99 ({bursts})")
     if result["pipeline_tps"] is not None:
         lines.append(f"throughput (labels {result['labels']}, label process "

@@ -1,19 +1,23 @@
-"""A load generator that leaves the cores to the service: ``pv`` paces, ``kcat`` produces.
+"""A load generator that leaves the cores to the service: a pacer paces, ``kcat`` produces.
 
 A Python producer at 2,000 records/s takes most of a core on this kind of machine, and the
-benchmark would measure the producer's contention as the worker's latency. ``pv -l -L R``
-passes R lines per second and ``kcat`` (librdkafka, in C) sends each ``key<TAB>value`` line
-as one record; both are Debian packages that ``deploy/install-tools.sh`` (``make tools``)
-unpacks into ``~/.cache/fraudstream/tools``.
+benchmark would measure the producer's contention as the worker's latency. ``kcat``
+(librdkafka, in C) sends each ``key<TAB>value`` line it reads as one record, and a pacer in
+front of it lets the lines through at the offered rate: ``pace`` (``deploy/pace/pace.c``,
+built by ``make tools``), or Debian's ``pv -l -L``; both cost a few percent of one core.
 
 Each record gets its timestamp from librdkafka when kcat hands it over (CreateTime), which is
-what the worker's end-to-end histogram and the benchmark's latency are measured from.
+what the worker's end-to-end histogram and the benchmark's latency are measured from, so the
+shape of the arrivals is part of what is measured (:data:`ARRIVALS`):
 
-``pv -L`` does not pace line by line: it lets a tenth of a second's lines through at once
-(pv 1.6, measured here: 200 lines every 80-90 ms at ``-L 2000``), so one stream offers its
-load in bursts, each stamped within a millisecond. :class:`PacedLoad` splits a load by key
-over several ``pv | kcat`` streams started a fraction of that period apart, so the broker
-sees smaller bursts closer together, nearer the steady arrivals of many card terminals.
+- ``poisson`` (the default): ``pace -p``, exponential gaps, released each millisecond: the
+  arrivals of many independent card terminals (measured at 2,000 lines/s: p99 29
+  transactions per 10 ms);
+- ``steady``: ``pace``, evenly spaced (20-22 per 10 ms at 2,000 lines/s);
+- ``pv``: ``pv -L``, which does not pace line by line: it lets a tenth of a second's lines
+  through at once (pv 1.6, measured here: 200 lines every 80-90 ms at ``-L 2000``), bursts no
+  card network makes. :class:`PacedLoad` can split a load by key over several streams started
+  a fraction of that period apart, so the broker sees smaller bursts closer together.
 """
 
 from __future__ import annotations
@@ -26,12 +30,16 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 from .config import Settings
 from .kafka_clients import librdkafka_config
 
-__all__ = ["LoadTools", "write_lines", "PacedProducer", "PacedLoad", "split_by_key", "PV_PERIOD_S"]
+__all__ = ["LoadTools", "write_lines", "PacedProducer", "PacedLoad", "split_by_key", "PV_PERIOD_S",
+           "Arrivals", "ARRIVALS"]
+
+Arrivals = Literal["poisson", "steady", "pv"]
+ARRIVALS: tuple[Arrivals, ...] = ("poisson", "steady", "pv")
 
 #: How often ``pv -L`` lets lines through (pv 1.6: every 80-90 ms, measured here).
 PV_PERIOD_S = 0.09
@@ -41,10 +49,11 @@ TOOLS_DIR = Path(os.environ.get("FRAUDSTREAM_TOOLS_DIR", Path.home() / ".cache/f
 
 @dataclass(frozen=True)
 class LoadTools:
-    """Where kcat and pv are, and the library path kcat needs."""
+    """Where kcat and the pacers are, and the library path kcat needs."""
 
     kcat: Path
     pv: Path
+    pace: Path
     lib_path: str
 
     @classmethod
@@ -63,7 +72,20 @@ class LoadTools:
             if not shutil.which("pv"):
                 raise RuntimeError("pv not found: run `make tools` or install the pv package")
             pv = Path(shutil.which("pv"))
-        return cls(kcat, pv, lib)
+        pace = tools_dir / "pace" / "pace"
+        if not pace.exists():
+            raise RuntimeError(f"pace not found in {pace.parent}: run `make tools` (builds "
+                               "deploy/pace/pace.c with cc)")
+        return cls(kcat, pv, pace, lib)
+
+    def pacer(self, rate: float, path: Path, arrivals: Arrivals, seed: int = 1) -> list[str]:
+        """The command that writes ``path``'s lines to stdout at ``rate`` lines/s."""
+        if arrivals == "pv":
+            return [str(self.pv), "-q", "-l", "-L", str(max(1, round(rate))), str(path)]
+        if arrivals not in ARRIVALS:
+            raise ValueError(f"arrivals must be one of {ARRIVALS}, got {arrivals!r}")
+        poisson = ["-p", "-s", str(seed)] if arrivals == "poisson" else []
+        return [str(self.pace), *poisson, f"{rate:g}", str(path)]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -85,14 +107,15 @@ def write_lines(path: Path, records: Iterable[tuple[bytes, bytes]]) -> int:
 
 
 class PacedProducer:
-    """``pv -l -L rate FILE | kcat -P``: one background producer of one file into one topic.
+    """``pace rate FILE | kcat -P``: one background producer of one file into one topic.
 
     ``rate=None`` sends as fast as the broker takes it (pre-loading). The client settings go
     to kcat in a private config file (``-F``), so a password never shows in ``ps``.
     """
 
     def __init__(self, tools: LoadTools, settings: Settings, topic: str, path: Path,
-                 rate: float | None = None) -> None:
+                 rate: float | None = None, arrivals: Arrivals = "poisson",
+                 seed: int = 1) -> None:
         fd, self._config = tempfile.mkstemp(prefix="kcat-", suffix=".conf")
         with os.fdopen(fd, "w") as f:  # mkstemp: mode 0600
             conf = {"bootstrap.servers": ",".join(settings.bootstrap_servers),
@@ -103,21 +126,21 @@ class PacedProducer:
         kcat = [str(tools.kcat), "-F", self._config, "-P", "-t", topic, "-K", "\t", "-q"]
         env = tools.env()
         if rate is None:
-            self._pv = None
+            self._pacer = None
             self._kcat = subprocess.Popen([*kcat, "-l", str(path)], env=env,
                                           stderr=subprocess.PIPE)
         else:
-            self._pv = subprocess.Popen([str(tools.pv), "-q", "-l", "-L", str(int(rate)), str(path)],
+            self._pacer = subprocess.Popen(tools.pacer(rate, path, arrivals, seed),
                                         stdout=subprocess.PIPE, env=env)
-            self._kcat = subprocess.Popen(kcat, stdin=self._pv.stdout, env=env,
+            self._kcat = subprocess.Popen(kcat, stdin=self._pacer.stdout, env=env,
                                           stderr=subprocess.PIPE)
-            self._pv.stdout.close()  # kcat holds the pipe; pv gets SIGPIPE if kcat dies
+            self._pacer.stdout.close()  # kcat holds the pipe; the pacer gets SIGPIPE if kcat dies
 
     def wait(self, timeout: float | None = None) -> None:
         """Until every line is sent and acknowledged; raises with kcat's words if it failed."""
         try:
-            if self._pv is not None:
-                self._pv.wait(timeout)
+            if self._pacer is not None:
+                self._pacer.wait(timeout)
             _, err = self._kcat.communicate(timeout=timeout)
         finally:
             Path(self._config).unlink(missing_ok=True)
@@ -125,7 +148,7 @@ class PacedProducer:
             raise RuntimeError(f"kcat failed ({self._kcat.returncode}): {err.decode(errors='replace')[-500:]}")
 
     def kill(self) -> None:
-        for proc in (self._pv, self._kcat):
+        for proc in (self._pacer, self._kcat):
             if proc is not None and proc.poll() is None:
                 proc.kill()
         Path(self._config).unlink(missing_ok=True)
@@ -149,24 +172,26 @@ class PacedLoad:
     """One topic's load as ``streams`` :class:`PacedProducer` streams, split by key.
 
     Each stream runs at its share of ``rate`` (by its share of the lines, so all end
-    together) and starts ``PV_PERIOD_S / streams`` after the one before: the bursts of one
-    ``pv`` become ``streams`` bursts as many times smaller. ``rate=None`` (pre-loading as fast
-    as the broker takes it) is one stream.
+    together), Poisson streams each with a seed of their own. With ``pv`` each starts
+    ``PV_PERIOD_S / streams`` after the one before: the bursts of one ``pv`` become ``streams``
+    bursts as many times smaller. ``rate=None`` (pre-loading as fast as the broker takes it)
+    is one stream.
     """
 
     def __init__(self, tools: LoadTools, settings: Settings, topic: str,
                  records: Lines, path: Path, rate: float | None = None,
-                 streams: int = 1) -> None:
+                 streams: int = 1, arrivals: Arrivals = "poisson", seed: int = 1) -> None:
         groups = split_by_key(records, streams if rate is not None else 1)
         self.producers: list[PacedProducer] = []
         try:
             for i, group in enumerate(groups):
                 part = path.with_name(f"{path.stem}-{i}{path.suffix}")
                 write_lines(part, group)
-                share = None if rate is None else max(1, round(rate * len(group) / len(records)))
-                if i:
+                share = None if rate is None else rate * len(group) / len(records)
+                if i and arrivals == "pv":
                     time.sleep(PV_PERIOD_S / len(groups))
-                self.producers.append(PacedProducer(tools, settings, topic, part, share))
+                self.producers.append(PacedProducer(tools, settings, topic, part, share,
+                                                    arrivals, seed + i))
         except BaseException:
             self.kill()
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,8 +20,12 @@ LATENCY = "fraudstream_end_to_end_latency_seconds"
 LOOP_LAG = "fraudstream_event_loop_lag_seconds"
 
 
-def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
-    """The environment that makes a subprocess build exactly ``settings`` (plus ``extra``)."""
+def settings_env(settings: Settings, *, as_configured: bool = False,
+                 **extra: object) -> dict[str, str]:
+    """The environment that makes a subprocess build exactly ``settings`` (plus ``extra``):
+    its broker, topics, folders and credentials, the rest left at their defaults, or, with
+    ``as_configured``, also every other field set on ``settings`` (by the environment, the
+    command line or the code), as the measurement programs' workers must run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSTREAM_")}
     env["FRAUDSTREAM_BROKER_URL"] = settings.broker_url
     env["FRAUDSTREAM_PARTITIONS"] = str(settings.partitions)
@@ -38,6 +43,14 @@ def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
         secret = getattr(settings, name)
         if secret is not None:
             env[f"FRAUDSTREAM_{name.upper()}"] = secret.get_secret_value()
+    if as_configured:
+        values = settings.model_dump(mode="json")
+        for name in sorted(settings.model_fields_set):
+            key = f"FRAUDSTREAM_{name.upper()}"
+            if name == "topics" or key in env or values[name] is None:
+                continue
+            value = values[name]
+            env[key] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
     for key, value in extra.items():
         env[f"FRAUDSTREAM_{key.upper()}"] = str(value)
     return env

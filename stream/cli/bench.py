@@ -24,10 +24,17 @@ def register(subparsers: Any, settings: Settings) -> None:
                    help="where the pipeline worker's label path runs (default: "
                         f"{settings.label_process}, {env('label_process')})")
     p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument("--arrivals", choices=("poisson", "steady", "pv"), default="poisson",
+                   help="how the latency runs' load arrives: poisson (default; pace -p, as from "
+                        "many independent terminals), steady (evenly spaced), or pv (pv -L: "
+                        "0.1 s of records at once)")
+    p.add_argument("--warmup-seconds", type=_not_negative, default=None,
+                   help="load at the first rate before the measured ones, not measured "
+                        "(default 5)")
     p.add_argument("--load-streams", type=_at_least_one, default=None,
-                   help="paced pv | kcat streams per topic in the latency runs, split by card "
-                        "(default 1: one pv, whose load comes in 0.1 s bursts; more streams "
-                        "offer smaller bursts but their pv processes take CPU from the worker)")
+                   help="paced streams per topic in the latency runs, split by card "
+                        "(default 1; with --arrivals pv more streams offer smaller bursts but "
+                        "their pv processes take CPU from the worker)")
     p.add_argument("--only", choices=("throughput", "latency"),
                    help="run one of the two measurements")
     p.add_argument("--use-broker", action="store_true",
@@ -47,6 +54,13 @@ def _at_least_one(text: str) -> int:
     return n
 
 
+def _not_negative(text: str) -> float:
+    x = float(text)
+    if not x >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return x
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.recovery:
         from ..recovery_bench import run_recovery_bench, table
@@ -55,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_result(run_recovery_bench(settings, histories=histories), table, args.json)
         return 0
 
-    from ..bench import DEFAULT_LOAD_STREAMS, run_bench, table
+    from ..bench import DEFAULT_LOAD_STREAMS, DEFAULT_WARMUP_S, run_bench, table
 
     rates = tuple(float(x) for x in args.rates.split(","))
     if args.label_process:
@@ -63,6 +77,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     result = run_bench(settings, n_tx=args.transactions, rates=rates, labels=args.labels,
                        latency_seconds=args.latency_seconds, own_broker=not args.use_broker,
                        only=args.only, load_streams=(DEFAULT_LOAD_STREAMS if args.load_streams
-                                                     is None else args.load_streams))
+                                                     is None else args.load_streams),
+                       arrivals=args.arrivals,
+                       warmup_s=(DEFAULT_WARMUP_S if args.warmup_seconds is None
+                                 else args.warmup_seconds))
     print_result(result, table, args.json)
     return 0

@@ -11,7 +11,8 @@ import pytest
 from fraudstream.stream.bench import _bursts, table
 from fraudstream.stream.bench_support import scratch_dir
 from fraudstream.stream.cli import build_parser
-from fraudstream.stream.config import load_settings
+from fraudstream.stream.config import Settings, load_settings
+from fraudstream.stream.processes import settings_env
 
 
 def test_bursts_count_transactions_stamped_within_one_10ms_step():
@@ -28,9 +29,9 @@ def test_the_table_says_how_the_load_was_offered():
            "loop_lag_p99_le": 15.0, "burst_10ms_p99": 200.0}
     result = {"latency_by_offered_tps": {"2000": {"pipeline": row, "passthrough": row,
                                                   "p99_ratio": 1.0}},
-              "load_streams": 1, "pipeline_tps": None}
-    assert "load: 1 paced stream(s) per topic; transactions per 10 ms, p99 (2000: 200)" in \
-        table(result)
+              "load_streams": 1, "arrivals": "pv", "warmup_seconds": 5.0, "pipeline_tps": None}
+    assert ("load: pv arrivals, 1 paced stream(s) per topic, 5 s warm-up; transactions per "
+            "10 ms, p99 (2000: 200)") in table(result)
 
 
 def test_a_scratch_folder_goes_when_the_run_ends_and_stays_when_it_fails(capsys):
@@ -56,3 +57,35 @@ def test_load_streams_below_one_is_refused_by_the_command_line(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args(["bench", "--load-streams", bad])
         assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_warmup_and_arrivals_are_checked_by_the_command_line(capsys):
+    parser = build_parser(load_settings())
+    args = parser.parse_args(["bench"])
+    assert args.arrivals == "poisson" and args.warmup_seconds is None  # defaults: 5 s
+    args = parser.parse_args(["bench", "--arrivals", "pv", "--warmup-seconds", "0"])
+    assert args.arrivals == "pv" and args.warmup_seconds == 0.0
+    for bad in (["--warmup-seconds", "-1"], ["--warmup-seconds", "nan"], ["--arrivals", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", *bad])
+    assert "must be 0 or more" in capsys.readouterr().err
+
+
+def test_the_benchs_workers_run_as_configured(monkeypatch, tmp_path):
+    """A tuning set by the environment reaches the bench's workers (settings_env used to pass
+    the broker, topics and folders only, so FRAUDSTREAM_COMMIT_INTERVAL_S=5 did nothing)."""
+    monkeypatch.setenv("FRAUDSTREAM_COMMIT_INTERVAL_S", "5")
+    monkeypatch.setenv("FRAUDSTREAM_EXTRA_FEATURES", '["mcc"]')
+    configured = load_settings().model_copy(update={"state_dir": tmp_path, "batch_max": 77})
+    env = settings_env(configured, as_configured=True, app_id="bench-x")
+    assert env["FRAUDSTREAM_COMMIT_INTERVAL_S"] == "5.0" and env["FRAUDSTREAM_BATCH_MAX"] == "77"
+    assert env["FRAUDSTREAM_APP_ID"] == "bench-x"  # the explicit ones win
+    for key in [k for k in env if k.startswith("FRAUDSTREAM_")]:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    child = Settings()  # what the worker subprocess builds from that environment
+    assert (child.commit_interval_s, child.batch_max, child.extra_features) == (5.0, 77, ("mcc",))
+    assert child.state_dir == tmp_path
+    plain = settings_env(configured, app_id="bench-x")  # the default: only what it names
+    assert "FRAUDSTREAM_COMMIT_INTERVAL_S" not in plain and "FRAUDSTREAM_BATCH_MAX" not in plain

@@ -1,16 +1,58 @@
-"""The benchmark's load generator (pv | kcat) against the real broker: every line becomes one
-record with its key, at the offered rate, with nothing on the command line to leak."""
+"""The benchmark's load generator (pace or pv, then kcat) against the real broker: every line
+becomes one record with its key, at the offered rate, with nothing on the command line to leak;
+and the pacer's arrivals have the shape it promises."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 
 from fraudstream.stream.load import LoadTools, PacedLoad, PacedProducer, split_by_key, write_lines
 from fraudstream.stream.topics import create_topics
 from kafka_helpers import read_topic
+
+
+def _arrivals(cmd: list[str]) -> tuple[list[bytes], np.ndarray]:
+    """The lines a pacer writes and when each arrived (seconds since the first)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    lines, stamps = [], []
+    for line in proc.stdout:
+        stamps.append(time.monotonic())
+        lines.append(line)
+    assert proc.wait(timeout=30) == 0
+    return lines, np.array(stamps) - stamps[0]
+
+
+@pytest.mark.parametrize("arrivals", ["steady", "poisson"])
+def test_pace_offers_every_line_in_order_at_the_rate_without_bursts(tmp_path: Path, arrivals):
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"".join(b"card-%d\t{}\n" % i for i in range(3000)))
+    tools = LoadTools.find()
+    lines, at = _arrivals(tools.pacer(2000, path, arrivals, seed=7))
+    assert b"".join(lines) == path.read_bytes()
+    assert 1.3 <= at[-1] <= 1.8  # 3,000 lines at 2,000/s
+    per_10ms = np.bincount((at * 100).astype(int))
+    # pv -L 2000 would pass 200 at once every ~90 ms; pace: ~20 per 10 ms (Poisson: p99 ~31)
+    assert np.percentile(per_10ms, 99) <= (26 if arrivals == "steady" else 45)
+    if arrivals == "steady":
+        assert np.percentile(per_10ms[1:-1], 5) >= 14  # no gaps either
+    else:  # exponential gaps: a coefficient of variation near 1, not the steady ~0
+        gaps = np.diff(at[::10])  # tenth lines: the millisecond ticks matter less
+        assert 0.2 < gaps.std() / gaps.mean() < 0.6  # sum of ten: 1/sqrt(10) ~ 0.32
+
+
+def test_pace_refuses_bad_usage_and_says_why(tmp_path: Path):
+    pace = str(LoadTools.find().pace)
+    for args in ([], ["0", "f"], ["-x", "10", "f"], ["ten", "f"]):
+        got = subprocess.run([pace, *args], capture_output=True)
+        assert got.returncode == 2 and b"usage: pace" in got.stderr
+    got = subprocess.run([pace, "10", str(tmp_path / "missing")], capture_output=True)
+    assert got.returncode == 1 and b"No such file" in got.stderr
 
 
 def test_lines_with_a_tab_or_newline_are_refused(tmp_path: Path):
@@ -39,17 +81,24 @@ def test_missing_tools_say_how_to_get_them(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no system kcat either
     with pytest.raises(RuntimeError, match="make tools"):
         LoadTools.find(tmp_path)
+    for tool in ("kcat/usr/bin/kcat", "pv/usr/bin/pv"):  # unpacked, but pace never built
+        (tmp_path / tool).parent.mkdir(parents=True)
+        (tmp_path / tool).write_text("")
+    with pytest.raises(RuntimeError, match="pace not found.*make tools"):
+        LoadTools.find(tmp_path)
 
 
 @pytest.mark.kafka
-def test_paced_lines_arrive_as_keyed_records_at_the_offered_rate(settings, tmp_path: Path):
+@pytest.mark.parametrize("arrivals", ["poisson", "pv"])
+def test_paced_lines_arrive_as_keyed_records_at_the_offered_rate(settings, tmp_path: Path,
+                                                                 arrivals):
     create_topics(settings)
     topic = settings.topics.transactions
     lines = [(f"card-{i % 7}".encode(), f'{{"i":{i}}}'.encode()) for i in range(400)]
     path = tmp_path / "load.txt"
     write_lines(path, lines)
     started = time.monotonic()
-    producer = PacedProducer(LoadTools.find(), settings, topic, path, rate=200)
+    producer = PacedProducer(LoadTools.find(), settings, topic, path, rate=200, arrivals=arrivals)
     producer.wait(timeout=60)
     took = time.monotonic() - started
     records = read_topic(settings, topic, lambda r: len(r) >= 400, timeout=60)
