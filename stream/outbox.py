@@ -49,6 +49,14 @@ class Outbox:
     retries) stops the worker before it commits past the lost output, and the records are
     processed again by whoever owns the partitions next. ``producer.flush()`` alone would
     not do: it waits for the sends but does not look at their results.
+
+    The tables' changelog records (the ``tracked`` topics) go out through a producer of their
+    own, on its own connection, and only when a commit settles. aiokafka keeps one request in
+    flight per broker connection and holds a partition's next batch until the one before is
+    sent, so on one producer the agent's score batches queued behind a commit's changelog
+    (a second's changed card states, ~1,500 records at 2,000 tx/s): measured with Poisson
+    arrivals at 2,000 tx/s, a score batch then waited 40-70 ms once a second, most of the
+    p99 (stop 28's note on issue 13).
     """
 
     #: Exit status of a worker stopped by an undeliverable record (EX_TEMPFAIL: try again).
@@ -58,6 +66,8 @@ class Outbox:
     def __init__(self, app: faust.App) -> None:
         self._app = app
         self._pending: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self._changelog: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self._changelog_producer: Any = None  # started at the first commit that needs it
         # (topic, a batch's delivery future, its record count)
         self._inflight: list[tuple[str, asyncio.Future, int]] = []
         # Topics whose acknowledged offsets matter (the tables' changelogs: stream/state.py),
@@ -71,11 +81,14 @@ class Outbox:
 
     def add(self, topic: str, key: bytes | None, value: bytes | None,
             partition: int | None = None) -> None:
-        """Queue one record; ``partition=None`` partitions by ``key`` (murmur2, as faust does)."""
-        self._pending.append((topic, key, value, partition))
+        """Queue one record; ``partition=None`` partitions by ``key`` (murmur2, as faust does).
+        A changelog record (a ``tracked`` topic) waits for the next :meth:`settle`."""
+        (self._changelog if topic in self.tracked else self._pending).append(
+            (topic, key, value, partition))
 
     async def flush(self) -> None:
-        """Send everything queued, one record batch per topic and partition.
+        """Send everything queued but the changelog records (:meth:`settle` sends those), one
+        record batch per topic and partition.
 
         aiokafka's ``send`` costs ~25 us a record in Python (metadata wait, partitioner,
         a future per record); a batch built here costs ~10 (measured against the local
@@ -85,15 +98,36 @@ class Outbox:
         were slow in six runs of six (p99 148-197 ms at 500 tx/s), without it 89 ms in the
         one run there was time for. Flushes are not serialised: aiokafka holds
         a partition's next batch until the one before is sent, and a lock would make the
-        score agent's flush wait for a commit's changelog batches, partition after partition
-        (a broker round trip each). Two concurrent flushes never hold the same
-        key's records: scores, snapshots and terminal events come from one agent, changelog
-        records from one checkpoint at a time, each settled before the next.
+        score agent's flush wait for a settle's, partition after partition (a broker round
+        trip each). Two concurrent flushes never hold the same key's records: scores,
+        snapshots and terminal events come from one agent.
         """
         pending, self._pending = self._pending, []
+        if pending:
+            # faust's aiokafka AIOKafkaProducer
+            await self._send_all(self._app.producer._ensure_producer(), pending)
+
+    async def _flush_changelog(self) -> None:
+        """Send the checkpoints' changelog records on the changelog producer."""
+        pending, self._changelog = self._changelog, []
         if not pending:
             return
-        producer = self._app.producer._ensure_producer()  # faust's aiokafka AIOKafkaProducer
+        if self._changelog_producer is None:
+            producer = self._app.producer._new_producer()  # faust's settings, credentials
+            try:
+                await producer.start()
+            except Exception as exc:
+                self.undeliverable(pending[0][0], exc)
+            self._changelog_producer = producer
+        await self._send_all(self._changelog_producer, pending)
+
+    async def close(self) -> None:
+        """Stop the changelog producer (after the last settle: the worker is stopping)."""
+        producer, self._changelog_producer = self._changelog_producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def _send_all(self, producer: Any, pending: list) -> None:
         by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         counts: dict[str, int] = {}
         for topic, key, value, partition in pending:
@@ -153,6 +187,7 @@ class Outbox:
         for checkpoint in self.checkpoints:
             await checkpoint()
         await self.flush()
+        await self._flush_changelog()
         inflight, self._inflight = self._inflight, []
         tracked = self.tracked
         for topic, fut, count in inflight:
@@ -202,6 +237,11 @@ class SettledApp(faust.App):
     outbox: "Outbox | None" = None
     #: The topics the agents consume (the worker sets them).
     stream_topics: frozenset[str] = frozenset()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # stops the consumer: its last commit settles the Outbox
+        if self.outbox is not None:
+            await self.outbox.close()
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()

@@ -25,13 +25,22 @@ def _create(settings, *topics: str, partitions: int = 4) -> None:
         admin.close()
 
 
+def _producer(settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks=-1,
+                            max_batch_size=16 * 1024)  # small: some flushes need several batches
+
+
+def _app(settings, producer: AIOKafkaProducer) -> SimpleNamespace:
+    """What the Outbox uses of faust's app: its started producer, and new ones like it."""
+    return SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer,
+                                                    _new_producer=lambda: _producer(settings)))
+
+
 async def _send_through_outbox(settings, queued: list[list[tuple]], tracked: str) -> dict:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks=-1,
-                                max_batch_size=16 * 1024)  # small: some flushes need several batches
+    producer = _producer(settings)
     await producer.start()
+    outbox = Outbox(_app(settings, producer))
     try:
-        app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
-        outbox = Outbox(app)
         outbox.tracked.add(tracked)
         settled: list[dict] = []
         outbox.on_settled.append(settled.append)
@@ -42,7 +51,56 @@ async def _send_through_outbox(settings, queued: list[list[tuple]], tracked: str
         await outbox.settle()
         return {k: v for d in settled for k, v in d.items()}
     finally:
+        await outbox.close()
         await producer.stop()
+
+
+def _count(settings, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
+
+
+def test_changelog_records_wait_for_the_settle_and_leave_on_a_producer_of_their_own(settings):
+    """The agent's flush must not queue score batches behind a commit's changelog: those
+    records stay out of it and go, at the settle, through a second producer (connection)."""
+    scores, changelog = f"scores-{settings.app_id}", f"changelog-{settings.app_id}"
+    _create(settings, scores, changelog)
+
+    async def run() -> tuple[int, int, int, int, dict, bool]:
+        producer = _producer(settings)
+        await producer.start()
+        outbox = Outbox(_app(settings, producer))
+        outbox.tracked.add(changelog)
+        settled: list[dict] = []
+        outbox.on_settled.append(settled.append)
+        try:
+            for i in range(50):
+                outbox.add(changelog, b"card-%d" % i, b"state %d" % i, i % 4)
+                outbox.add(scores, b"card-%d" % i, b"score %d" % i)
+            await outbox.flush()
+            await producer.flush()
+            after_flush = (_count(settings, scores), _count(settings, changelog))
+            await outbox.settle()
+            own = outbox._changelog_producer not in (None, producer)
+            after_settle = (_count(settings, scores), _count(settings, changelog))
+        finally:
+            await outbox.close()
+            await producer.stop()
+        return (*after_flush, *after_settle, settled[-1], own)
+
+    s1, c1, s2, c2, delivered, own = asyncio.run(run())
+    assert (s1, c1) == (50, 0)  # the flush sent the scores only
+    assert (s2, c2) == (50, 50) and own  # the settle sent the changelog, on its own producer
+    assert sorted(delivered) == [(changelog, p) for p in range(4)]
+    # the last offsets: 50 records over 4 partitions are 13, 13, 12 and 12
+    assert delivered == {(changelog, 0): 12, (changelog, 1): 12, (changelog, 2): 11,
+                         (changelog, 3): 11}
 
 
 def test_records_keep_their_partition_and_order_and_delivered_offsets_are_the_last(settings):

@@ -7,7 +7,7 @@ from faust.types import TP
 
 from fraudstream.stream.app import build_app
 from fraudstream.stream.config import load_settings
-from fraudstream.stream.state import dumps
+from fraudstream.stream.state import _CHECKPOINT_CHUNK, dumps
 
 
 def _pending(settings):
@@ -206,6 +206,6 @@ def test_a_revoke_waits_for_the_checkpoint_in_progress_and_then_forgets(tmp_path
         cards.forget({1})
         return await task
 
-    assert asyncio.run(forget_during_checkpoint()) == 256  # the first chunk only
-    assert len(sent) == 256
+    assert asyncio.run(forget_during_checkpoint()) == _CHECKPOINT_CHUNK  # the first chunk only
+    assert len(sent) == _CHECKPOINT_CHUNK
     _close(cards)
