@@ -31,7 +31,8 @@ kafka-jars: venv
 	$(FS) kafka fetch
 
 # Prometheus/promtool (Debian's package, unpacked) and the compose-spec validator, cached in
-# ~/.cache/fraudstream/tools for the tests of deploy/ (tests/deploy).
+# ~/.cache/fraudstream/tools for the tests of deploy/ (tests/deploy); and the benchmark's load
+# generator: kcat and pv (Debian's, unpacked) and pace (deploy/pace/pace.c, built with cc).
 tools:
 	bash deploy/install-tools.sh
 
