@@ -131,7 +131,7 @@ class PacedProducer:
                                           stderr=subprocess.PIPE)
         else:
             self._pacer = subprocess.Popen(tools.pacer(rate, path, arrivals, seed),
-                                        stdout=subprocess.PIPE, env=env)
+                                           stdout=subprocess.PIPE, env=env)
             self._kcat = subprocess.Popen(kcat, stdin=self._pacer.stdout, env=env,
                                           stderr=subprocess.PIPE)
             self._pacer.stdout.close()  # kcat holds the pipe; the pacer gets SIGPIPE if kcat dies

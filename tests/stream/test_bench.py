@@ -12,6 +12,7 @@ from fraudstream.stream.bench import _bursts, table
 from fraudstream.stream.bench_support import scratch_dir
 from fraudstream.stream.cli import build_parser
 from fraudstream.stream.config import Settings, load_settings
+from fraudstream.stream.load import ARRIVALS
 from fraudstream.stream.processes import settings_env
 
 
@@ -63,6 +64,9 @@ def test_warmup_and_arrivals_are_checked_by_the_command_line(capsys):
     parser = build_parser(load_settings())
     args = parser.parse_args(["bench"])
     assert args.arrivals == "poisson" and args.warmup_seconds is None  # defaults: 5 s
+    bench = parser._subparsers._group_actions[0].choices["bench"]
+    arrivals = next(a for a in bench._actions if a.dest == "arrivals")
+    assert tuple(arrivals.choices) == ARRIVALS  # the command line offers what load.py paces
     args = parser.parse_args(["bench", "--arrivals", "pv", "--warmup-seconds", "0"])
     assert args.arrivals == "pv" and args.warmup_seconds == 0.0
     for bad in (["--warmup-seconds", "-1"], ["--warmup-seconds", "nan"], ["--arrivals", "x"]):
