@@ -25,7 +25,8 @@ on the later rows (every model scored on each same resample, ``reference_confide
 reference is *decisive* when that interval lies wholly above the margin (promote) or wholly
 below it (keep); otherwise the later week cannot tell either, and a disagreement there is
 within the reference's own noise. The agreement reports both: every counted cycle, and the
-decisive ones.
+decisive ones, and how many agreements even a rule that knew every cycle's true gain could
+expect against so noisy a reference (:func:`expected_oracle_agreement`).
 
 Pure: arrays in, a JSON-able dict out (no Kafka, environment or metrics).
 """
@@ -46,7 +47,8 @@ from .ranking import average_precision
 from .refresh import NotEnoughData, RefreshConfig, run_cycle
 from .window import WindowData
 
-__all__ = ["PromotionStudyConfig", "promotion_study", "format_cycles"]
+__all__ = ["PromotionStudyConfig", "promotion_study", "format_cycles",
+           "expected_oracle_agreement"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,23 @@ class PromotionStudyConfig:
     def days_needed(self) -> float:
         return (self.burn_in_days + self.window_days + (self.cycles - 1) * self.every_days
                 + self.horizon_days)
+
+
+def expected_oracle_agreement(gains: list[float], ses: list[float], margin: float) -> float:
+    """How many of these cycles a rule that knew each true gain would be expected to agree on
+    with the reference, whose estimate of the gain has standard error ``se``.
+
+    Such a rule promotes exactly when the true gain ``g`` is above the margin; the reference's
+    estimate lands on the same side with probability ``Phi(|g - margin| / se)``. The true gain
+    is unknown, so the reference's own estimate stands in for it (a plug-in): an estimate
+    lies on average farther from the margin than the truth, so this errs high, in the goal's
+    favour. A cycle with ``se`` 0 counts 1.
+    """
+    total = 0.0
+    for g, se in zip(gains, ses, strict=True):
+        z = abs(g - margin) / se if se > 0 else math.inf
+        total += 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    return total
 
 
 def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarray,
@@ -168,7 +187,11 @@ def promotion_study(X: np.ndarray, y: np.ndarray, ts: np.ndarray, card: np.ndarr
                       "reference_promote": sum(c["later"]["reference"] == "promote"
                                                for c in counted),
                       "decisive": len(decisive),
-                      "decisive_agree": sum(c["agrees"] for c in decisive)},
+                      "decisive_agree": sum(c["agrees"] for c in decisive),
+                      "oracle_expected": expected_oracle_agreement(
+                          [c["later"]["reference_mean_gain"] for c in counted],
+                          [c["later"]["reference_interval"]["se"] for c in counted],
+                          study.reference_margin)},
         "study": asdict(study),
         "refresh": asdict(refresh),
     })
@@ -199,4 +222,8 @@ def format_cycles(result: dict[str, Any]) -> str:
                  f"{a['reference_promote']}); {a['decisive_agree']}/{a['decisive']} of the "
                  "cycles the later week can decide (* : its interval holds the margin; "
                  "stale d: how many days older the champion's training data ends, ! stale)")
+    if a.get("oracle_expected") is not None:
+        lines.append(f"a rule that knew each cycle's true gain could expect about "
+                     f"{a['oracle_expected']:.1f}/{a['counted']} against this reference's "
+                     "noise (its own estimates taken as the truth: errs high)")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import pytest
 from fraudstream.models.batch import XGBParams
 from fraudstream.models.days import DAY_S
 from fraudstream.models.promotion_study import (
-    PromotionStudyConfig, format_cycles, promotion_study,
+    PromotionStudyConfig, expected_oracle_agreement, format_cycles, promotion_study,
 )
 from fraudstream.models.refresh import RefreshConfig
 
@@ -64,7 +64,23 @@ def test_each_cycle_after_the_first_is_compared_with_its_reference_on_later_rows
     decisive = [c for c in cycles[1:] if c["later"]["reference_decisive"]]
     assert a["decisive"] == len(decisive)
     assert a["decisive_agree"] == sum(c["agrees"] for c in decisive)
-    assert "agreement: " in format_cycles(result)
+    assert a["oracle_expected"] == pytest.approx(expected_oracle_agreement(
+        [c["later"]["reference_mean_gain"] for c in cycles[1:]],
+        [c["later"]["reference_interval"]["se"] for c in cycles[1:]], 0.005))
+    assert 1.0 <= a["oracle_expected"] <= 2.0  # each cycle's share is between 1/2 and 1
+    text = format_cycles(result)
+    assert "agreement: " in text and f"about {a['oracle_expected']:.1f}/2 against" in text
+
+
+def test_an_oracle_agrees_with_a_noisy_reference_only_as_often_as_its_noise_allows():
+    # far from the margin: certain; on it: a coin; one se away: Phi(1); no noise: certain
+    assert expected_oracle_agreement([0.5], [0.01], 0.005) == pytest.approx(1.0)
+    assert expected_oracle_agreement([0.005], [0.01], 0.005) == pytest.approx(0.5)
+    assert expected_oracle_agreement([0.015, -0.005], [0.01, 0.01], 0.005) == \
+        pytest.approx(2 * 0.8413447, abs=1e-6)
+    assert expected_oracle_agreement([0.005], [0.0], 0.005) == 1.0
+    with pytest.raises(ValueError):
+        expected_oracle_agreement([0.1, 0.2], [0.01], 0.005)
 
 
 @pytest.mark.parametrize("margin, decision", [(-1.0, "promote"), (1.0, "keep")])
