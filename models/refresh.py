@@ -97,7 +97,6 @@ class RefreshConfig:
     promote_margin: float = 0.005          # on the lower bound of the AP gain; -1: always promote
     promote_confidence: float = 0.9        # two-sided level of the bootstrap interval
     stale_after_days: float = 0.0          # champion's data this much older: ties promote; 0 never
-    evaluate_gap: bool = False             # judge on the gap's days as well as the holdout
     bootstrap_resamples: int = 1000
     ratio_candidates: tuple[float, ...] = ()  # empty: always synthetic_ratio, no validation
     validation_days: float = 3.0
@@ -151,10 +150,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
     holdout_start = t_end - config.holdout_days * DAY_S
     train_end = holdout_start - config.gap_days * DAY_S
     train = data.ts < train_end
-    # With ``evaluate_gap`` the gap's rows are judged too: out of sample for the challenger and
-    # for any champion (trained earlier still), so the comparison sees twice the frauds.
-    evaluated_from = train_end if config.evaluate_gap else holdout_start
-    hold = data.ts >= evaluated_from
+    hold = data.ts >= holdout_start
     X_train, y_train = data.X[train], data.y[train]
     n_frauds = int(y_train.sum())
     y_hold = data.y[hold]
@@ -163,7 +159,6 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
         "train_end_ts": train_end, "holdout_start_ts": holdout_start,
         "n_window": len(data), "n_train": int(train.sum()), "n_train_frauds": n_frauds,
         "n_holdout": int(hold.sum()), "n_holdout_frauds": int(y_hold.sum()),
-        "evaluated_from_ts": evaluated_from, "evaluates_gap": config.evaluate_gap,
     }
     if n_frauds < config.min_frauds:
         raise NotEnoughData(f"{n_frauds} frauds before {utc_date(train_end)} to train on; "
@@ -175,8 +170,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
                             "frauds) needs both frauds and legitimate transactions")
     say(f"window: train {split['n_train']:,} rows ({n_frauds:,} frauds) until "
         f"{utc_date(train_end)}, holdout {split['n_holdout']:,} rows "
-        f"({split['n_holdout_frauds']:,} frauds) from {utc_date(evaluated_from)}"
-        + (" (the gap's days included)" if config.evaluate_gap else ""))
+        f"({split['n_holdout_frauds']:,} frauds) from {utc_date(holdout_start)}")
     done("window")
 
     # -- diffusion, sample, quality -------------------------------------------------------
@@ -302,7 +296,7 @@ def run_cycle(data: WindowData, champion: BatchModel | None, config: RefreshConf
 
     # -- evaluate -------------------------------------------------------------------------
     X_hold = data.X[hold]
-    day = day_index(data.ts[hold], evaluated_from)
+    day = day_index(data.ts[hold], holdout_start)
     card = data.card[hold]
 
     def metrics(score: np.ndarray) -> dict[str, float]:

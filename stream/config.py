@@ -239,9 +239,6 @@ class Settings(BaseSettings):
                     "challenger's is stale: the challenger replaces it unless the champion is "
                     "shown better (the gain's upper bound below zero); 0 (the default): never "
                     "stale, a challenger is promoted only when it is shown better.")
-    trainer_evaluate_gap: bool = Field(
-        False, description="Judge champion and challenger on the gap's days as well as the "
-                           "holdout (both out of sample for both models): twice the frauds.")
     trainer_bootstrap_resamples: int = Field(
         1000, ge=50, le=100_000,
         description="Paired bootstrap resamples of the holdout (time grows with holdout rows).")

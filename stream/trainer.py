@@ -69,7 +69,6 @@ def refresh_config(s: Settings) -> RefreshConfig:
         promote_margin=s.trainer_promote_margin,
         promote_confidence=s.trainer_promote_confidence,
         stale_after_days=s.trainer_stale_after_days,
-        evaluate_gap=s.trainer_evaluate_gap,
         bootstrap_resamples=s.trainer_bootstrap_resamples,
         # A ratio of 0 switches augmentation off altogether: nothing to choose from.
         ratio_candidates=s.trainer_synthetic_ratios if s.trainer_synthetic_ratio > 0 else (),

@@ -134,25 +134,6 @@ def test_split_follows_the_configured_days(data, holdout_days, gap_days):
     assert len(X_fit) == (data.ts < train_end).sum() == split["n_train"]
 
 
-def test_evaluate_gap_judges_the_gap_and_the_holdout_and_trains_on_the_same_rows(data):
-    plain, _ = cycle(data, synthetic_ratio=0.0)
-    result, seen = cycle(data, synthetic_ratio=0.0, evaluate_gap=True)
-    split, before = result.report["split"], plain.report["split"]
-    judged = data.ts >= split["train_end_ts"]
-    assert split["evaluates_gap"] is True and before["evaluates_gap"] is False
-    assert split["evaluated_from_ts"] == split["train_end_ts"] == before["train_end_ts"]
-    assert before["evaluated_from_ts"] == before["holdout_start_ts"]
-    assert split["n_holdout"] == judged.sum() > before["n_holdout"]
-    assert split["n_holdout_frauds"] == data.y[judged].sum() > before["n_holdout_frauds"]
-    (X_fit, _), = seen["fits"]  # the gap is still never trained on
-    assert len(X_fit) == split["n_train"] == before["n_train"]
-    # the champion (online scores here) is judged on those rows too
-    online = data.score_online[judged]
-    champion = result.report["holdout"]["champion"]
-    assert champion["scored_share"] == pytest.approx((~np.isnan(online)).mean())
-    assert any("the gap's days included" in m for m in seen["messages"])
-
-
 # -- not enough data ---------------------------------------------------------------------------
 
 
