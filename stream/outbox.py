@@ -113,13 +113,31 @@ class Outbox:
         if not pending:
             return
         if self._changelog_producer is None:
-            producer = self._app.producer._new_producer()  # faust's settings, credentials
+            self._changelog_producer = await self._start_changelog_producer(pending[0][0])
+        await self._send_all(self._changelog_producer, pending)
+
+    async def _start_changelog_producer(self, topic: str) -> Any:
+        """Start the changelog producer (faust's settings and credentials); while the broker
+        cannot be reached, try again every second for as long as faust's own producer rides
+        out an outage (``producer_request_timeout``): a first commit during a broker restart
+        must wait for it, as the scores' sends do, not stop the worker."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(self._app.conf.producer_request_timeout)
+        while True:
+            producer = self._app.producer._new_producer()
             try:
                 await producer.start()
+                return producer
             except Exception as exc:
-                self.undeliverable(pending[0][0], exc)
-            self._changelog_producer = producer
-        await self._send_all(self._changelog_producer, pending)
+                try:
+                    await producer.stop()
+                except Exception:  # nothing was started; nothing to clean up
+                    pass
+                if loop.time() >= deadline:
+                    self.undeliverable(topic, exc)
+                log.warning("the changelog producer cannot reach the broker yet (%s: %s); "
+                            "trying again in 1 s", type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         """Stop the changelog producer (after the last settle: the worker is stopping)."""

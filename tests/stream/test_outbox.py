@@ -31,9 +31,11 @@ def _producer(settings) -> AIOKafkaProducer:
 
 
 def _app(settings, producer: AIOKafkaProducer) -> SimpleNamespace:
-    """What the Outbox uses of faust's app: its started producer, and new ones like it."""
+    """What the Outbox uses of faust's app: its started producer, new ones like it, and how
+    long its producer rides out an outage (faust's default)."""
     return SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer,
-                                                    _new_producer=lambda: _producer(settings)))
+                                                    _new_producer=lambda: _producer(settings)),
+                           conf=SimpleNamespace(producer_request_timeout=1200.0))
 
 
 async def _send_through_outbox(settings, queued: list[list[tuple]], tracked: str) -> dict:
@@ -136,3 +138,40 @@ def test_records_keep_their_partition_and_order_and_delivered_offsets_are_the_la
         # What the changelog bookkeeping is told: the last offset of each partition.
         assert delivered[(explicit, p)] == rs[-1].offset
     assert all(topic == explicit for topic, _ in delivered)
+
+
+class _FlakyStart:
+    """A producer whose start fails (``fail``) as against a broker being restarted."""
+
+    def __init__(self, log: list, fail: bool) -> None:
+        self.log, self.fail = log, fail
+
+    async def start(self) -> None:
+        self.log.append("start")
+        if self.fail:
+            raise ConnectionError("Unable to bootstrap")
+
+    async def stop(self) -> None:
+        self.log.append("stop")
+
+
+@pytest.mark.parametrize("timeout_s, started", [(60.0, True), (0.0, False)])
+def test_the_changelog_producer_waits_for_an_unreachable_broker(timeout_s, started):
+    log: list[str] = []
+    attempts = iter([True, True, False])  # two failed starts, then the broker is back
+    app = SimpleNamespace(producer=SimpleNamespace(
+        _new_producer=lambda: _FlakyStart(log, next(attempts))),
+        conf=SimpleNamespace(producer_request_timeout=timeout_s))
+    outbox = Outbox(app)
+
+    def undeliverable(topic, exc):
+        raise RuntimeError(f"undeliverable {topic}: {exc}")
+
+    outbox.undeliverable = undeliverable
+    if started:
+        producer = asyncio.run(outbox._start_changelog_producer("t-changelog"))
+        assert isinstance(producer, _FlakyStart) and log == ["start", "stop"] * 2 + ["start"]
+    else:  # past faust's request timeout: the worker stops rather than commit
+        with pytest.raises(RuntimeError, match="undeliverable t-changelog: Unable to bootstrap"):
+            asyncio.run(outbox._start_changelog_producer("t-changelog"))
+        assert log == ["start", "stop"]
