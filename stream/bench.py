@@ -20,7 +20,8 @@ faust/aiokafka stack, one record out per transaction in, no decoding or scoring)
     loads each side gets ``warmup_s`` seconds at the first offered rate, not measured: the
     first seconds of load on a freshly started broker are slow whoever reads it (measured
     with a plain kafka-python consumer: worst 763 and 100 ms in the first second on two fresh
-    brokers, 17-53 ms in later loads). The labels of a window's transactions follow them ``label_lag_s`` later.
+    brokers, 17-53 ms in later loads). The labels of a window's transactions follow them
+    ``label_lag_s`` later.
     Latency is each score's broker timestamp minus its transaction's (both stamped on this
     machine's clock), and also read from the worker's own end-to-end histogram (bucket upper
     bounds).
