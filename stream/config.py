@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(
         1.0, gt=0, le=60,
         description="Offset commit interval; also how much is re-scored after a crash.")
+    stop_timeout_s: float = Field(
+        25.0, gt=0,
+        description="A worker process still stopping this long after a signal exits with "
+                    "status 75 (a broker that is gone makes faust's stop wait; the default "
+                    "comes before compose's 30 s grace period).")
     checkpoint_every_s: float = Field(30.0, gt=0, description="Online learner checkpoint interval.")
     label_process: Literal["child", "separate", "inline"] = Field(
         "child",

@@ -90,12 +90,23 @@ class LabelChild:
             self._next_start = 0.0
             self.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) and stop watching it; returns at once."""
         self._stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def kill(self) -> None:
+        self._stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask it to stop and wait up to ``timeout`` seconds, then kill it."""
+        self.terminate()
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

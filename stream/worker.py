@@ -13,6 +13,7 @@ from .config import Settings
 from .gc_watch import settle_heap
 from .label_child import LabelChild, follow_parent
 from .logs import limit_client_logs
+from .stop_deadline import StopDeadline
 from .topics import create_topics
 
 __all__ = ["run_worker"]
@@ -23,7 +24,8 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
     """Start the metrics endpoint and the faust worker; returns when the worker stops.
 
     A scoring process with ``label_process="child"`` starts its label process first and
-    stops it when it stops itself.
+    stops it when it stops itself. A stop that outlasts ``stop_timeout_s`` ends the process
+    (stream/stop_deadline.py).
     """
     role = role or settings.worker_role
     if role == "label" and settings.label_process == "inline":
@@ -58,13 +60,34 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
         child = LabelChild(settings, loglevel)
         child.start()
         worker_app.app.timer(1.0)(_watching(child))
+    deadline = StopDeadline(settings.stop_timeout_s, f"this {role} process",
+                            before_exit=child.kill if child is not None else lambda: None)
+
+    def stopping() -> None:
+        deadline.arm()
+        if child is not None:
+            child.terminate()  # both stop at once: the label process's stop waits as long
+
     settle_heap()  # the imports and loaded models are never walked by the collector again
-    worker = faust.Worker(worker_app.app, loglevel=loglevel, quiet=True)
+    worker = _Worker(worker_app.app, on_stopping=stopping, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()
     finally:
         if child is not None:
             child.stop()
+        deadline.cancel()
+
+
+class _Worker(faust.Worker):
+    """faust's worker, which says when its stop begins (on a signal or a crash alike)."""
+
+    def __init__(self, app: faust.App, *, on_stopping, **kwargs) -> None:
+        self._on_stopping = on_stopping
+        super().__init__(app, **kwargs)
+
+    async def on_stop(self) -> None:
+        self._on_stopping()  # before any service is stopped: mode calls on_stop first
+        await super().on_stop()
 
 
 def _watching(child: LabelChild):

@@ -970,3 +970,12 @@ def test_dockerfile_reads_its_dependencies_from_pyproject():
     torch_req, requirements = outputs[0][0], [line for line in outputs[1] if line]
     assert torch_req in deps and torch_req.startswith("torch")
     assert requirements == deps
+
+
+def test_a_worker_gives_up_its_stop_before_compose_kills_it(compose):
+    """A worker whose stop cannot finish exits by itself, saying why (stream/stop_deadline.py),
+    before the grace period's SIGKILL, which says nothing."""
+    bound = Settings.model_fields["stop_timeout_s"].default
+    for name in WORKERS:
+        grace = compose["services"][name]["stop_grace_period"]
+        assert grace.endswith("s") and float(grace[:-1]) > bound, name

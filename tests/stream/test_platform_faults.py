@@ -195,3 +195,66 @@ def test_sigkill_while_busy_counts_no_redelivered_transaction_twice(settings, tm
     for tx_id, feats in live.items():  # card and terminal state, each counted once
         for name, value in feats.items():
             assert value == pytest.approx(offline.loc[tx_id, name], abs=1e-9), (tx_id, name)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has stopped
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_whose_broker_is_gone_stops_within_its_stop_timeout(own_broker, topic_names,
+                                                                     tmp_path):
+    """Without the bound, faust's stop waits for the broker: 92 s measured, past compose's
+    30 s grace period. With it, the worker exits by itself, says why, takes its label process
+    along, and a worker started once the broker is back scores what was left."""
+    broker, bootstrap = own_broker
+    settings = load_settings(broker_url=f"kafka://{bootstrap}", topics=topic_names,
+                             app_id=f"gone-{topic_names.scores}", partitions=2,
+                             model_registry=tmp_path / "registry", metrics_port=0)
+    create_topics(settings)
+    stop_timeout_s = 8.0
+    env = settings_env(settings, app_id=settings.app_id, stop_timeout_s=stop_timeout_s)
+    df = sim.simulate(sim.SimulationConfig(n_customers=60, n_terminals=60, n_days=4, seed=5))
+    txs = [(str(key).encode(), json.dumps(value).encode())
+           for kind, key, value, _ in sim.events(df) if kind == "transaction"]
+    half = len(txs) // 2
+
+    worker = WorkerProcess(env, tmp_path / "w1.log", "w1")
+    restarted = None
+    try:
+        produce_raw(settings, settings.topics.transactions, txs[:half])
+        wait_for("the first half scored", lambda: (worker.metric(
+            "fraudstream_transactions_scored_total") or 0) >= half, 90, worker)
+        label_pid = _children(worker.proc.pid)
+        assert len(label_pid) == 1, "the worker's label process"
+        assert broker.stop()
+        time.sleep(3)
+        _alive(worker)
+        stop_at = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)  # as a supervisor does: this process only
+        status = worker.proc.wait(stop_timeout_s + 20)
+        stopped_s = time.monotonic() - stop_at
+        wait_for("the label process gone", lambda: _gone(label_pid[0]), 10)
+        log = worker.log_path.read_text(errors="replace")
+
+        broker.start(progress=print)
+        produce_raw(settings, settings.topics.transactions, txs[half:])
+        restarted = WorkerProcess(env, tmp_path / "w2.log", "w2")
+        ids = _scored_ids(settings, len(txs), timeout=120)
+    finally:
+        worker.stop()
+        if restarted is not None:
+            restarted.stop()
+    print(f"\nSIGTERM with the broker gone: exited with status {status} after {stopped_s:.1f} s")
+    assert status == 75
+    assert stop_timeout_s - 1 <= stopped_s <= stop_timeout_s + 5
+    assert f"did not stop in {stop_timeout_s:.0f} s" in log
+    assert set(ids) == set(df["tx_id"])  # every transaction scored, once the broker was back
