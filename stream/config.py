@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(
         1.0, gt=0, le=60,
         description="Offset commit interval; also how much is re-scored after a crash.")
+    gil_switch_interval_ms: float = Field(
+        1.0, gt=0, le=100,
+        description="How long a worker's thread may hold the GIL while another waits "
+                    "(sys.setswitchinterval; Python's default is 5 ms): faust's consumer has a "
+                    "thread of its own beside the scoring loop (README, known issues).")
     stop_timeout_s: float = Field(
         25.0, gt=0,
         description="A worker process still stopping this long after a signal exits with "

@@ -45,7 +45,8 @@ def test_the_label_process_learns_every_label_hands_its_learner_over_and_dies_wi
         settings, tmp_path) -> None:
     create_topics(settings)
     settings = settings.model_copy(update={"learner_sync_s": 1.0})
-    worker = WorkerProcess(settings_env(settings, app_id=settings.app_id, learner_sync_s=1.0),
+    worker = WorkerProcess(settings_env(settings, app_id=settings.app_id, learner_sync_s=1.0,
+                                        gil_switch_interval_ms=2),
                            tmp_path / "worker.log", "w1")
     try:
         df = sim.simulate(sim.SimulationConfig(n_customers=300, n_terminals=600, n_days=10, seed=3))
@@ -70,6 +71,9 @@ def test_the_label_process_learns_every_label_hands_its_learner_over_and_dies_wi
         assert len(children) == 1, [_cmdline(c) for c in _children(worker.proc.pid)]
         child = children[0]
         assert _nice(child) - _nice(worker.proc.pid) == settings.label_nice
+        log = worker.log_path.read_text(errors="replace")
+        for role in ("score", "label"):
+            assert f"{role} process: GIL switch interval 2 ms" in log
         # SIGKILL to the scoring process alone: the kernel stops its label process too
         os.kill(worker.proc.pid, signal.SIGKILL)
         wait_for("the label process gone", lambda: not Path(f"/proc/{child}").exists()
