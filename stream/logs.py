@@ -12,10 +12,12 @@ so one reason's flood does not hide another's first occurrence).
 from __future__ import annotations
 
 import logging
+import os
 import time
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, NoReturn
 
-__all__ = ["Throttle", "RepeatLimiter", "RefusalLog", "limit_client_logs", "printable"]
+__all__ = ["Throttle", "RepeatLimiter", "RefusalLog", "limit_client_logs", "printable",
+           "flush_logs_and_exit"]
 
 
 class Throttle:
@@ -49,6 +51,14 @@ class RepeatLimiter(logging.Filter):
             record.msg = (f"{record.msg} (and {held} more like it in the last "
                           f"{self.throttle.every_s:.0f} s)")
         return held is not None
+
+
+def flush_logs_and_exit(status: int) -> NoReturn:
+    """Exit now with ``status``, after the log lines saying why have reached their files.
+    ``os._exit``, not ``sys.exit``: no finally block, atexit hook or other thread (a stuck
+    stop, a commit) runs after it."""
+    logging.shutdown()
+    os._exit(status)
 
 
 def limit_client_logs(prefixes: tuple[str, ...] = ("aiokafka", "kafka"),

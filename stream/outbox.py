@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any, Awaitable, Callable, NoReturn
@@ -18,6 +17,7 @@ import faust
 from .config import Settings
 from . import fetch_loop, livelock_guard
 from .kafka_clients import faust_credentials
+from .logs import flush_logs_and_exit
 from .stages import key_partition
 
 __all__ = ["Outbox", "SettledApp", "Delivered", "worker_faust_app"]
@@ -230,8 +230,8 @@ class Outbox:
             "committed, so its input is processed again after a restart. Check the broker "
             "and the topic (exists, writable, max.message.bytes, ACLs).",
             topic, type(exc).__name__, exc, self.EXIT_UNDELIVERABLE)
-        logging.shutdown()
-        os._exit(self.EXIT_UNDELIVERABLE)  # not faust's crash path: nothing may commit after this
+        # not faust's crash path: nothing may commit after this
+        flush_logs_and_exit(self.EXIT_UNDELIVERABLE)
 
 
 class SettledApp(faust.App):

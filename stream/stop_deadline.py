@@ -17,9 +17,10 @@ processed again after a restart, and the state folder and changelogs recover as 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Callable
+
+from .logs import flush_logs_and_exit
 
 __all__ = ["EXIT_STOP_TIMEOUT", "StopDeadline"]
 
@@ -38,7 +39,7 @@ class StopDeadline:
         self.timeout_s = timeout_s
         self.what = what
         self.before_exit = before_exit
-        self._exit = exit or _flush_logs_and_exit
+        self._exit = exit or flush_logs_and_exit
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
@@ -67,8 +68,3 @@ class StopDeadline:
         except Exception:  # the exit must come whatever the hook does
             log.exception("before the exit")
         self._exit(EXIT_STOP_TIMEOUT)
-
-
-def _flush_logs_and_exit(status: int) -> None:
-    logging.shutdown()
-    os._exit(status)  # not sys.exit: the stuck stop would go on waiting in the main thread

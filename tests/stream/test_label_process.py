@@ -15,26 +15,10 @@ from fraudstream.stream import simulator as sim
 from fraudstream.stream.processes import WorkerProcess, settings_env
 from fraudstream.stream.topics import create_topics, internal_topics
 from kafka_helpers import json_values, produce_raw, read_topic
+from process_helpers import children, nice, process_gone
 from trainer_helpers import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _nice(pid: int) -> int:
-    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -67,18 +51,16 @@ def test_the_label_process_learns_every_label_hands_its_learner_over_and_dies_wi
         assert worker.metric("fraudstream_online_learner_syncs_total",
                              {"outcome": "refused"}) == 0
 
-        children = [c for c in _children(worker.proc.pid) if "label" in _cmdline(c)]
-        assert len(children) == 1, [_cmdline(c) for c in _children(worker.proc.pid)]
-        child = children[0]
-        assert _nice(child) - _nice(worker.proc.pid) == settings.label_nice
+        labels = [c for c in children(worker.proc.pid) if "label" in _cmdline(c)]
+        assert len(labels) == 1, [_cmdline(c) for c in children(worker.proc.pid)]
+        child = labels[0]
+        assert nice(child) - nice(worker.proc.pid) == settings.label_nice
         log = worker.log_path.read_text(errors="replace")
         for role in ("score", "label"):
             assert f"{role} process: GIL switch interval 2 ms" in log
         # SIGKILL to the scoring process alone: the kernel stops its label process too
         os.kill(worker.proc.pid, signal.SIGKILL)
-        wait_for("the label process gone", lambda: not Path(f"/proc/{child}").exists()
-                 or "Z" in (Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]),
-                 30)
+        wait_for("the label process gone", lambda: process_gone(child), 30)
     finally:
         worker.stop()
 

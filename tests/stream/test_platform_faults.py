@@ -24,6 +24,7 @@ from fraudstream.stream.kafka_local import LocalBroker, free_port
 from fraudstream.stream.processes import TrainerProcess, WorkerProcess, settings_env
 from fraudstream.stream.topics import create_topics
 from kafka_helpers import json_values, live_features, produce_raw, read_topic
+from process_helpers import children, process_gone
 from trainer_helpers import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -197,19 +198,6 @@ def test_sigkill_while_busy_counts_no_redelivered_transaction_twice(settings, tm
             assert value == pytest.approx(offline.loc[tx_id, name], abs=1e-9), (tx_id, name)
 
 
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(c) for c in f.read().split()]
-
-
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has stopped
-    except FileNotFoundError:
-        return True
-
-
 def test_a_worker_whose_broker_is_gone_stops_within_its_stop_timeout(own_broker, topic_names,
                                                                      tmp_path):
     """Without the bound, faust's stop waits for the broker: 92 s measured, past compose's
@@ -233,7 +221,7 @@ def test_a_worker_whose_broker_is_gone_stops_within_its_stop_timeout(own_broker,
         produce_raw(settings, settings.topics.transactions, txs[:half])
         wait_for("the first half scored", lambda: (worker.metric(
             "fraudstream_transactions_scored_total") or 0) >= half, 90, worker)
-        label_pid = _children(worker.proc.pid)
+        label_pid = children(worker.proc.pid)
         assert len(label_pid) == 1, "the worker's label process"
         assert broker.stop()
         time.sleep(3)
@@ -242,7 +230,7 @@ def test_a_worker_whose_broker_is_gone_stops_within_its_stop_timeout(own_broker,
         worker.proc.send_signal(signal.SIGTERM)  # as a supervisor does: this process only
         status = worker.proc.wait(stop_timeout_s + 20)
         stopped_s = time.monotonic() - stop_at
-        wait_for("the label process gone", lambda: _gone(label_pid[0]), 10)
+        wait_for("the label process gone", lambda: process_gone(label_pid[0]), 10)
         log = worker.log_path.read_text(errors="replace")
 
         broker.start(progress=print)
