@@ -164,7 +164,11 @@ class Settings(BaseSettings):
         1.0, gt=0, le=100,
         description="How long a worker's thread may hold the GIL while another waits "
                     "(sys.setswitchinterval; Python's default is 5 ms): faust's consumer has a "
-                    "thread of its own beside the scoring loop (README, known issues).")
+                    "thread of its own where kafka_consumer_thread is set (README, known issues).")
+    kafka_consumer_thread: bool = Field(
+        False,
+        description="Run faust's Kafka consumer in a thread with its own event loop, as faust "
+                    "does by default, instead of on the worker's loop (stream/loop_consumer.py).")
     stop_timeout_s: float = Field(
         25.0, gt=0,
         description="A worker process still stopping this long after a signal exits with "

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, NoReturn
 import faust
 
 from .config import Settings
-from . import fetch_loop, livelock_guard
+from . import fetch_loop, livelock_guard, loop_consumer
 from .kafka_clients import faust_credentials
 from .logs import flush_logs_and_exit
 from .stages import key_partition
@@ -255,6 +255,8 @@ class SettledApp(faust.App):
     outbox: "Outbox | None" = None
     #: The topics the agents consume (the worker sets them).
     stream_topics: frozenset[str] = frozenset()
+    #: faust's consumer thread instead of the worker's loop (``kafka_consumer_thread``).
+    consumer_thread: bool = False
 
     async def on_stop(self) -> None:
         await super().on_stop()  # stops the consumer: its last commit settles the Outbox
@@ -262,7 +264,17 @@ class SettledApp(faust.App):
             await self.outbox.close()
 
     def _new_consumer(self) -> Any:
-        consumer = super()._new_consumer()
+        if not (self.consumer_thread or loop_consumer.supported()):
+            log.warning("faust-streaming %s: its consumer keeps its own thread "
+                        "(stream/loop_consumer.py was checked against 0.15)", faust.__version__)
+            self.consumer_thread = True
+        if self.consumer_thread:
+            consumer = super()._new_consumer()
+        else:  # faust's own, minus the thread (stream/loop_consumer.py)
+            consumer = loop_consumer.LoopConsumer(
+                self.transport, callback=self.topics.on_message, loop=self.transport.loop,
+                on_partitions_revoked=self._on_partitions_revoked,
+                on_partitions_assigned=self._on_partitions_assigned, beacon=self.beacon)
         seek = consumer.perform_seek
         commit_offsets = consumer._commit_offsets
 
@@ -296,7 +308,8 @@ class SettledApp(faust.App):
         if uncommitted:
             from aiokafka import TopicPartition
 
-            # faust's consumer delegates to aiokafka's in its own thread (consumer._thread).
+            # faust's consumer delegates to aiokafka's through consumer._thread (a thread of
+            # its own, or stream/loop_consumer.py's service on this loop).
             await consumer._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition)
                                                        for tp in uncommitted))
             for tp in uncommitted:
@@ -310,7 +323,7 @@ def worker_faust_app(s: Settings, app_id: str | None = None,
     is settled."""
     datadir = (state_dir or s.worker_state_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
-    return SettledApp(
+    app = SettledApp(
         app_id or s.app_id,
         broker=s.faust_broker,
         broker_credentials=faust_credentials(s),
@@ -340,3 +353,5 @@ def worker_faust_app(s: Settings, app_id: str | None = None,
         table_cleanup_interval=3600,
         logging_config=None,
     )
+    app.consumer_thread = s.kafka_consumer_thread
+    return app

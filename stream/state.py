@@ -58,10 +58,12 @@ _DELETED = object()
 #: Keys a checkpoint writes between two pauses, and how long it pauses: a second's dirty keys
 #: at 2,000 tx/s (~1,500 card states, 15-25 ms of RocksDB writes) would otherwise hold
 #: scoring that long. The pause is a real sleep, not a bare yield: faust's consumer thread
-#: needs the GIL to hand fetched transactions over, and with yields alone it got it only
-#: every few milliseconds (Python's switch interval), so a commit delayed the transactions
-#: fetched meanwhile by 40-60 ms (measured, Poisson arrivals at 2,000 tx/s). A commit now
-#: takes ~2.5 ms per chunk instead of ~1.5; only recovery cares.
+#: (``kafka_consumer_thread``) needs the GIL to hand fetched transactions over, and with
+#: yields alone it got it only every few milliseconds (Python's switch interval), so a commit
+#: delayed the transactions fetched meanwhile by 40-60 ms (measured, Poisson arrivals at
+#: 2,000 tx/s). A commit now takes ~2.5 ms per chunk instead of ~1.5; only recovery cares.
+#: With the consumer on the loop (the default) the sleep lets the fetcher and the scoring
+#: agent run between chunks, as a yield would.
 _CHECKPOINT_CHUNK = 64
 _CHECKPOINT_PAUSE_S = 0.001
 

@@ -57,7 +57,7 @@ def test_the_label_process_learns_every_label_hands_its_learner_over_and_dies_wi
         assert nice(child) - nice(worker.proc.pid) == settings.label_nice
         log = worker.log_path.read_text(errors="replace")
         for role in ("score", "label"):
-            assert f"{role} process: GIL switch interval 2 ms" in log
+            assert f"{role} process: GIL switch interval 2 ms; Kafka consumer on the event loop" in log
         # SIGKILL to the scoring process alone: the kernel stops its label process too
         os.kill(worker.proc.pid, signal.SIGKILL)
         wait_for("the label process gone", lambda: process_gone(child), 30)
