@@ -24,7 +24,8 @@ faust/aiokafka stack, one record out per transaction in, no decoding or scoring)
     ``label_lag_s`` later.
     Latency is each score's broker timestamp minus its transaction's (both stamped on this
     machine's clock), and also read from the worker's own end-to-end histogram (bucket upper
-    bounds).
+    bounds). ``slowest_seconds`` names each load's three seconds with the highest p99: is the
+    tail one episode or spread over the load?
 
 The pipeline worker runs as configured (``FRAUDSTREAM_LABEL_PROCESS``: its label path in a
 child process by default, ``inline`` in the scoring process); the result names it.
@@ -237,6 +238,8 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
             "achieved_tps": round(len(ids) / span, 1) if span > 0 else None,
             # the load's shape: transactions stamped within one 10 ms (p99 and most of them)
             **_bursts(stamps),
+            # where in the load the tail was: an episode or spread over it
+            "slowest_seconds": _slowest_seconds(stamps, lat),
             # the worker's own histogram over the same window (upper bucket bounds, ms)
             "histogram_p50_le": _ms(quantile_between(before[0], after[0], 0.5)),
             "histogram_p99_le": _ms(quantile_between(before[0], after[0], 0.99)),
@@ -251,6 +254,20 @@ def _bursts(stamps_s: np.ndarray) -> dict:
     per_10ms = np.bincount(((stamps_s - stamps_s.min()) * 100).astype(np.int64))
     busy = per_10ms[per_10ms > 0]
     return {"burst_10ms_p99": float(np.percentile(busy, 99)), "burst_10ms_max": int(busy.max())}
+
+
+def _slowest_seconds(stamps_s: np.ndarray, lat_ms: np.ndarray, n: int = 3) -> list[dict]:
+    """The ``n`` seconds of the load (by the transactions' broker timestamps, counted from
+    its first) with the highest p99, each with its p99, max and how many of the load's
+    transactions over its overall p99 fell in it."""
+    second = (stamps_s - stamps_s.min()).astype(np.int64)
+    over = lat_ms > np.percentile(lat_ms, 99)
+    rows = []
+    for sec in np.unique(second):
+        in_sec = second == sec
+        rows.append({"second": int(sec), "p99": float(np.percentile(lat_ms[in_sec], 99)),
+                     "max": float(lat_ms[in_sec].max()), "over_p99": int(over[in_sec].sum())})
+    return sorted(rows, key=lambda r: (-r["p99"], -r["max"]))[:n]
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -387,6 +404,12 @@ def table(result: dict) -> str:
                      f"{result.get('load_streams', 1)} paced stream(s) per topic, "
                      f"{result.get('warmup_seconds', 0):g} s warm-up; "
                      f"transactions per 10 ms, p99 ({bursts})")
+        for rate, row in result["latency_by_offered_tps"].items():
+            worst = row["pipeline"].get("slowest_seconds") or []
+            if worst:
+                lines.append(f"pipeline at {rate} tx/s, slowest seconds of the load: " + ", ".join(
+                    f"s{w['second']} p99 {w['p99']:g} max {w['max']:g} "
+                    f"({w['over_p99']} over the load's p99)" for w in worst))
     if result["pipeline_tps"] is not None:
         lines.append(f"throughput (labels {result['labels']}, label process "
                      f"{result['label_process']}): pipeline {result['pipeline_tps']:,.0f} tx/s "

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from fraudstream.stream.bench import _bursts, table
+from fraudstream.stream.bench import _bursts, _slowest_seconds, table
 from fraudstream.stream.bench_support import scratch_dir
 from fraudstream.stream.cli import build_parser
 from fraudstream.stream.config import Settings, load_settings
@@ -25,14 +25,28 @@ def test_bursts_count_transactions_stamped_within_one_10ms_step():
     assert 19 <= got["burst_10ms_p99"] <= 21 and got["burst_10ms_max"] <= 21
 
 
+def test_the_slowest_seconds_find_an_episode_in_the_load():
+    stamps = np.arange(0, 10, 1 / 1000)  # 10 s at 1,000 tx/s
+    lat = np.full(stamps.size, 20.0)
+    lat[(stamps >= 6.2) & (stamps < 6.3)] = 120.0  # 100 ms of the seventh second stalled
+    lat[(stamps >= 2.0) & (stamps < 2.005)] = 60.0  # a blip under the p99: ranked by its max
+    worst = _slowest_seconds(stamps, lat, n=2)
+    assert worst == [{"second": 6, "p99": 120.0, "max": 120.0, "over_p99": 100},
+                     {"second": 2, "p99": 20.0, "max": 60.0, "over_p99": 0}]
+
+
 def test_the_table_says_how_the_load_was_offered():
     row = {"p50": 30.0, "p99": 60.0, "achieved_tps": 2000.0, "histogram_p99_le": 75.0,
-           "loop_lag_p99_le": 15.0, "burst_10ms_p99": 200.0}
+           "loop_lag_p99_le": 15.0, "burst_10ms_p99": 200.0,
+           "slowest_seconds": [{"second": 12, "p99": 140.0, "max": 151.0, "over_p99": 41}]}
     result = {"latency_by_offered_tps": {"2000": {"pipeline": row, "passthrough": row,
                                                   "p99_ratio": 1.0}},
               "load_streams": 1, "arrivals": "pv", "warmup_seconds": 5.0, "pipeline_tps": None}
+    text = table(result)
     assert ("load: pv arrivals, 1 paced stream(s) per topic, 5 s warm-up; transactions per "
-            "10 ms, p99 (2000: 200)") in table(result)
+            "10 ms, p99 (2000: 200)") in text
+    assert ("pipeline at 2000 tx/s, slowest seconds of the load: s12 p99 140 max 151 "
+            "(41 over the load's p99)") in text
 
 
 def test_a_scratch_folder_goes_when_the_run_ends_and_stays_when_it_fails(capsys):
