@@ -258,14 +258,16 @@ def _bursts(stamps_s: np.ndarray) -> dict:
 
 def _slowest_seconds(stamps_s: np.ndarray, lat_ms: np.ndarray, n: int = 3) -> list[dict]:
     """The ``n`` seconds of the load (by the transactions' broker timestamps, counted from
-    its first) with the highest p99, each with its p99, max and how many of the load's
-    transactions over its overall p99 fell in it."""
+    its first) with the highest p99, each with its p99, max, how many of the load's
+    transactions over its overall p99 fell in it, and when it began (``at``, Unix seconds:
+    to find it in the broker's or the worker's logs)."""
     second = (stamps_s - stamps_s.min()).astype(np.int64)
     over = lat_ms > np.percentile(lat_ms, 99)
     rows = []
     for sec in np.unique(second):
         in_sec = second == sec
-        rows.append({"second": int(sec), "p99": float(np.percentile(lat_ms[in_sec], 99)),
+        rows.append({"second": int(sec), "at": round(float(stamps_s.min()) + int(sec), 3),
+                     "p99": float(np.percentile(lat_ms[in_sec], 99)),
                      "max": float(lat_ms[in_sec].max()), "over_p99": int(over[in_sec].sum())})
     return sorted(rows, key=lambda r: (-r["p99"], -r["max"]))[:n]
 

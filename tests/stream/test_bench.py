@@ -26,13 +26,14 @@ def test_bursts_count_transactions_stamped_within_one_10ms_step():
 
 
 def test_the_slowest_seconds_find_an_episode_in_the_load():
-    stamps = np.arange(0, 10, 1 / 1000)  # 10 s at 1,000 tx/s
+    stamps = 1_700_000_000 + np.arange(0, 10, 1 / 1000)  # 10 s at 1,000 tx/s
     lat = np.full(stamps.size, 20.0)
-    lat[(stamps >= 6.2) & (stamps < 6.3)] = 120.0  # 100 ms of the seventh second stalled
-    lat[(stamps >= 2.0) & (stamps < 2.005)] = 60.0  # a blip under the p99: ranked by its max
+    lat[(stamps >= 1_700_000_006.2) & (stamps < 1_700_000_006.3)] = 120.0  # 100 ms of the seventh second stalled
+    lat[(stamps >= 1_700_000_002.0) & (stamps < 1_700_000_002.005)] = 60.0  # a blip under the p99: ranked by its max
     worst = _slowest_seconds(stamps, lat, n=2)
-    assert worst == [{"second": 6, "p99": 120.0, "max": 120.0, "over_p99": 100},
-                     {"second": 2, "p99": 20.0, "max": 60.0, "over_p99": 0}]
+    assert worst == [
+        {"second": 6, "at": 1_700_000_006.0, "p99": 120.0, "max": 120.0, "over_p99": 100},
+        {"second": 2, "at": 1_700_000_002.0, "p99": 20.0, "max": 60.0, "over_p99": 0}]
 
 
 def test_the_table_says_how_the_load_was_offered():
