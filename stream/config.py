@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         10, ge=0, le=19,
         description="How much lower the label process's CPU priority is than the scoring "
                     "worker's: under load the scores get the CPU first, the labels catch up.")
+    label_sched_idle: bool = Field(
+        True,
+        description="Run the label process under Linux's SCHED_IDLE policy (weight 3 against "
+                    "a normal process's 1,024, preempted at once when a scoring or broker thread "
+                    "wakes): its bursts stay out of the scoring tail; under a long CPU-bound "
+                    "backlog its labels wait for it to end (README, known issues).")
     learner_sync_s: float = Field(
         2.0, gt=0, le=300,
         description="How often the label process checkpoints its online learner and the "

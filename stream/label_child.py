@@ -2,8 +2,9 @@
 
 The scoring process starts it with the same settings (the environment, plus its own metrics
 port and ``--role label``), watches it and restarts it if it dies; the label path then never
-holds the scoring event loop, and the label process runs ``label_nice`` below it, so under
-load the scores get the CPU first and the labels catch up (stream/app.py).
+holds the scoring event loop, and the label process runs ``label_nice`` below it and under
+Linux's SCHED_IDLE policy (``label_sched_idle``), so under load the scores and the broker get
+the CPU first and the labels catch up (stream/app.py).
 
 The child dies with its parent: it asks the kernel for SIGTERM when the parent goes
 (``PR_SET_PDEATHSIG``), so a scoring process killed with SIGKILL leaves no label process
@@ -30,8 +31,9 @@ _PR_SET_PDEATHSIG = 1
 _RESTART_AFTER_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # backoff while it keeps dying at once
 
 
-def follow_parent(parent_pid: int, niceness: int) -> None:
-    """In the label process, first thing: die with the parent, run below it."""
+def follow_parent(parent_pid: int, niceness: int, sched_idle: bool = False) -> None:
+    """In the label process, first thing: die with the parent, run below it (``niceness``,
+    and Linux's SCHED_IDLE policy if ``sched_idle``)."""
     _check_parent(parent_pid)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -41,6 +43,21 @@ def follow_parent(parent_pid: int, niceness: int) -> None:
     _check_parent(parent_pid)  # it may have gone before the request was made
     if niceness:
         os.nice(niceness)
+    if sched_idle:
+        _sched_idle()
+
+
+def _sched_idle() -> None:
+    """Every thread of this process (the policy is per thread; threads started later inherit
+    it) under SCHED_IDLE. Where the platform has none, the nice value alone stays."""
+    if not hasattr(os, "SCHED_IDLE"):
+        log.warning("no SCHED_IDLE on %s: the label process runs niced only", sys.platform)
+        return
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
 
 
 def _check_parent(parent_pid: int) -> None:

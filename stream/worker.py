@@ -34,7 +34,7 @@ def run_worker(settings: Settings, *, passthrough: bool = False, loglevel: str =
                          "themselves and send no snapshots; a label process would learn "
                          "nothing (use child or separate)")
     if parent_pid is not None:
-        follow_parent(parent_pid, settings.label_nice)
+        follow_parent(parent_pid, settings.label_nice, settings.label_sched_idle)
     # The scoring loop gives up the GIL at every socket call, and while another thread
     # computes, getting it back takes up to the switch interval (Python's: 5 ms). faust's
     # consumer thread, where kafka_consumer_thread is set, took ~0.2 of a core at 2,000 tx/s;

@@ -55,6 +55,13 @@ def test_the_label_process_learns_every_label_hands_its_learner_over_and_dies_wi
         assert len(labels) == 1, [_cmdline(c) for c in children(worker.proc.pid)]
         child = labels[0]
         assert nice(child) - nice(worker.proc.pid) == settings.label_nice
+        assert settings.label_sched_idle  # the default
+        for tid in os.listdir(f"/proc/{child}/task"):  # every thread of it, none of its parent's
+            try:
+                assert os.sched_getscheduler(int(tid)) == os.SCHED_IDLE, tid
+            except ProcessLookupError:  # a thread that ended meanwhile
+                pass
+        assert os.sched_getscheduler(worker.proc.pid) == os.SCHED_OTHER
         log = worker.log_path.read_text(errors="replace")
         for role in ("score", "label"):
             assert f"{role} process: GIL switch interval 2 ms; Kafka consumer on the event loop" in log
