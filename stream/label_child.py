@@ -58,6 +58,9 @@ def _sched_idle() -> None:
             os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
         except ProcessLookupError:  # a thread that ended meanwhile
             pass
+        except OSError as exc:  # a sandbox that refuses it: learning matters more
+            log.warning("SCHED_IDLE refused (%s): the label process runs niced only", exc)
+            return
 
 
 def _check_parent(parent_pid: int) -> None:
