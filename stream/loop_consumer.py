@@ -23,7 +23,6 @@ below put both back on the loop the service was made on.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Awaitable, Callable, Set
 
 import faust
@@ -33,8 +32,6 @@ from mode import Service
 from mode.utils.futures import maybe_async
 
 __all__ = ["LoopConsumer", "supported"]
-
-log = logging.getLogger("fraudstream.worker")
 
 
 def supported() -> bool:
