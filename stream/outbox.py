@@ -263,12 +263,18 @@ class SettledApp(faust.App):
         if self.outbox is not None:
             await self.outbox.close()
 
+    @property
+    def consumer_in_thread(self) -> bool:
+        """Whether the consumer runs in faust's thread: where asked, and on a faust the loop
+        consumer was not checked against (stream/loop_consumer.py)."""
+        return self.consumer_thread or not loop_consumer.supported()
+
     def _new_consumer(self) -> Any:
-        if not (self.consumer_thread or loop_consumer.supported()):
-            log.warning("faust-streaming %s: its consumer keeps its own thread "
-                        "(stream/loop_consumer.py was checked against 0.15)", faust.__version__)
-            self.consumer_thread = True
-        if self.consumer_thread:
+        if self.consumer_in_thread:
+            if not self.consumer_thread:
+                log.warning("faust-streaming %s: its consumer keeps its own thread "
+                            "(stream/loop_consumer.py was checked against 0.15)",
+                            faust.__version__)
             consumer = super()._new_consumer()
         else:  # faust's own, minus the thread (stream/loop_consumer.py)
             consumer = loop_consumer.LoopConsumer(

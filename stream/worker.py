@@ -14,7 +14,6 @@ from .config import Settings
 from .gc_watch import settle_heap
 from .label_child import LabelChild, follow_parent
 from .logs import limit_client_logs
-from .loop_consumer import supported as loop_consumer_supported
 from .stop_deadline import StopDeadline
 from .topics import create_topics
 
@@ -96,7 +95,7 @@ class _Worker(faust.Worker):
 
     async def on_execute(self) -> None:  # logging is set up by now (mode's on_first_start)
         await super().on_execute()
-        threaded = getattr(self.app, "consumer_thread", True) or not loop_consumer_supported()
+        threaded = getattr(self.app, "consumer_in_thread", True)
         self.log.info("%s process: GIL switch interval %g ms; Kafka consumer %s", self._role,
                       sys.getswitchinterval() * 1000,
                       "in faust's thread" if threaded else "on the event loop")
