@@ -13,7 +13,8 @@ it stands and the rest of the batch is neither delivered nor marked read: the se
 follows every flow stop fetches it again.
 
 One more difference, harmless: the ``broker_commit_every`` check runs once per batch, not
-per record.
+per record. The worker sets that count out of reach (stream/outbox.py): a commit awaited here
+holds every delivery until it settles, so its commits come from faust's timer alone.
 """
 
 from __future__ import annotations

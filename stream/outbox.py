@@ -24,6 +24,9 @@ __all__ = ["Outbox", "SettledApp", "Delivered", "worker_faust_app"]
 
 log = logging.getLogger("fraudstream.worker")
 
+#: A record count no worker reaches between two timed commits.
+_NEVER = 2**62
+
 Delivered = dict[tuple[str, int], int]
 """The highest acknowledged offset per (topic, partition) of the tracked topics."""
 
@@ -349,6 +352,12 @@ def worker_faust_app(s: Settings, app_id: str | None = None,
         # refresh notices them: 30 s, not the default 5 minutes (seen in a CI run).
         consumer_metadata_max_age_ms=30_000,
         broker_commit_interval=s.commit_interval_s,
+        # Commits come from faust's timer only (every commit_interval_s, a task of its own).
+        # faust also commits every 10,000 acknowledged records (broker_commit_every), and does
+        # that inside the fetch loop: no record reached the agents while the commit settled
+        # (the tables' checkpoint, every record sent acknowledged), 30-70 ms every 5 s at
+        # 2,000 tx/s, the periodic episodes of the bench's tail (issue 13, stop 32's note).
+        broker_commit_every=_NEVER,
         producer_linger=0.005,
         # aiokafka keeps one request in flight per broker, and an agent whose record does
         # not fit the partition's open batch waits for that batch to be sent; 16 KiB (the
