@@ -21,6 +21,16 @@ from .features_schema import (
 
 __all__ = ["CardState", "TerminalState"]
 
+# Each window's feature names with its length, formatted once: per transaction, formatting
+# them cost about a fifth of the features' time.
+_CARD_WINDOWS = tuple((f"card_count_{d}d", f"card_mean_amount_{d}d", w)
+                      for d, w in zip(WINDOWS_DAYS, _WINDOWS_S))
+_CARD_SHORT = tuple((f"card_count_{name}", f"card_amount_sum_{name}", w)
+                    for name, w in _SHORT_WINDOWS)
+_CARD_DISTINCT = tuple((f"card_distinct_terminals_{name}", w) for name, w in _DISTINCT_WINDOWS)
+_TERMINAL_WINDOWS = tuple((f"terminal_count_{d}d", f"terminal_fraud_ratio_{d}d", w)
+                          for d, w in zip(WINDOWS_DAYS, _WINDOWS_S))
+
 _STATE_VERSION = 1
 _CARD_STATE_VERSION = 2  # 2: each event's terminal (novelty and distinct terminals)
 _TERMINAL_STATE_VERSION = 2  # 2: event identities (duplicates are not counted)
@@ -51,35 +61,36 @@ class CardState:
 
     def features(self, ts: float) -> dict[str, float]:
         """Count and mean amount over each window ``[ts - w, ts)``."""
-        hi = bisect.bisect_left(self._ts, ts)
+        times, amounts = self._ts, self._amount
+        hi = bisect.bisect_left(times, ts)
         out: dict[str, float] = {}
-        for days, w in zip(WINDOWS_DAYS, _WINDOWS_S):
-            lo = bisect.bisect_left(self._ts, ts - w)
+        for count_name, mean_name, w in _CARD_WINDOWS:
+            lo = bisect.bisect_left(times, ts - w, 0, hi)
             n = hi - lo
-            out[f"card_count_{days}d"] = float(n)
-            out[f"card_mean_amount_{days}d"] = sum(self._amount[lo:hi]) / n if n else 0.0
+            out[count_name] = float(n)
+            out[mean_name] = sum(amounts[lo:hi]) / n if n else 0.0
         return out
 
     def recent_features(self, ts: float, amount: float, terminal_id: str) -> dict[str, float]:
         """The extended set's card features (:data:`CARD_EXTENDED_NAMES`), see the module doc."""
-        times = self._ts
+        times, amounts, terminals = self._ts, self._amount, self._terminal
         hi = bisect.bisect_left(times, ts)
-        lo_30d = bisect.bisect_left(times, ts - _MAX_WINDOW_S)
+        lo_30d = bisect.bisect_left(times, ts - _MAX_WINDOW_S, 0, hi)
         out: dict[str, float] = {
             "card_seconds_since_prev": ts - times[hi - 1] if hi > lo_30d else _MAX_WINDOW_S,
         }
-        for name, w in _SHORT_WINDOWS:
-            lo = bisect.bisect_left(times, ts - w)
-            out[f"card_count_{name}"] = float(hi - lo)
-            out[f"card_amount_sum_{name}"] = sum(self._amount[lo:hi]) if hi > lo else 0.0
+        for count_name, sum_name, w in _CARD_SHORT:
+            lo = bisect.bisect_left(times, ts - w, lo_30d, hi)
+            out[count_name] = float(hi - lo)
+            out[sum_name] = sum(amounts[lo:hi]) if hi > lo else 0.0
         n = hi - lo_30d
         # Same operations as compute_features: the sum over the count, then the ratio.
-        mean = sum(self._amount[lo_30d:hi]) / n if n else 0.0
+        mean = sum(amounts[lo_30d:hi]) / n if n else 0.0
         out["card_amount_ratio_30d"] = amount / max(mean, _MIN_MEAN_AMOUNT) if n else 1.0
-        out["card_terminal_new_30d"] = 0.0 if terminal_id in self._terminal[lo_30d:hi] else 1.0
-        for name, w in _DISTINCT_WINDOWS:
-            lo = bisect.bisect_left(times, ts - w)
-            out[f"card_distinct_terminals_{name}"] = float(len(set(self._terminal[lo:hi])))
+        out["card_terminal_new_30d"] = 0.0 if terminal_id in terminals[lo_30d:hi] else 1.0
+        for name, w in _CARD_DISTINCT:
+            lo = bisect.bisect_left(times, ts - w, lo_30d, hi)
+            out[name] = float(len(set(terminals[lo:hi])))
         return out
 
     def add(self, ts: float, amount: float, terminal_id: str | None = None) -> None:
@@ -179,16 +190,20 @@ class TerminalState:
             self._delay_s = float(delay_s)
         self._prune(ts)
         end = ts - delay_s
-        hi = bisect.bisect_left(self._ts, end)
-        fraud_hi = bisect.bisect_left(self._fraud_ts, end)
+        times, fraud_times = self._ts, self._fraud_ts
+        hi = bisect.bisect_left(times, end)
+        fraud_hi = bisect.bisect_left(fraud_times, end)
         out: dict[str, float] = {}
-        for days, w in zip(WINDOWS_DAYS, _WINDOWS_S):
+        for count_name, ratio_name, w in _TERMINAL_WINDOWS:
             start = end - w
-            n = hi - bisect.bisect_left(self._ts, start)
-            frauds = fraud_hi - bisect.bisect_left(self._fraud_ts, start)
-            out[f"terminal_count_{days}d"] = float(n)
-            # min(): a fraud whose transaction was never seen here must not push it past 1.
-            out[f"terminal_fraud_ratio_{days}d"] = min(1.0, frauds / n) if n else 0.0
+            n = hi - bisect.bisect_left(times, start, 0, hi)
+            out[count_name] = float(n)
+            if n:
+                frauds = fraud_hi - bisect.bisect_left(fraud_times, start, 0, fraud_hi)
+                # min(): a fraud whose transaction was never seen here must not push it past 1.
+                out[ratio_name] = min(1.0, frauds / n)
+            else:
+                out[ratio_name] = 0.0
         return out
 
     def add_transaction(self, ts: float, uid: Any = None) -> bool:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -273,16 +274,19 @@ class WorkerApp(LabelPath):
         m = self.metrics
         snapshots = []
         value: dict[str, Any] = {}
+        add, latency, scores = self.outbox.add, m.latency.observe, m.scores.observe
         for i, rec in enumerate(records):
             per_model = finite_scores(scored, i)
             value = score_record(rec, scored, i, per_model, now)
             if "fallback" in value:
                 m.score_fallbacks.labels(fallback_class(value["fallback"])).inc()
-            self.outbox.add(t_scores, rec.card_id.encode("utf-8"), dumps(value))
+            add(t_scores, rec.card_id.encode("utf-8"), dumps(value))
             snapshots.append((rec.partition, snapshot(rec, scored, per_model)))
-            m.latency.observe(max(0.0, now - rec.arrived))
-            m.scores.observe(value["score"])
-            m.decisions.labels(value["decision"]).inc()
+            latency(max(0.0, now - rec.arrived))
+            scores(value["score"])
+        # Counted per batch: a labelled counter costs ~1 us a call, a tenth of a score.
+        for decision, n in Counter(scored.decisions).items():
+            m.decisions.labels(decision).inc(n)
         m.transactions_scored.inc(len(records))
         encode("scores", value)  # the shape is identical across a batch: validate one per batch
         return snapshots

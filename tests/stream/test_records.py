@@ -6,6 +6,8 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from faust.types import TP
 from fraudstream.models.scorer import FALLBACK_ONLINE, ScoredBatch, fallback_class
 from fraudstream.stream.contract import decode, encode
@@ -99,3 +101,18 @@ def test_snapshots_travel_in_batches_and_a_bad_entry_is_left_out_and_described()
     # NaN is not JSON: a non-finite feature cannot get through
     got, problem = decode_snapshots(dumps([good]).replace(b"12.5", b"NaN"), 1e9)
     assert got == [] and "not JSON" in problem
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=3),
+                       st.floats() | st.sampled_from([1e308, -1e308, 1e6, -1e6 - 1.0, 0.0]),
+                       max_size=30),
+       st.sampled_from([1e6, 1e308]))
+def test_the_all_floats_shortcut_of_the_feature_check_agrees_with_the_check_value_by_value(
+        features, max_abs):
+    from fraudstream.stream.announce import feature_problem
+
+    by_value = next((name for name, v in features.items()
+                     if not math.isfinite(v) or abs(v) > max_abs), None)
+    problem = feature_problem(features, None, max_abs)
+    assert (problem is None) == (by_value is None), (features, problem)
