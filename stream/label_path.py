@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import faust
@@ -74,6 +75,7 @@ class LabelPath:
             valid, dead = triage("labels", msgs, s.max_message_bytes, now, self.bounds,
                                  self.label_clock)
             joined: list[Joined] = []
+            outcomes: Counter[str] = Counter()
             for m, label in valid:
                 try:
                     outcome, got = self.joiner.on_label(m.partition, label, parse_ts(label["ts"]))
@@ -82,8 +84,10 @@ class LabelPath:
                     log.error("a label raised %s: %s (dead-lettered)", type(exc).__name__, exc)
                     dead.append(dead_message(m, processing_error(exc), "processing_error", now))
                     continue
-                self.metrics.labels.labels(outcome).inc()
+                outcomes[outcome] += 1
                 joined.extend(got)
+            for outcome, n in outcomes.items():  # per batch: ~1 us a labelled counter call
+                self.metrics.labels.labels(outcome).inc(n)
             self._dead_letter(s.topics.labels_dlq, "labels", dead)
             self._learn(joined)
             self._observe_batch("label", len(msgs), started)
