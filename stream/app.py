@@ -51,7 +51,7 @@ from .gc_watch import GcWatch, settle_heap
 from .joiner import LabelJoiner
 from .label_path import LabelPath
 from .learner_checkpoint import load_learner
-from .metrics import ConsumerLag, WorkerMetrics
+from .metrics import ConsumerLag, WorkerMetrics, observe_many
 from .model_follower import ModelFollower
 from .outbox import Outbox, worker_faust_app
 from .records import (
@@ -274,7 +274,8 @@ class WorkerApp(LabelPath):
         m = self.metrics
         snapshots = []
         value: dict[str, Any] = {}
-        add, latency, scores = self.outbox.add, m.latency.observe, m.scores.observe
+        add = self.outbox.add
+        latencies, scores = [], []
         for i, rec in enumerate(records):
             per_model = finite_scores(scored, i)
             value = score_record(rec, scored, i, per_model, now)
@@ -282,9 +283,11 @@ class WorkerApp(LabelPath):
                 m.score_fallbacks.labels(fallback_class(value["fallback"])).inc()
             add(t_scores, rec.card_id.encode("utf-8"), dumps(value))
             snapshots.append((rec.partition, snapshot(rec, scored, per_model)))
-            latency(max(0.0, now - rec.arrived))
-            scores(value["score"])
-        # Counted per batch: a labelled counter costs ~1 us a call, a tenth of a score.
+            latencies.append(max(0.0, now - rec.arrived))
+            scores.append(value["score"])
+        # Per batch, not per record: a labelled counter or a histogram costs 1-2 us a call.
+        observe_many(m.latency, latencies)
+        observe_many(m.scores, scores)
         for decision, n in Counter(scored.decisions).items():
             m.decisions.labels(decision).inc(n)
         m.transactions_scored.inc(len(records))
@@ -316,7 +319,8 @@ class WorkerApp(LabelPath):
             now = time.time()  # the same histogram as the pipeline's, for the same comparison
             for e in events:
                 self.outbox.add(s.topics.scores, e.message.key, e.message.value)
-                self.metrics.latency.observe(max(0.0, now - e.message.timestamp))
+            observe_many(self.metrics.latency,
+                         [max(0.0, now - e.message.timestamp) for e in events])
             await self.outbox.flush()
             self.metrics.transactions_scored.inc(len(events))
 

@@ -7,11 +7,12 @@ or transaction id.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-__all__ = ["WorkerMetrics", "TrainerMetrics", "LATENCY_BUCKETS", "CYCLE_PHASES"]
+__all__ = ["WorkerMetrics", "TrainerMetrics", "LATENCY_BUCKETS", "CYCLE_PHASES", "observe_many"]
 
 # Sub-millisecond to seconds: the SLO is p99 <= 50 ms, so resolution matters around it. The
 # top buckets (up to 2 min) measure a backlog instead of capping it at 10 s: a worker behind
@@ -20,6 +21,28 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 
                    0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 200, 500, 1000, 2000)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value, in one pass: the same bucket counts and sum.
+
+    ``observe`` walks the buckets in Python, ~1-2 us a value, twice per scored transaction;
+    here one ``searchsorted`` places a micro-batch. It reaches into prometheus_client's
+    histogram (its bounds, bucket and sum values, as of 0.2x): a test compares it with
+    ``observe`` value by value, so a client that changes them fails there, not on a dashboard.
+    """
+    if not len(values):
+        return
+    histogram._raise_if_not_observable()
+    bounds = histogram._upper_bounds
+    v = np.asarray(values, dtype=np.float64)
+    # observe() counts a value in the first bucket with ``value <= bound``; NaN in none.
+    where = np.searchsorted(bounds, v, side="left")
+    for i, n in enumerate(np.bincount(where, minlength=len(bounds) + 1)[:len(bounds)].tolist()):
+        if n:
+            histogram._buckets[i].inc(n)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN sum as observe's do
+        histogram._sum.inc(float(v.sum()))
 
 
 def _counter_from_zero(name: str, doc: str, label: str, values: Iterable[str],
