@@ -35,6 +35,8 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 
+from .json_structure import structure_problems
+
 __all__ = [
     "KINDS",
     "REASONS",
@@ -190,85 +192,6 @@ def parse_ts(value: Any) -> float:
     return ts
 
 
-def _bad_string(text: str) -> bool:
-    """True when ``text`` cannot be encoded as UTF-8 (a lone surrogate from ``\\ud800``)."""
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _structure_problems(value: Any, max_depth: int) -> list[tuple[str, str]]:
-    """Non-finite numbers, unencodable strings and nesting beyond ``max_depth``.
-
-    Iterative, with an explicit stack: a recursive walk overflowed Python's stack on JSON
-    nested a few hundred deep, which ``json.loads`` accepts.
-    """
-    return [] if _plainly_flat(value, min(2, max_depth)) else _walk_problems(value, max_depth)
-
-
-def _walk_problems(value: Any, max_depth: int) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
-    too_deep = False
-    while stack:
-        item, path, depth = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                problems.append(("non_finite", f"{path or 'value'} is {item} (numbers must be finite)"))
-        elif isinstance(item, str):
-            if _bad_string(item):
-                problems.append(("invalid_string", f"{path or 'value'} is not valid Unicode "
-                                 "(a lone surrogate such as \\ud800 cannot be UTF-8)"))
-        elif isinstance(item, (dict, list)):
-            if depth > max_depth:
-                if not too_deep:
-                    problems.append(("too_deep", f"{path or 'record'}: JSON is nested deeper than "
-                                     f"{max_depth} levels"))
-                too_deep = True
-                continue
-            if isinstance(item, dict):
-                for k, v in item.items():
-                    child = f"{path}.{k}" if path else str(k)
-                    if _bad_string(k):
-                        problems.append(("invalid_string", f"a key under {path or 'record'} is "
-                                         "not valid Unicode (a lone surrogate)"))
-                        child = f"{path}.<invalid key>"
-                    stack.append((v, child, depth + 1))
-            else:
-                for i, v in enumerate(item):
-                    stack.append((v, f"{path}[{i}]", depth + 1))
-    return problems
-
-
-def _plainly_flat(value: Any, max_depth: int = 2) -> bool:
-    """True for an object of ASCII keys and strings and finite numbers, with objects of the
-    same one level down (a transaction's ``features``): every record a producer sends, which
-    thus skips the walk (~1.5 us of its ~10 us of validation). Anything else takes the walk,
-    which finds and words the problems."""
-    if not isinstance(value, dict) or max_depth < 1:
-        return False
-    for k, v in value.items():
-        if not k.isascii():
-            return False
-        t = type(v)
-        if t is str:
-            if not v.isascii():
-                return False
-        elif t is float:
-            if v - v != 0.0:  # inf - inf and nan - nan are nan: a non-finite number
-                return False
-        elif t is dict:
-            if not _plainly_flat(v, max_depth - 1):
-                return False
-        elif t is not int and t is not bool and v is not None:
-            return False
-    return True
-
-
 def _bound_problems(kind: str, value: dict[str, Any], bounds: Bounds) -> list[tuple[str, str]]:
     """The configurable bounds; only fields the schema already typed are looked at."""
     problems: list[tuple[str, str]] = []
@@ -315,7 +238,7 @@ def check(kind: str, value: Any, bounds: Bounds = DEFAULT_BOUNDS) -> list[tuple[
     """Every ``(reason class, message)`` for which ``value`` breaks the contract for ``kind``."""
     if not isinstance(value, dict):
         return [("schema", f"a {kind} record must be a JSON object, got {type(value).__name__}")]
-    problems = _structure_problems(value, bounds.max_json_depth)
+    problems = structure_problems(value, bounds.max_json_depth)
     if any(reason == "too_deep" for reason, _ in problems):
         return problems  # the schema validators recurse too: keep them off such a record
     if not _passes_compiled_check(kind, value):

@@ -296,12 +296,3 @@ def test_a_huge_integer_is_refused_as_out_of_bounds_not_raised():
     out = decode("transactions", raw)
     assert out.reason == "out_of_bounds" and len(out.error) < 300, out
 
-
-@settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.text(max_size=4), _hostile_json, max_size=6))
-def test_the_flat_record_shortcut_passes_only_what_the_full_walk_passes(record):
-    from fraudstream.stream.contract import _plainly_flat, _walk_problems
-
-    if _plainly_flat(record):
-        assert _walk_problems(record, 2) == []
-    assert _plainly_flat(TX)  # what a producer sends takes the shortcut

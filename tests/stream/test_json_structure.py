@@ -1,0 +1,35 @@
+"""stream/json_structure.py: the checks every decoded record goes through before its schema."""
+
+from __future__ import annotations
+
+from fraudstream.stream.json_structure import plainly_flat, structure_problems, walk_problems
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+TX = {"tx_id": "tx-1", "ts": "2026-01-01T10:00:00Z", "card_id": "c1", "terminal_id": "t1",
+      "amount": 12.5, "features": {"mcc_risk": 0.3}}
+
+# Surrogates, non-finite and huge numbers, nesting: what a hostile producer can put in JSON.
+_text = st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+                | st.characters(), max_size=4)
+_hostile_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | _text
+    | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e308, -1e308, 5e-324]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), _hostile_json, max_size=6))
+def test_the_flat_record_shortcut_passes_only_what_the_full_walk_passes(record):
+    if plainly_flat(record):
+        assert walk_problems(record, 2) == []
+    assert plainly_flat(TX)  # what a producer sends takes the shortcut
+
+
+def test_a_record_that_is_not_plainly_flat_gets_the_walk_and_its_problems_named():
+    assert structure_problems({**TX, "amount": float("inf")}, 16) == [
+        ("non_finite", "amount is inf (numbers must be finite)")]
+    assert structure_problems({**TX, "x": [[[1]]]}, 2)[0][0] == "too_deep"
+    assert structure_problems(TX, 16) == []
