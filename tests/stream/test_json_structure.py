@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 from fraudstream.stream.json_structure import plainly_flat, structure_problems, walk_problems
+from hostile_json import hostile_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 TX = {"tx_id": "tx-1", "ts": "2026-01-01T10:00:00Z", "card_id": "c1", "terminal_id": "t1",
       "amount": 12.5, "features": {"mcc_risk": 0.3}}
 
-# Surrogates, non-finite and huge numbers, nesting: what a hostile producer can put in JSON.
-_text = st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
-                | st.characters(), max_size=4)
-_hostile_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | _text
-    | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e308, -1e308, 5e-324]),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3),
-    max_leaves=12,
-)
-
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.text(max_size=4), _hostile_json, max_size=6))
+@given(st.dictionaries(st.text(max_size=4), hostile_json, max_size=6))
 def test_the_flat_record_shortcut_passes_only_what_the_full_walk_passes(record):
     if plainly_flat(record):
         assert walk_problems(record, 2) == []
