@@ -13,14 +13,14 @@ import pandas as pd
 
 from .days import DAY_S
 from .features_schema import (
-    _DISTINCT_WINDOWS,
+    _CARD_DISTINCT_WINDOWS,
+    _CARD_SHORT_WINDOWS,
+    _CARD_WINDOWS,
     _MAX_WINDOW_S,
     _MIN_MEAN_AMOUNT,
-    _SHORT_WINDOWS,
-    _WINDOWS_S,
+    _TERMINAL_WINDOWS,
     DEFAULT_FEATURE_SET,
     NIGHT_END_HOUR,
-    WINDOWS_DAYS,
     extra_feature_names,
     feature_names,
 )
@@ -56,12 +56,12 @@ def compute_features(
     card = _GroupedTimes(df["card_id"], ts)
     card_sum = card.prefix_sums(amount)
     card_hi = card.position(card.ts)
-    for days, w in zip(WINDOWS_DAYS, _WINDOWS_S):
+    for count_name, mean_name, w in _CARD_WINDOWS:
         lo = card.position(card.ts - w)
         n = card_hi - lo
         total = card.window_sum(card_sum, lo, card_hi)
-        cols[f"card_count_{days}d"] = card.unsort(n.astype(np.float64))
-        cols[f"card_mean_amount_{days}d"] = card.unsort(
+        cols[count_name] = card.unsort(n.astype(np.float64))
+        cols[mean_name] = card.unsort(
             np.divide(total, n, out=np.zeros(len(ts)), where=n > 0)
         )
 
@@ -70,12 +70,12 @@ def compute_features(
     fraud_prefix = np.concatenate(([0], np.cumsum(is_fraud[term.order], dtype=np.int64)))
     end = term.ts - label_delay_s
     term_hi = term.position(end)
-    for days, w in zip(WINDOWS_DAYS, _WINDOWS_S):
+    for count_name, ratio_name, w in _TERMINAL_WINDOWS:
         lo = term.position(end - w)
         n = term_hi - lo
         frauds = fraud_prefix[term_hi] - fraud_prefix[lo]
-        cols[f"terminal_count_{days}d"] = term.unsort(n.astype(np.float64))
-        cols[f"terminal_fraud_ratio_{days}d"] = term.unsort(
+        cols[count_name] = term.unsort(n.astype(np.float64))
+        cols[ratio_name] = term.unsort(
             np.divide(frauds, n, out=np.zeros(len(ts)), where=n > 0)
         )
 
@@ -100,10 +100,10 @@ def _card_recent_columns(card: _GroupedTimes, card_sum: np.ndarray, hi: np.ndarr
     prev_ts = card.ts[np.maximum(hi - 1, 0)]
     cols["card_seconds_since_prev"] = card.unsort(
         np.where(has_prev, card.ts - prev_ts, _MAX_WINDOW_S))
-    for name, w in _SHORT_WINDOWS:
+    for count_name, sum_name, w in _CARD_SHORT_WINDOWS:
         lo = card.position(card.ts - w)
-        cols[f"card_count_{name}"] = card.unsort((hi - lo).astype(np.float64))
-        cols[f"card_amount_sum_{name}"] = card.unsort(card.window_sum(card_sum, lo, hi))
+        cols[count_name] = card.unsort((hi - lo).astype(np.float64))
+        cols[sum_name] = card.unsort(card.window_sum(card_sum, lo, hi))
     n = hi - lo_30d
     mean = np.divide(card.window_sum(card_sum, lo_30d, hi), n, out=np.zeros(n_rows), where=n > 0)
     ratio = amount[card.order] / np.maximum(mean, _MIN_MEAN_AMOUNT)
@@ -130,9 +130,9 @@ def _card_recent_columns(card: _GroupedTimes, card_sum: np.ndarray, hi: np.ndarr
     # Of several events of a pair at one time, the last stands for them all.
     stands = pair.unsort(np.arange(len(after)) == after - 1)[card.order]
     next_ts = pair.unsort(next_ts)[card.order]
-    for name, w in _DISTINCT_WINDOWS:
+    for name, w in _CARD_DISTINCT_WINDOWS:
         lo = card.position(card.ts - w)
-        cols[f"card_distinct_terminals_{name}"] = card.unsort(
+        cols[name] = card.unsort(
             _count_last_before(lo, hi, stands, next_ts, card.ts))
     return cols
 

@@ -248,8 +248,6 @@ def test_a_dead_letter_of_an_oversized_record_keeps_a_prefix_and_the_digest():
     assert record["source"]["key_truncated"]
 
 
-
-
 def _nest(value, depth):
     for _ in range(depth):
         value = [value]
@@ -288,4 +286,3 @@ def test_a_huge_integer_is_refused_as_out_of_bounds_not_raised():
            '"features":{"a":%s}}' % (digits, digits)).encode()
     out = decode("transactions", raw)
     assert out.reason == "out_of_bounds" and len(out.error) < 300, out
-
