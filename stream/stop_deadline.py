@@ -1,8 +1,9 @@
 """A bound on how long a worker process takes to stop.
 
 faust stops a worker's services one after the other, and some of them wait for the broker: the
-consumer thread's stop (aiokafka's group coordinator looks for the coordinator to leave the
-group) waits out mode's 60 s child timeout when the broker is gone, and the label process,
+consumer's stop (its last commit of the offsets it holds, and aiokafka's group coordinator
+looking for the coordinator to leave the group) waits out mode's 60 s child timeout when the
+broker is gone, and the label process,
 told to stop only once its scoring process has stopped, waits as long again: 92 s measured
 for one worker whose broker had been stopped, past any supervisor's grace period (compose
 gives 30 s), after which the kill comes with nothing in the log to say why.
