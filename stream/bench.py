@@ -31,7 +31,8 @@ The pipeline worker runs as configured (``FRAUDSTREAM_LABEL_PROCESS``: its label
 child process by default, ``inline`` in the scoring process); the result names it.
 
 Both sides see the same load: the passthrough worker ignores the labels, but the broker
-carries them. Keys ``pipeline_tps``, ``passthrough_tps``, ``ratio``, ``offered_tps`` and
+carries them. ``core_speed_ms`` times a fixed pure-Python workload before and after the run
+(stream/bench_support.py): the machines differ, and so does one machine from hour to hour. Keys ``pipeline_tps``, ``passthrough_tps``, ``ratio``, ``offered_tps`` and
 ``latency_ms`` (the pipeline's at the highest offered load) keep their meaning.
 """
 
@@ -50,7 +51,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ..models.days import DAY_S
 from . import simulator as sim
-from .bench_support import count_records, fresh_topics, say, scratch_dir, wait_metric
+from .bench_support import (
+    core_speed_ms, count_records, fresh_topics, say, scratch_dir, wait_metric,
+)
 from .bench_support import own_broker as start_broker
 from .config import Settings
 from .contract import encode
@@ -284,6 +287,7 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
               warmup_s: float = DEFAULT_WARMUP_S) -> dict:
     """Run both measurements (or ``only`` one) on both sides and return the JSON-able result."""
     tools = LoadTools.find()
+    speed_before = core_speed_ms()  # the machine's pace, idle: see core_speed_ms
     with scratch_dir("fraudstream-bench-") as workdir:
         broker = None
         if own_broker:
@@ -340,6 +344,7 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
         finally:
             if broker is not None:
                 broker.stop()
+        speed_after = core_speed_ms()
         top = f"{max(rates):g}"
         by_rate = {}
         for r in rates if only != "throughput" else ():
@@ -371,6 +376,8 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
             "cores": os.cpu_count(),
             "machine": platform.platform(),
             "python": platform.python_version(),
+            # lower is faster; runs compare where these agree (bench_support.core_speed_ms)
+            "core_speed_ms": {"before": speed_before, "after": speed_after},
             "note": "one worker (its scoring process and, unless inline, its label process); "
                     f"broker, load generator ({'pv' if arrivals == 'pv' else 'pace'} | kcat) and "
                     "worker share the machine's cores; "
@@ -412,6 +419,10 @@ def table(result: dict) -> str:
                 lines.append(f"pipeline at {rate} tx/s, slowest seconds of the load: " + ", ".join(
                     f"s{w['second']} p99 {w['p99']:g} max {w['max']:g} "
                     f"({w['over_p99']} over the load's p99)" for w in worst))
+    speed = result.get("core_speed_ms")
+    if speed:
+        lines.append(f"core speed (a fixed Python workload, lower is faster; runs compare where "
+                     f"it agrees): {speed['before']:g} ms before, {speed['after']:g} ms after")
     if result["pipeline_tps"] is not None:
         lines.append(f"throughput (labels {result['labels']}, label process "
                      f"{result['label_process']}): pipeline {result['pipeline_tps']:,.0f} tx/s "

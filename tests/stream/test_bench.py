@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fraudstream.stream.bench import _bursts, _slowest_seconds, table
-from fraudstream.stream.bench_support import scratch_dir
+from fraudstream.stream.bench_support import core_speed_ms, scratch_dir
 from fraudstream.stream.cli import build_parser
 from fraudstream.stream.config import Settings, load_settings
 from fraudstream.stream.load import ARRIVALS
@@ -48,6 +48,15 @@ def test_the_table_says_how_the_load_was_offered():
             "10 ms, p99 (2000: 200)") in text
     assert ("pipeline at 2000 tx/s, slowest seconds of the load: s12 p99 140 max 151 "
             "(41 over the load's p99)") in text
+    assert "core speed" not in text  # a result from before the reading was taken
+    text = table({**result, "core_speed_ms": {"before": 124.3, "after": 189.0}})
+    assert ("core speed (a fixed Python workload, lower is faster; runs compare where it "
+            "agrees): 124.3 ms before, 189 ms after") in text
+
+
+def test_the_core_speed_reading_is_the_best_of_its_repeats_and_grows_with_the_work():
+    small, large = core_speed_ms(repeats=3, n=2_000), core_speed_ms(repeats=3, n=20_000)
+    assert 0 < small < large
 
 
 def test_a_scratch_folder_goes_when_the_run_ends_and_stays_when_it_fails(capsys):
