@@ -32,8 +32,9 @@ child process by default, ``inline`` in the scoring process); the result names i
 
 Both sides see the same load: the passthrough worker ignores the labels, but the broker
 carries them. ``core_speed_ms`` times a fixed pure-Python workload before and after the run
-(stream/bench_support.py): the machines differ, and so does one machine from hour to hour. Keys ``pipeline_tps``, ``passthrough_tps``, ``ratio``, ``offered_tps`` and
-``latency_ms`` (the pipeline's at the highest offered load) keep their meaning.
+(stream/bench_support.py): the machines differ, and so does one machine from hour to hour.
+Keys ``pipeline_tps``, ``passthrough_tps``, ``ratio``, ``offered_tps`` and ``latency_ms``
+(the pipeline's at the highest offered load) keep their meaning.
 """
 
 from __future__ import annotations

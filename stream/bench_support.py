@@ -4,6 +4,8 @@ worker's metric."""
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import sys
 import tempfile
@@ -54,9 +56,6 @@ def core_speed_ms(repeats: int = 5, n: int = 50_000) -> float:
     them from hour to hour (2026-12-06: a plain Python loop took 0.26-0.41 s within the same
     hour, and the bench's rates moved with it), so a bench's figures compare with another's
     where this reads about the same."""
-    import json
-    import math
-
     decoder = json.JSONDecoder()
     best = math.inf
     for _ in range(repeats):

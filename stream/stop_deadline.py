@@ -3,10 +3,10 @@
 faust stops a worker's services one after the other, and some of them wait for the broker: the
 consumer's stop (its last commit of the offsets it holds, and aiokafka's group coordinator
 looking for the coordinator to leave the group) waits out mode's 60 s child timeout when the
-broker is gone, and the label process,
-told to stop only once its scoring process has stopped, waits as long again: 92 s measured
-for one worker whose broker had been stopped, past any supervisor's grace period (compose
-gives 30 s), after which the kill comes with nothing in the log to say why.
+broker is gone, and the label process, told to stop only once its scoring process has
+stopped, waits as long again: 92 s measured for one worker whose broker had been stopped, past
+any supervisor's grace period (compose gives 30 s), after which the kill comes with nothing in
+the log to say why.
 
 :class:`StopDeadline` is armed when the stop begins (a signal or a crash) and, if the process
 is still there ``timeout_s`` later, says what happened and exits with :data:`EXIT_STOP_TIMEOUT`.

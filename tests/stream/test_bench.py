@@ -54,7 +54,7 @@ def test_the_table_says_how_the_load_was_offered():
             "agrees): 124.3 ms before, 189 ms after") in text
 
 
-def test_the_core_speed_reading_is_the_best_of_its_repeats_and_grows_with_the_work():
+def test_the_core_speed_reading_grows_with_the_work():
     small, large = core_speed_ms(repeats=3, n=2_000), core_speed_ms(repeats=3, n=20_000)
     assert 0 < small < large
 
