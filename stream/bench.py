@@ -52,18 +52,21 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ..models.days import DAY_S
 from . import simulator as sim
+from .bench_report import table
 from .bench_support import (
     core_speed_ms, count_records, fresh_topics, say, scratch_dir, wait_metric,
 )
 from .bench_support import own_broker as start_broker
 from .config import Settings
 from .contract import encode
+from .cpu_meter import CpuMeter, CpuReading, per_transaction, ratio_bound
 from .kafka_local import metadata_ok
 from .load import Arrivals, LoadTools, PacedLoad
 from .processes import LOOP_LAG, WorkerProcess, quantile_between, settings_env
 from .topics import create_topics
 
-__all__ = ["run_bench", "LabelMode", "DEFAULT_RATES", "DEFAULT_LOAD_STREAMS", "DEFAULT_WARMUP_S"]
+__all__ = ["run_bench", "table", "LabelMode", "DEFAULT_RATES", "DEFAULT_LOAD_STREAMS",
+           "DEFAULT_WARMUP_S"]
 
 LabelMode = Literal["all", "fraud_only", "none"]
 DEFAULT_RATES = (500.0, 1000.0, 2000.0)
@@ -144,17 +147,27 @@ def _side_settings(base: Settings, side: str) -> Settings:
 
 # -- (a) throughput -----------------------------------------------------------------------
 def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
-                workdir: Path, timeout: float) -> tuple[float, float]:
-    """``(tx/s to the last output, tx/s to the last score)``: with labels the first pays
-    for the label path too, the second is what scoring kept up with meanwhile."""
+                workdir: Path, timeout: float,
+                broker_pid: int | None) -> tuple[float, float, dict | None]:
+    """``(tx/s to the last output, tx/s to the last score, CPU a transaction)``: with labels
+    the first pays for the label path too, the second is what scoring kept up with
+    meanwhile; the third is :func:`~.cpu_meter.per_transaction` from the first output seen to the end."""
     s = _side_settings(base, side)
     create_topics(s)
     worker = WorkerProcess(settings_env(s, as_configured=True, app_id=f"bench-{tag}-{side}",
                                         label_process=s.label_process),
                            workdir / f"{side}.log", f"bench-{side}", passthrough=side == "passthrough")
+    meter = CpuMeter(worker.proc.pid, broker_pid)
+    first: list[tuple[int, CpuReading]] = []  # (outputs by then, the reading)
+
+    def progress(c: int) -> None:
+        say(f"  {side}: {c:,}/{n_tx:,} out")
+        if c and not first:  # start-up and the group join are not counted
+            first.append((c, meter.read(time.monotonic())))
+
+    cpu = None
     try:
-        got = _wait_count(s, s.topics.scores, n_tx, timeout,
-                          lambda c: say(f"  {side}: {c:,}/{n_tx:,} out"))
+        got = _wait_count(s, s.topics.scores, n_tx, timeout, progress)
         if got < n_tx:
             raise RuntimeError(f"{side} produced {got} of {n_tx} records in {timeout:.0f}s; "
                                f"see {worker.log_path}")
@@ -166,6 +179,9 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
             while (now := count_records(s, [s.topics.training_examples])) != last:
                 last = now
                 time.sleep(2.0)
+        if first:
+            cpu = per_transaction(meter.read(time.monotonic()).minus(first[0][1]),
+                                  n_tx - first[0][0])
     finally:
         worker.stop()
     out = _read_all(s, s.topics.scores)
@@ -175,7 +191,7 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
     first = min(scored) / 1000.0
     last, last_score = max(r.timestamp for r in out) / 1000.0, max(scored) / 1000.0
     return (n_tx / (last - first) if last > first else float("nan"),
-            n_tx / (last_score - first) if last_score > first else float("nan"))
+            n_tx / (last_score - first) if last_score > first else float("nan"), cpu)
 
 
 # -- (b) latency at offered loads ---------------------------------------------------------
@@ -313,12 +329,16 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
                     p.wait(timeout=600)
             tps = {side: float("nan") for side in SIDES}
             scoring_tps = dict(tps)
+            cpu: dict = {side: None for side in SIDES}
+            broker_pid = broker.status().pid if broker is not None else None
             for side in SIDES if only != "latency" else ():
                 say(f"throughput, {side} ...")
-                tps[side], scoring_tps[side] = _throughput(base, tag, side, len(tx), len(lab),
-                                                           workdir, timeout=1200)
+                tps[side], scoring_tps[side], cpu[side] = _throughput(
+                    base, tag, side, len(tx), len(lab), workdir, timeout=1200,
+                    broker_pid=broker_pid)
                 say(f"  {side}: {tps[side]:,.0f} tx/s to the last output, "
-                    f"{scoring_tps[side]:,.0f} tx/s to the last score")
+                    f"{scoring_tps[side]:,.0f} tx/s to the last score; CPU a transaction: "
+                    f"{cpu[side]}")
 
             # (b) latency: fresh topics per side, the same windows of a new simulated stream
             # the windows: 1,000 as fast as they go (the group join), warmup_s at the first
@@ -362,6 +382,11 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
             "pipeline_scoring_tps": _finite(scoring_tps["pipeline"], 1),
             "scoring_ratio": _finite(scoring_tps["pipeline"] / tps["passthrough"], 3),
             "label_process": settings.label_process,
+            # CPU a transaction in the throughput runs, per process (stream/cpu_meter.py), and
+            # the throughput ratio it allows: the pipeline cannot outrun the machine's cores
+            "cpu_per_tx": cpu,
+            "ratio_cpu_bound": ratio_bound(cpu["pipeline"], tps["passthrough"],
+                                           os.cpu_count() or 1),
             "offered_tps": max(rates),
             "latency_ms": {k: round(v, 1) for k, v in latency["pipeline"].get(top, {}).items()
                            if k in ("p50", "p95", "p99", "max")},
@@ -394,40 +419,3 @@ def _finite(x: float, digits: int) -> float | None:
 
 def _rounded(d: dict) -> dict:
     return {k: (round(v, 1) if isinstance(v, float) else v) for k, v in d.items()}
-
-
-def table(result: dict) -> str:
-    """The latency figures as a small text table."""
-    lines = [f"{'offered tx/s':>12} {'achieved':>9} {'pipe p50':>9} {'pipe p99':>9} "
-             f"{'hist p99<=':>10} {'loop p99<=':>10} {'pass p50':>9} {'pass p99':>9} "
-             f"{'p99 ratio':>9}"]
-    for rate, row in result["latency_by_offered_tps"].items():
-        p, t = row["pipeline"], row["passthrough"]
-        lines.append(f"{rate:>12} {p['achieved_tps'] or 0:>9,.0f} {p['p50']:>9.1f} {p['p99']:>9.1f} "
-                     f"{p['histogram_p99_le'] or 0:>10} {p.get('loop_lag_p99_le') or 0:>10} "
-                     f"{t['p50']:>9.1f} {t['p99']:>9.1f} "
-                     f"{row['p99_ratio'] or 0:>9}")
-    if result["latency_by_offered_tps"]:
-        bursts = ", ".join(f"{rate}: {row['pipeline'].get('burst_10ms_p99', 0):g}"
-                           for rate, row in result["latency_by_offered_tps"].items())
-        lines.append(f"load: {result.get('arrivals', 'pv')} arrivals, "
-                     f"{result.get('load_streams', 1)} paced stream(s) per topic, "
-                     f"{result.get('warmup_seconds', 0):g} s warm-up; "
-                     f"transactions per 10 ms, p99 ({bursts})")
-        for rate, row in result["latency_by_offered_tps"].items():
-            worst = row["pipeline"].get("slowest_seconds") or []
-            if worst:
-                lines.append(f"pipeline at {rate} tx/s, slowest seconds of the load: " + ", ".join(
-                    f"s{w['second']} p99 {w['p99']:g} max {w['max']:g} "
-                    f"({w['over_p99']} over the load's p99)" for w in worst))
-    speed = result.get("core_speed_ms")
-    if speed:
-        lines.append(f"core speed (a fixed Python workload, lower is faster; runs compare where "
-                     f"it agrees): {speed['before']:g} ms before, {speed['after']:g} ms after")
-    if result["pipeline_tps"] is not None:
-        lines.append(f"throughput (labels {result['labels']}, label process "
-                     f"{result['label_process']}): pipeline {result['pipeline_tps']:,.0f} tx/s "
-                     f"({result['pipeline_scoring_tps']:,.0f} to the last score), passthrough "
-                     f"{result['passthrough_tps']:,.0f} tx/s, ratio {result['ratio']} "
-                     f"(scores only {result['scoring_ratio']})")
-    return "\n".join(lines)

@@ -54,6 +54,18 @@ def test_the_table_says_how_the_load_was_offered():
             "agrees): 124.3 ms before, 189 ms after") in text
 
 
+def test_the_table_says_where_the_cpu_went():
+    cpu = {"scoring_us": 200.0, "labels_us": 220.0, "broker_us": 80.0, "harness_us": 5.0,
+           "total_us": 505.0, "busy_cores": 1.68, "seconds": 30.0}
+    result = {"latency_by_offered_tps": {}, "pipeline_tps": None, "cores": 2,
+              "cpu_per_tx": {"passthrough": None, "pipeline": cpu}, "ratio_cpu_bound": 0.283}
+    text = table(result)
+    assert ("CPU a transaction, pipeline: 505 us (scoring 200, label process 220, broker 80, "
+            "bench 5), 1.68 cores busy over 30 s") in text
+    assert "allows on 2 busy cores: 0.283" in text
+    assert "passthrough:" not in text  # a side not run
+
+
 def test_the_core_speed_reading_grows_with_the_work():
     small, large = core_speed_ms(repeats=3, n=2_000), core_speed_ms(repeats=3, n=20_000)
     assert 0 < small < large
