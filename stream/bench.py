@@ -59,7 +59,7 @@ from .bench_support import (
 from .bench_support import own_broker as start_broker
 from .config import Settings
 from .contract import encode
-from .cpu_meter import CpuMeter, CpuReading, per_transaction, ratio_bound
+from .cpu_meter import CpuMeter, CpuReading, busy_cores, per_transaction, ratio_bound
 from .kafka_local import metadata_ok
 from .load import Arrivals, LoadTools, PacedLoad
 from .processes import LOOP_LAG, WorkerProcess, quantile_between, settings_env
@@ -196,8 +196,10 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
 
 # -- (b) latency at offered loads ---------------------------------------------------------
 def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTools,
-             workdir: Path, label_lag_s: float, streams: int, arrivals: Arrivals) -> dict:
-    """One worker, the offered loads one after the other; per load, its latency figures."""
+             workdir: Path, label_lag_s: float, streams: int, arrivals: Arrivals,
+             broker_pid: int | None) -> dict:
+    """One worker, the offered loads one after the other; per load, its latency figures and
+    the cores its processes and the broker kept busy meanwhile."""
     s = _side_settings(base, side)
     create_topics(s)
     worker = WorkerProcess(settings_env(s, as_configured=True,
@@ -208,9 +210,10 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
     t = base.topics
     sent = labels_sent = 0
     histograms = []
+    meter = CpuMeter(worker.proc.pid, broker_pid)
     try:
         for rate, tx, lab, measured in windows:
-            before = (worker.buckets(), worker.buckets(LOOP_LAG))
+            before = (worker.buckets(), worker.buckets(LOOP_LAG), meter.read(time.monotonic()))
             what = ("warm-up" if rate is None else f"{rate:,.0f} tx/s"
                     + ("" if measured else ", warm-up"))
             say(f"  {side}: offering {what}: {len(tx):,} transactions, {len(lab):,} labels")
@@ -237,7 +240,7 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
                 wait_metric(worker, "fraudstream_messages_in_total", labels_sent, 300,
                             f"{side}: labels read", labels={"topic": "labels"})
             time.sleep(2.0)  # let the label path finish before the next load
-            after = (worker.buckets(), worker.buckets(LOOP_LAG))
+            after = (worker.buckets(), worker.buckets(LOOP_LAG), meter.read(time.monotonic()))
             histograms.append((rate, before, after, time.monotonic() - started))
     finally:
         worker.stop()
@@ -265,6 +268,9 @@ def _latency(base: Settings, tag: str, side: str, windows: list, tools: LoadTool
             "histogram_p99_le": _ms(quantile_between(before[0], after[0], 0.99)),
             # how long single pieces of work held the worker's event loop (p99 of 50 ms ticks)
             "loop_lag_p99_le": _ms(quantile_between(before[1], after[1], 0.99)),
+            # cores busy over the load and the wait for its last label (the broker's share
+            # includes taking the load generator's records)
+            "cpu_cores": busy_cores(after[2].minus(before[2])),
         }
     return result
 
@@ -361,7 +367,7 @@ def run_bench(settings: Settings, *, n_tx: int = 200_000, rates: tuple[float, ..
                 create_topics(lat_base)
                 say(f"latency, {side} ...")
                 latency[side] = _latency(lat_base, tag, side, windows, tools, workdir, label_lag_s,
-                                         load_streams, arrivals)
+                                         load_streams, arrivals, broker_pid)
         finally:
             if broker is not None:
                 broker.stop()

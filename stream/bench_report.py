@@ -25,6 +25,11 @@ def table(result: dict) -> str:
                      f"{result.get('warmup_seconds', 0):g} s warm-up; "
                      f"transactions per 10 ms, p99 ({bursts})")
         for rate, row in result["latency_by_offered_tps"].items():
+            cores = [(side, row[side].get("cpu_cores")) for side in ("pipeline", "passthrough")]
+            if all(c for _, c in cores):
+                lines.append(f"cores busy at {rate} tx/s: " + "; ".join(
+                    f"{side} {c['total']:g} (scoring {c['scoring']:g}, label process "
+                    f"{c['labels']:g}, broker {c['broker']:g})" for side, c in cores))
             worst = row["pipeline"].get("slowest_seconds") or []
             if worst:
                 lines.append(f"pipeline at {rate} tx/s, slowest seconds of the load: " + ", ".join(

@@ -16,7 +16,8 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuReading", "CpuMeter", "per_transaction", "process_cpu_s", "ratio_bound"]
+__all__ = ["CpuReading", "CpuMeter", "busy_cores", "per_transaction", "process_cpu_s",
+           "ratio_bound"]
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -94,6 +95,14 @@ def per_transaction(spent: dict[str, float], n: int) -> dict:
     per_tx = {f"{k}_us": round(v * 1e6 / max(n, 1), 1) for k, v in spent.items() if k != "wall"}
     return {**per_tx, "busy_cores": round(spent["total"] / spent["wall"], 2) if spent["wall"] > 0
             else None, "seconds": round(spent["wall"], 1)}
+
+
+def busy_cores(spent: dict[str, float]) -> dict[str, float] | None:
+    """Average cores each process kept busy over a window (``CpuReading.minus``)."""
+    wall = spent["wall"]
+    if wall <= 0:
+        return None
+    return {k: round(v / wall, 2) for k, v in spent.items() if k != "wall"}
 
 
 def ratio_bound(pipeline: dict | None, passthrough_tps: float, cores: int) -> float | None:

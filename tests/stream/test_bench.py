@@ -49,6 +49,12 @@ def test_the_table_says_how_the_load_was_offered():
     assert ("pipeline at 2000 tx/s, slowest seconds of the load: s12 p99 140 max 151 "
             "(41 over the load's p99)") in text
     assert "core speed" not in text  # a result from before the reading was taken
+    assert "cores busy" not in text  # nor the cores
+    busy = {"scoring": 0.6, "labels": 0.5, "broker": 0.4, "harness": 0.01, "total": 1.51}
+    rows = {side: {**row, "cpu_cores": busy} for side in ("pipeline", "passthrough")}
+    text = table({**result, "latency_by_offered_tps": {"2000": {**rows, "p99_ratio": 1.0}}})
+    assert ("cores busy at 2000 tx/s: pipeline 1.51 (scoring 0.6, label process 0.5, broker "
+            "0.4); passthrough 1.51") in text
     text = table({**result, "core_speed_ms": {"before": 124.3, "after": 189.0}})
     assert ("core speed (a fixed Python workload, lower is faster; runs compare where it "
             "agrees): 124.3 ms before, 189 ms after") in text

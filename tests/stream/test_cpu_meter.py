@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from fraudstream.stream.cpu_meter import CpuMeter, per_transaction, process_cpu_s, ratio_bound
+from fraudstream.stream.cpu_meter import (
+    CpuMeter, busy_cores, per_transaction, process_cpu_s, ratio_bound,
+)
 
 # A leader that starts a busy child in its own process group, then busies itself.
 _FAMILY = """
@@ -83,3 +85,11 @@ def test_cpu_a_transaction_and_the_ratio_it_allows():
     assert ratio_bound(cpu, 14_000.0, cores=4) == 0.566
     assert ratio_bound(None, 14_000.0, cores=2) is None
     assert ratio_bound(cpu, float("nan"), cores=2) is None
+
+
+def test_busy_cores_over_a_window():
+    spent = {"scoring": 6.0, "labels": 4.5, "broker": 3.0, "harness": 0.3, "total": 13.8,
+             "wall": 10.0}
+    assert busy_cores(spent) == {"scoring": 0.6, "labels": 0.45, "broker": 0.3, "harness": 0.03,
+                                 "total": 1.38}
+    assert busy_cores({**spent, "wall": 0.0}) is None
