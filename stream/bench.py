@@ -31,7 +31,9 @@ The pipeline worker runs as configured (``FRAUDSTREAM_LABEL_PROCESS``: its label
 child process by default, ``inline`` in the scoring process); the result names it.
 
 Both sides see the same load: the passthrough worker ignores the labels, but the broker
-carries them. ``core_speed_ms`` times a fixed pure-Python workload before and after the run
+carries them. Each side's CPU is read from ``/proc`` (stream/cpu_meter.py): per transaction
+in (a), with the throughput ratio it allows on the machine's cores (``ratio_cpu_bound``),
+and the cores each process and the broker kept busy at every offered load in (b). ``core_speed_ms`` times a fixed pure-Python workload before and after the run
 (stream/bench_support.py): the machines differ, and so does one machine from hour to hour.
 Keys ``pipeline_tps``, ``passthrough_tps``, ``ratio``, ``offered_tps`` and ``latency_ms``
 (the pipeline's at the highest offered load) keep their meaning.
