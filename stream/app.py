@@ -51,7 +51,8 @@ from .gc_watch import GcWatch, settle_heap
 from .joiner import LabelJoiner
 from .label_path import LabelPath
 from .learner_checkpoint import load_learner
-from .metrics import ConsumerLag, WorkerMetrics, observe_many
+from .consumer_lag import ConsumerLag
+from .metrics import WorkerMetrics, observe_many
 from .model_follower import ModelFollower
 from .outbox import Outbox, worker_faust_app
 from .records import (

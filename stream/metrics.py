@@ -7,12 +7,16 @@ or transaction id.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+import os
+import time
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-__all__ = ["WorkerMetrics", "TrainerMetrics", "LATENCY_BUCKETS", "CYCLE_PHASES", "observe_many"]
+__all__ = ["WorkerMetrics", "TrainerMetrics", "ProcessUsage", "LATENCY_BUCKETS", "CYCLE_PHASES",
+           "observe_many"]
 
 # Sub-millisecond to seconds: the SLO is p99 <= 50 ms, so resolution matters around it. The
 # top buckets (up to 2 min) measure a backlog instead of capping it at 10 s: a worker behind
@@ -43,6 +47,32 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
             histogram._buckets[i].inc(n)
     with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN sum as observe's do
         histogram._sum.inc(float(v.sum()))
+
+
+class ProcessUsage:
+    """This process's CPU seconds and resident memory, read at each scrape and labelled with
+    its part of the service (``score``, ``label``, ``all``: a worker's processes; ``trainer``):
+    which process takes the cores is what a worker's latency tail follows (README, known
+    issues). A collector, not a Gauge, so nothing has to keep it current."""
+
+    def __init__(self, registry: CollectorRegistry, process: str) -> None:
+        self.process = process
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily("fraudstream_process_cpu_seconds",
+                                  "CPU seconds (user and system) of this process.",
+                                  labels=["process"])
+        cpu.add_metric([self.process], time.process_time())
+        yield cpu
+        rss = GaugeMetricFamily("fraudstream_process_resident_memory_bytes",
+                                "Resident memory of this process (Linux).", labels=["process"])
+        try:  # /proc/self/statm: sizes in pages, resident second
+            with open("/proc/self/statm") as f:
+                rss.add_metric([self.process], int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, IndexError):
+            pass  # no /proc here: the family has no sample
+        yield rss
 
 
 def _counter_from_zero(name: str, doc: str, label: str, values: Iterable[str],
@@ -251,6 +281,7 @@ class WorkerMetrics:
         if role != "all":
             for name in _LABEL_PATH if role == "score" else _SCORE_PATH:
                 registry.unregister(getattr(self, name))
+        self.process_usage = ProcessUsage(registry, role)
 
 
 SWAP_OUTCOMES = ("loaded", "unchanged", "refused", "cleared")
@@ -398,32 +429,4 @@ class TrainerMetrics:
         self.champion_age = Gauge(
             "fraudstream_trainer_champion_age_seconds",
             "Seconds since the current champion was trained (0: none yet).", registry=registry)
-
-
-class ConsumerLag:
-    """The consumer-lag gauge of the partitions this worker owns, and only of those.
-
-    A revoked partition's lag is the new owner's to report: its series is removed here, or it
-    would stay at its last value.
-    """
-
-    def __init__(self, gauge: Gauge) -> None:
-        self.gauge = gauge
-        self._series: set[tuple[str, str]] = set()
-
-    def update(self, consumer: Any, assignment: frozenset, topics: tuple[str, ...]) -> None:
-        owned = {(tp.topic, str(tp.partition)) for tp in assignment}
-        for labels in self._series - owned:
-            self.gauge.remove(*labels)
-        self._series &= owned
-        read = getattr(consumer, "_read_offset", {})  # faust's last read offset per partition
-        for tp in assignment:
-            if tp.topic not in topics:
-                continue
-            high = consumer.highwater(tp)
-            if high is None:
-                continue
-            position = read.get(tp)
-            lag = high - (position + 1 if position is not None else 0)
-            self.gauge.labels(tp.topic, str(tp.partition)).set(max(0, lag))
-            self._series.add((tp.topic, str(tp.partition)))
+        self.process_usage = ProcessUsage(registry, "trainer")

@@ -44,11 +44,11 @@ def metric_names(expr: str) -> set[str]:
 
 def declared_metrics() -> set[str]:
     """Every sample name the worker and the trainer can export (stream/metrics.py)."""
-    registry = CollectorRegistry()
-    WorkerMetrics(registry)
-    TrainerMetrics(registry)
+    worker, trainer = CollectorRegistry(), CollectorRegistry()  # both export process usage
+    WorkerMetrics(worker)
+    TrainerMetrics(trainer)
     names: set[str] = set()
-    for family in registry.collect():
+    for family in [*worker.collect(), *trainer.collect()]:
         if family.type == "info":
             names.add(family.name + "_info")
         elif family.type == "counter":

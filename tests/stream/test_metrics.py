@@ -39,3 +39,22 @@ def test_observing_a_batch_gives_the_buckets_and_sum_of_observing_each_value(val
                 va, vb, rel_tol=1e-9, abs_tol=1e-9), (va, vb)
         else:
             assert va == vb, (ka, va, vb)
+
+
+def test_each_process_exports_its_cpu_and_memory_under_its_part_of_the_service():
+    from fraudstream.stream.metrics import TrainerMetrics, WorkerMetrics
+
+    parts = {}
+    for part in ("score", "label", "all"):
+        parts[part] = CollectorRegistry()
+        WorkerMetrics(parts[part], role=part)
+    parts["trainer"] = CollectorRegistry()
+    TrainerMetrics(parts["trainer"])
+    for part, registry in parts.items():
+        labels = {"process": part}
+        first = registry.get_sample_value("fraudstream_process_cpu_seconds_total", labels)
+        sum(i * i for i in range(300_000))  # some CPU
+        second = registry.get_sample_value("fraudstream_process_cpu_seconds_total", labels)
+        assert 0 < first < second, part  # read at each scrape, not when declared
+        rss = registry.get_sample_value("fraudstream_process_resident_memory_bytes", labels)
+        assert rss is not None and rss > 10 * 2**20, part  # a Python process with numpy

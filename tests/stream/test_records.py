@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from faust.types import TP
 from fraudstream.models.scorer import FALLBACK_ONLINE, ScoredBatch, fallback_class
 from fraudstream.stream.contract import decode, encode
-from fraudstream.stream.metrics import ConsumerLag
+from fraudstream.stream.consumer_lag import ConsumerLag
 from fraudstream.stream.records import (
     Featurised,
     finite_scores,
