@@ -33,7 +33,8 @@ child process by default, ``inline`` in the scoring process); the result names i
 Both sides see the same load: the passthrough worker ignores the labels, but the broker
 carries them. Each side's CPU is read from ``/proc`` (stream/cpu_meter.py): per transaction
 in (a), with the throughput ratio it allows on the machine's cores (``ratio_cpu_bound``),
-and the cores each process and the broker kept busy at every offered load in (b). ``core_speed_ms`` times a fixed pure-Python workload before and after the run
+and the cores each process and the broker kept busy at every offered load in (b).
+``core_speed_ms`` times a fixed pure-Python workload before and after the run
 (stream/bench_support.py): the machines differ, and so does one machine from hour to hour.
 Keys ``pipeline_tps``, ``passthrough_tps``, ``ratio``, ``offered_tps`` and ``latency_ms``
 (the pipeline's at the highest offered load) keep their meaning.
@@ -153,19 +154,20 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
                 broker_pid: int | None) -> tuple[float, float, dict | None]:
     """``(tx/s to the last output, tx/s to the last score, CPU a transaction)``: with labels
     the first pays for the label path too, the second is what scoring kept up with
-    meanwhile; the third is :func:`~.cpu_meter.per_transaction` from the first output seen to the end."""
+    meanwhile; the third is :func:`~.cpu_meter.per_transaction`, from the first output seen
+    to the end."""
     s = _side_settings(base, side)
     create_topics(s)
     worker = WorkerProcess(settings_env(s, as_configured=True, app_id=f"bench-{tag}-{side}",
                                         label_process=s.label_process),
                            workdir / f"{side}.log", f"bench-{side}", passthrough=side == "passthrough")
     meter = CpuMeter(worker.proc.pid, broker_pid)
-    first: list[tuple[int, CpuReading]] = []  # (outputs by then, the reading)
+    opening: list[tuple[int, CpuReading]] = []  # (outputs by then, the reading)
 
     def progress(c: int) -> None:
         say(f"  {side}: {c:,}/{n_tx:,} out")
-        if c and not first:  # start-up and the group join are not counted
-            first.append((c, meter.read(time.monotonic())))
+        if c and not opening:  # start-up and the group join are not counted
+            opening.append((c, meter.read(time.monotonic())))
 
     cpu = None
     try:
@@ -181,9 +183,9 @@ def _throughput(base: Settings, tag: str, side: str, n_tx: int, n_labels: int,
             while (now := count_records(s, [s.topics.training_examples])) != last:
                 last = now
                 time.sleep(2.0)
-        if first:
-            cpu = per_transaction(meter.read(time.monotonic()).minus(first[0][1]),
-                                  n_tx - first[0][0])
+        if opening:
+            outputs, reading = opening[0]
+            cpu = per_transaction(meter.read(time.monotonic()).minus(reading), n_tx - outputs)
     finally:
         worker.stop()
     out = _read_all(s, s.topics.scores)

@@ -69,7 +69,8 @@ class ProcessUsage:
                                 "Resident memory of this process (Linux).", labels=["process"])
         try:  # /proc/self/statm: sizes in pages, resident second
             with open("/proc/self/statm") as f:
-                rss.add_metric([self.process], int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+                pages = int(f.read().split()[1])
+            rss.add_metric([self.process], pages * os.sysconf("SC_PAGE_SIZE"))
         except (OSError, ValueError, IndexError):
             pass  # no /proc here: the family has no sample
         yield rss

@@ -61,8 +61,8 @@ def test_a_process_that_is_gone_reads_as_none_and_this_one_as_some_cpu():
 
 
 def test_the_broker_is_read_where_it_is_given_and_not_counted_where_it_is_not():
-    broker = subprocess.Popen([sys.executable, "-c",
-                               "import time\nend = time.time() + 0.8\nwhile time.time() < end: pass"])
+    spin = "import time\nend = time.time() + 0.8\nwhile time.time() < end: pass"
+    broker = subprocess.Popen([sys.executable, "-c", spin])
     try:
         meters = CpuMeter(os.getpid(), broker_pid=broker.pid), CpuMeter(os.getpid(), None)
         starts = [m.read(time.monotonic()) for m in meters]
