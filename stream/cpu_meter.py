@@ -75,14 +75,20 @@ class CpuMeter:
         # A process that exits takes its CPU with it: the last reading of each pid is kept.
         self._seen: dict[int, float] = {}
 
+    def _last(self, pid: int) -> float:
+        """The process's CPU now, or its last reading once it has exited."""
+        cpu = process_cpu_s(pid)
+        if cpu is not None:
+            self._seen[pid] = cpu
+        return self._seen.get(pid, 0.0)
+
     def read(self, now: float) -> CpuReading:
         for pid in _group_members(self.leader):
-            cpu = process_cpu_s(pid)
-            if cpu is not None:
-                self._seen[pid] = cpu
+            self._last(pid)
         scoring = self._seen.get(self.leader, 0.0)
-        labels = sum(v for pid, v in self._seen.items() if pid != self.leader)
-        broker = (process_cpu_s(self.broker_pid) or 0.0) if self.broker_pid else 0.0
+        labels = sum(v for pid, v in self._seen.items()
+                     if pid not in (self.leader, self.broker_pid))
+        broker = self._last(self.broker_pid) if self.broker_pid else 0.0
         me = resource.getrusage(resource.RUSAGE_SELF)
         return CpuReading(scoring, labels, broker, me.ru_utime + me.ru_stime, now)
 
@@ -93,8 +99,9 @@ def per_transaction(spent: dict[str, float], n: int) -> dict:
     bench's window ends a few idle seconds after the last output (the wait for the training
     examples to stop growing): a worker at rest spends a few hundredths of a core."""
     per_tx = {f"{k}_us": round(v * 1e6 / max(n, 1), 1) for k, v in spent.items() if k != "wall"}
-    return {**per_tx, "busy_cores": round(spent["total"] / spent["wall"], 2) if spent["wall"] > 0
-            else None, "seconds": round(spent["wall"], 1)}
+    busy = busy_cores(spent)
+    return {**per_tx, "busy_cores": busy["total"] if busy else None,
+            "seconds": round(spent["wall"], 1)}
 
 
 def busy_cores(spent: dict[str, float]) -> dict[str, float] | None:
